@@ -1,0 +1,55 @@
+# The project's verbs. `make demo` and `make test` set up what they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+# Tests and the demo never talk to AWS: fake credentials, fixed region.
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: venv lint typecheck cfn-lint validate build pytest test demo bench lock clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+cfn-lint: venv
+	$(BIN)/cfn-lint template.yaml
+
+validate: venv
+	$(BIN)/sam validate --lint --template template.yaml
+
+build: venv
+	$(BIN)/sam build --template template.yaml --cached --parallel
+
+pytest: venv
+	$(BIN)/pytest
+
+test: lint typecheck cfn-lint validate build pytest
+
+demo: venv
+	$(BIN)/python -m modeldrop_local.demo
+
+bench: venv
+	$(BIN)/python -m benchmarks.run_all
+
+lock:
+	$(BIN)/python -m pip install --quiet -r requirements.in
+	$(BIN)/python -m pip freeze --exclude-editable | sort -f > requirements.lock
+
+clean:
+	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache

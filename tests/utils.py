@@ -1,0 +1,24 @@
+"""Helpers shared by every test layer: sample events and loopback ports."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EVENTS_DIR = REPO_ROOT / "events"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """Load a sample event from events/ (the same files `sam local invoke -e` uses)."""
+    path = EVENTS_DIR / (name if name.endswith(".json") else f"{name}.json")
+    return json.loads(path.read_text())
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, picked by the kernel."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
