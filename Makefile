@@ -44,7 +44,14 @@ test: lint typecheck cfn-lint validate build pytest
 demo: venv
 	$(BIN)/python -m modeldrop_local.demo
 
-bench: venv
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.lock
+	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-bench.lock
+	touch $(BENCH_STAMP)
+
+# Writes benchmarks/RESULTS.md and the PNG plots beside it; `python -m benchmarks.<name>` runs one.
+bench: $(BENCH_STAMP) build
 	$(BIN)/python -m benchmarks.run_all
 
 lock:

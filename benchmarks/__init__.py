@@ -1,0 +1,1 @@
+"""modeldrop benchmarks: each module runs on its own (`python -m benchmarks.<name>`) or via run_all."""

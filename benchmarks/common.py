@@ -1,0 +1,192 @@
+"""What every benchmark shares: machine facts, a loopback HTTP load generator, result files.
+
+Each benchmark compares against a baseline measured in the same run, so the ratios mean something on a
+shared, noisy machine where absolute times alone do not.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+REPO_ROOT = BENCH_DIR.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout_s: float = 60.0, process: subprocess.Popen[Any] | None = None) -> None:
+    """Block until something accepts on 127.0.0.1:port (servers started as subprocesses give no event)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server process exited with {process.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
+
+
+def machine_info() -> dict[str, Any]:
+    versions = {}
+    for package in ("boto3", "moto", "scikit-learn", "onnxruntime", "xgboost", "fastapi", "uvicorn", "mlflow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "versions": versions,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class LoadResult:
+    """Latencies (ms) of the requests that succeeded, plus counts, for one target at one concurrency."""
+
+    target: str
+    concurrency: int
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies_ms) / self.wall_s if self.wall_s else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "concurrency": self.concurrency,
+            "requests": len(self.latencies_ms),
+            "errors": self.errors,
+            "p50_ms": round(percentile(self.latencies_ms, 50), 3),
+            "p95_ms": round(percentile(self.latencies_ms, 95), 3),
+            "p99_ms": round(percentile(self.latencies_ms, 99), 3),
+            "rps": round(self.rps, 1),
+        }
+
+
+def http_load(
+    target: str,
+    port: int,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    concurrency: int,
+    requests_per_client: int,
+    warmup_per_client: int = 5,
+    ok: Callable[[int, bytes], bool] = lambda status, _body: status == 200,
+) -> LoadResult:
+    """The one HTTP client every server is measured with: keep-alive http.client, N threads, fixed count."""
+    result = LoadResult(target=target, concurrency=concurrency)
+    lock = threading.Lock()
+    start_barrier = threading.Barrier(concurrency + 1)
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        local: list[float] = []
+        errors = 0
+        for i in range(warmup_per_client + requests_per_client):
+            if i == warmup_per_client:
+                start_barrier.wait()
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                payload = response.read()
+                good = ok(response.status, payload)
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                good = False
+            elapsed = (time.perf_counter() - t0) * 1000
+            if i >= warmup_per_client:
+                if good:
+                    local.append(elapsed)
+                else:
+                    errors += 1
+        conn.close()
+        with lock:
+            result.latencies_ms.extend(local)
+            result.errors += errors
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    start_barrier.wait()
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    result.wall_s = time.perf_counter() - t0
+    return result
+
+
+@contextmanager
+def subprocess_server(args: Sequence[str], port: int, env: dict[str, str] | None = None,
+                      timeout_s: float = 120.0, log_name: str = "server") -> Iterator[subprocess.Popen[Any]]:
+    """Start a server process, wait until it listens, and always stop it (and its children)."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    log = (RESULTS_DIR / f"{log_name}.log").open("wb")
+    process = subprocess.Popen(
+        list(args), env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, timeout_s, process)
+        yield process
+    finally:
+        import signal
+
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+        log.close()
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    """Each benchmark writes benchmarks/results/<name>.json; run_all renders them into RESULTS.md."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    payload = {"machine": machine_info(), **data}
+    path.write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)))
+    return path
