@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -50,7 +49,16 @@ def wait_for_port(port: int, timeout_s: float = 60.0, process: subprocess.Popen[
 
 def machine_info() -> dict[str, Any]:
     versions = {}
-    for package in ("boto3", "moto", "scikit-learn", "onnxruntime", "xgboost", "fastapi", "uvicorn", "mlflow"):
+    for package in (
+        "boto3",
+        "moto",
+        "scikit-learn",
+        "onnxruntime",
+        "xgboost",
+        "fastapi",
+        "uvicorn",
+        "mlflow",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -156,13 +164,23 @@ def http_load(
 
 
 @contextmanager
-def subprocess_server(args: Sequence[str], port: int, env: dict[str, str] | None = None,
-                      timeout_s: float = 120.0, log_name: str = "server") -> Iterator[subprocess.Popen[Any]]:
+def subprocess_server(
+    args: Sequence[str],
+    port: int,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 120.0,
+    log_name: str = "server",
+) -> Iterator[subprocess.Popen[Any]]:
     """Start a server process, wait until it listens, and always stop it (and its children)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    log = (RESULTS_DIR / f"{log_name}.log").open("wb")
+    log_dir = RESULTS_DIR / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = (log_dir / f"{log_name}.log").open("wb")
     process = subprocess.Popen(
-        list(args), env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT,
+        list(args),
+        env={**os.environ, **(env or {})},
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -188,5 +206,9 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     payload = {"machine": machine_info(), **data}
-    path.write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)))
+    path.write_text(
+        json.dumps(
+            payload, indent=2, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o)
+        )
+    )
     return path

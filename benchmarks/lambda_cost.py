@@ -57,7 +57,11 @@ def import_time_us(module: str, cwd: Path) -> int:
     env = {**os.environ, **FUNCTION_ENV, "PYTHONPATH": f"{cwd}:{LAYER_PATH}"}
     completed = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {module}"],
-        cwd=cwd, env=env, capture_output=True, text=True, check=True,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     pattern = re.compile(r"import time:\s+\d+\s+\|\s+(\d+)\s+\|\s*(\S+)")
     for line in reversed(completed.stderr.splitlines()):
@@ -78,12 +82,14 @@ def run() -> dict[str, Any]:
         times = [import_time_us("app", code_dir) for _ in range(RUNS)]
         median_us = statistics.median(times)
         build = BUILD_DIR / logical_id
-        rows.append({
-            "function": logical_id,
-            "import_ms_p50": round(median_us / 1000, 1),
-            "ratio_to_boto3": round(median_us / baseline, 2),
-            "artifact_kb": round(directory_bytes(build) / 1024, 1) if build.exists() else None,
-        })
+        rows.append(
+            {
+                "function": logical_id,
+                "import_ms_p50": round(median_us / 1000, 1),
+                "ratio_to_boto3": round(median_us / baseline, 2),
+                "artifact_kb": round(directory_bytes(build) / 1024, 1) if build.exists() else None,
+            }
+        )
     layer_build = BUILD_DIR / "ModeldropLayer"
     result = {
         "baseline_import_boto3_ms": round(baseline / 1000, 1),

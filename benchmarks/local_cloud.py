@@ -1,0 +1,119 @@
+"""Start the pieces the benchmarks measure: moto S3 and a standalone local SageMaker, as subprocesses."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from benchmarks.common import free_port, subprocess_server
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/modeldrop-bench"
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+
+
+@dataclass
+class LocalSageMaker:
+    port: int
+    s3_url: str
+    state_dir: Path
+    sagemaker: Any
+    runtime: Any
+    s3: Any
+    bucket: str = "bench-models"
+
+    def deploy(
+        self,
+        name: str,
+        tarball: Path,
+        *,
+        image: str = SKLEARN_IMAGE,
+        memory_mb: int = 2048,
+        max_concurrency: int = 2,
+        provisioned: int = 0,
+        timeout_s: float = 600,
+    ) -> float:
+        """Upload the tarball and create a serverless endpoint; return seconds until InService."""
+        key = f"models/{name}/model.tar.gz"
+        self.s3.upload_file(str(tarball), self.bucket, key)
+        t0 = time.perf_counter()
+        self.sagemaker.create_model(
+            ModelName=name,
+            ExecutionRoleArn=ROLE_ARN,
+            PrimaryContainer={"Image": image, "ModelDataUrl": f"s3://{self.bucket}/{key}"},
+        )
+        serverless: dict[str, int] = {"MemorySizeInMB": memory_mb, "MaxConcurrency": max_concurrency}
+        if provisioned:
+            serverless["ProvisionedConcurrency"] = provisioned
+        self.sagemaker.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[
+                {"VariantName": "AllTraffic", "ModelName": name, "ServerlessConfig": serverless}
+            ],
+        )
+        self.sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self.sagemaker.describe_endpoint(EndpointName=name)
+            if status["EndpointStatus"] == "InService":
+                return time.perf_counter() - t0
+            if status["EndpointStatus"] == "Failed":
+                raise RuntimeError(f"endpoint {name} failed: {status.get('FailureReason')}")
+            time.sleep(0.05)
+        raise TimeoutError(f"endpoint {name} not InService after {timeout_s}s")
+
+
+@contextmanager
+def local_sagemaker(idle_timeout_s: float = 300.0) -> Iterator[LocalSageMaker]:
+    with ExitStack() as stack:
+        state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modeldrop-bench-")))
+        s3_port = free_port()
+        stack.enter_context(
+            subprocess_server(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
+                s3_port,
+                log_name="moto",
+            )
+        )
+        s3_url = f"http://127.0.0.1:{s3_port}"
+        sm_port = free_port()
+        stack.enter_context(
+            subprocess_server(
+                [
+                    sys.executable,
+                    "-m",
+                    "modeldrop_local.sagemaker",
+                    "--port",
+                    str(sm_port),
+                    "--state-dir",
+                    str(state_dir),
+                    "--s3-endpoint-url",
+                    s3_url,
+                    "--idle-timeout",
+                    str(idle_timeout_s),
+                ],
+                sm_port,
+                log_name="local-sagemaker",
+            )
+        )
+        sm_url = f"http://127.0.0.1:{sm_port}"
+        no_retry = Config(retries={"max_attempts": 1}, read_timeout=120)
+        s3 = boto3.client("s3", endpoint_url=s3_url, **CREDENTIALS)
+        s3.create_bucket(Bucket="bench-models")
+        yield LocalSageMaker(
+            port=sm_port,
+            s3_url=s3_url,
+            state_dir=state_dir,
+            sagemaker=boto3.client("sagemaker", endpoint_url=sm_url, **CREDENTIALS),
+            runtime=boto3.client("sagemaker-runtime", endpoint_url=sm_url, config=no_retry, **CREDENTIALS),
+            s3=s3,
+        )

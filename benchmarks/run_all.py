@@ -1,0 +1,136 @@
+"""`make bench`: run every benchmark, then write benchmarks/RESULTS.md and the PNG plots beside it.
+
+A benchmark that fails is reported as failed in RESULTS.md (with its error) and makes the run exit
+non-zero, after the others have run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import BENCH_DIR, RESULTS_DIR, machine_info
+
+BENCHMARKS = ["lambda_cost", "warm_serving", "cold_start", "rest_path", "pipeline", "scale"]
+RESULTS_MD = BENCH_DIR / "RESULTS.md"
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "_no rows_\n"
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += [
+        "| " + " | ".join("" if row.get(c) is None else str(row.get(c)) for c in columns) + " |"
+        for row in rows
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def render_section(name: str, data: dict[str, Any]) -> str:
+    out = [f"## {name}\n"]
+    module = importlib.import_module(f"benchmarks.{name}")
+    doc = (module.__doc__ or "").strip().split("\n\n")[0]
+    out.append(doc + "\n")
+    scalars = {k: v for k, v in data.items() if k != "machine" and not isinstance(v, list | dict)}
+    if scalars:
+        out.append(markdown_table([scalars]))
+    for key, value in data.items():
+        if key == "machine":
+            continue
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            out.append(f"\n**{key}**\n\n" + markdown_table(value))
+        elif isinstance(value, dict):
+            out.append(f"\n**{key}**\n\n" + markdown_table([value]))
+    return "\n".join(out) + "\n"
+
+
+def plot(name: str, data: dict[str, Any]) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    path = BENCH_DIR / f"{name}.png"
+    if name == "warm_serving":
+        models = sorted({r["model"] for r in data["rows"]})
+        fig, axes = plt.subplots(len(models), 2, figsize=(12, 4 * len(models)), squeeze=False)
+        for row_axes, model in zip(axes, models, strict=True):
+            rows = [r for r in data["rows"] if r["model"] == model]
+            for target in dict.fromkeys(r["target"] for r in rows):
+                series = [r for r in rows if r["target"] == target]
+                row_axes[0].plot(
+                    [r["concurrency"] for r in series], [r["p50_ms"] for r in series], "o-", label=target
+                )
+                row_axes[1].plot(
+                    [r["concurrency"] for r in series], [r["rps"] for r in series], "o-", label=target
+                )
+            row_axes[0].set(title=f"{model}: p50 latency", xlabel="concurrency", ylabel="ms", yscale="log")
+            row_axes[1].set(title=f"{model}: throughput", xlabel="concurrency", ylabel="requests/s")
+            row_axes[0].legend(fontsize=8)
+    elif name == "cold_start":
+        rows = data["rows"]
+        fig, ax = plt.subplots(figsize=(8, 4))
+        xs = range(len(rows))
+        ax.bar(
+            [x - 0.2 for x in xs], [r["cold_p50_ms"] for r in rows], 0.4, label="local SageMaker cold start"
+        )
+        ax.bar([x + 0.2 for x in xs], [r["fresh_process_p50_ms"] for r in rows], 0.4, label="fresh process")
+        ax.set_xticks(list(xs), [r["model"] for r in rows])
+        ax.set(ylabel="ms (p50)", title="Cold start")
+        ax.legend()
+    elif name == "pipeline":
+        rows = data["rows"]
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.plot([r["size_mb"] for r in rows], [r["upload_to_inservice_s"] for r in rows], "o-")
+        ax.set(xlabel="model tarball (MB)", ylabel="seconds", title="Upload → InService on the local cloud")
+    else:
+        return None
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main(selected: list[str]) -> int:
+    failures = []
+    sections = []
+    for name in selected:
+        print(f"== {name}", flush=True)
+        t0 = time.perf_counter()
+        try:
+            data = importlib.import_module(f"benchmarks.{name}").run()
+        except Exception:  # one broken benchmark must not hide the others' figures
+            failures.append(name)
+            sections.append(f"## {name}\n\nFAILED:\n\n```\n{traceback.format_exc()[-3000:]}\n```\n")
+            continue
+        image = plot(name, data)
+        section = render_section(name, data)
+        if image:
+            section += f"\n![{name}]({image.name})\n"
+        sections.append(section + f"\n_ran in {time.perf_counter() - t0:.0f} s_\n")
+    machine = machine_info()
+    header = [
+        "# modeldrop benchmarks\n",
+        "Produced by `make bench` (one benchmark alone: `python -m benchmarks.<name>`). Raw figures are in",
+        "`benchmarks/results/*.json`. Ratios compare against a baseline measured in the same run.\n",
+        "**Machine**\n",
+        markdown_table([{k: v for k, v in machine.items() if k != "versions"}]),
+        "\n**Versions**\n",
+        markdown_table([machine["versions"]]),
+    ]
+    RESULTS_MD.write_text("\n".join(header) + "\n" + "\n".join(sections))
+    print(f"wrote {RESULTS_MD}")
+    (RESULTS_DIR / "summary.json").write_text(json.dumps({"failed": failures}, indent=2))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or BENCHMARKS))

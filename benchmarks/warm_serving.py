@@ -1,0 +1,191 @@
+"""Warm serving: the same model, payload, HTTP client and concurrency against four servers.
+
+- local SageMaker InvokeEndpoint (MaxConcurrency 2, warmed up first)
+- the floor: bare FastAPI + uvicorn with 2 workers, model loaded at start
+- MLflow `mlflow models serve --env-manager local` with 2 workers (skipped, and said so, if MLflow is absent)
+- in-process `model.predict` (the physical limit; no HTTP at all)
+
+Every figure is reported with its ratio to the floor measured in the same run.
+Run alone: `python -m benchmarks.warm_serving [--requests N]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from modeldrop_local import example_models
+
+from benchmarks.common import LoadResult, free_port, http_load, percentile, subprocess_server, write_result
+from benchmarks.local_cloud import local_sagemaker
+
+CONCURRENCY = (1, 2, 8)
+ROWS_PER_REQUEST = 4
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+# Single-threaded math everywhere, so the servers compete on serving, not on BLAS threads.
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def joblib_artifact(tarball: Path, into: Path) -> Path:
+    with tarfile.open(tarball) as archive:
+        archive.extractall(into, filter="data")
+    found = sorted(into.rglob("*.joblib"))
+    if not found:
+        raise RuntimeError(f"{tarball} holds no .joblib artifact")
+    return found[0]
+
+
+def in_process(model: Any, body: bytes, concurrency: int, requests: int) -> LoadResult:
+    """The physical limit: decode, predict, encode — the same work minus HTTP, on one thread."""
+    result = LoadResult(target="in-process predict", concurrency=concurrency)
+    t_start = time.perf_counter()
+    for _ in range(requests * concurrency):
+        t0 = time.perf_counter()
+        json.dumps(model.predict(np.asarray(json.loads(body), dtype=float)).tolist())
+        result.latencies_ms.append((time.perf_counter() - t0) * 1000)
+    result.wall_s = time.perf_counter() - t_start
+    return result
+
+
+def mlflow_available() -> bool:
+    return shutil.which("mlflow", path=str(Path(sys.executable).parent)) is not None
+
+
+def bench_model(label: str, tarball: Path, requests: int, workdir: Path) -> list[dict[str, Any]]:
+    model_path = joblib_artifact(tarball, workdir / f"{label}-artifact")
+    model = joblib.load(model_path)
+    rows = example_models.iris_payload(ROWS_PER_REQUEST)
+    body = json.dumps(rows).encode()
+    results: list[LoadResult] = []
+
+    port = free_port()
+    with subprocess_server(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "benchmarks.servers.fastapi_floor:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--log-level",
+            "warning",
+        ],
+        port,
+        env={"MODEL_PATH": str(model_path), **THREAD_ENV},
+        log_name=f"fastapi-{label}",
+    ):
+        for concurrency in CONCURRENCY:
+            results.append(
+                http_load(
+                    "fastapi+uvicorn (floor)", port, "/invocations", body, JSON_HEADERS, concurrency, requests
+                )
+            )
+
+    with local_sagemaker() as cloud:
+        cloud.deploy(label, tarball, max_concurrency=2, provisioned=2)
+        path = f"/endpoints/{label}/invocations"
+        for concurrency in CONCURRENCY:
+            # Above MaxConcurrency the endpoint throttles by design: count those apart from the latencies.
+            results.append(
+                http_load(
+                    "local SageMaker InvokeEndpoint",
+                    cloud.port,
+                    path,
+                    body,
+                    JSON_HEADERS,
+                    concurrency,
+                    requests,
+                )
+            )
+
+    if mlflow_available():
+        import mlflow.sklearn
+
+        mlflow_dir = workdir / f"mlflow-{label}"
+        mlflow.sklearn.save_model(model, str(mlflow_dir))
+        port = free_port()
+        mlflow_body = json.dumps({"inputs": rows}).encode()
+        with subprocess_server(
+            [
+                str(Path(sys.executable).parent / "mlflow"),
+                "models",
+                "serve",
+                "-m",
+                str(mlflow_dir),
+                "--env-manager",
+                "local",
+                "--workers",
+                "2",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            port,
+            env=THREAD_ENV,
+            timeout_s=180,
+            log_name=f"mlflow-{label}",
+        ):
+            for concurrency in CONCURRENCY:
+                results.append(
+                    http_load(
+                        "mlflow models serve",
+                        port,
+                        "/invocations",
+                        mlflow_body,
+                        JSON_HEADERS,
+                        concurrency,
+                        requests,
+                    )
+                )
+
+    for concurrency in CONCURRENCY:
+        results.append(in_process(model, body, concurrency, requests))
+
+    floors = {r.concurrency: r for r in results if r.target.endswith("(floor)")}
+    rows_out = []
+    for r in results:
+        floor = floors[r.concurrency]
+        summary = r.summary()
+        summary["model"] = label
+        summary["p50_vs_floor"] = round(summary["p50_ms"] / percentile(floor.latencies_ms, 50), 2)
+        summary["rps_vs_floor"] = round(r.rps / floor.rps, 2) if floor.rps else None
+        rows_out.append(summary)
+    return rows_out
+
+
+def run(requests: int = 300) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="modeldrop-warm-") as tmp:
+        workdir = Path(tmp)
+        iris = example_models.build_sklearn_iris(workdir / "iris")
+        forest = example_models.build_sklearn_forest(workdir / "forest", n_estimators=200)
+        rows = bench_model("iris", iris, requests, workdir) + bench_model(
+            "forest200", forest, requests, workdir
+        )
+    result = {
+        "requests_per_client": requests,
+        "rows_per_request": ROWS_PER_REQUEST,
+        "mlflow": "measured" if mlflow_available() else "not installed (run `make bench` to install it)",
+        "rows": rows,
+    }
+    write_result("warm_serving", result)
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--requests", type=int, default=300, help="requests per client per measurement")
+    print(json.dumps(run(parser.parse_args().requests), indent=2))
