@@ -1,6 +1,6 @@
 # The project's verbs. `make demo` and `make test` set up what they need on a fresh machine.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -24,8 +24,10 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Each function folder holds an app.py: mypy checks them one by one, since they share a module name.
 typecheck: venv
 	$(BIN)/mypy
+	for dir in functions/*/; do $(BIN)/mypy --no-namespace-packages "$$dir"app.py || exit 1; done
 
 cfn-lint: venv
 	$(BIN)/cfn-lint template.yaml
