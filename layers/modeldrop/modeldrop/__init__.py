@@ -1,0 +1,1 @@
+"""modeldrop shared layer: domain logic and AWS adapters used by every function."""

@@ -1,0 +1,161 @@
+"""Which ML framework a model tarball holds, and which prebuilt SageMaker image serves it.
+
+The image table lives in framework_images.json (data, not code) so a new version or region is a
+one-line change. Detection looks only at member names: the tarball is streamed, never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from collections.abc import Iterable
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+IMAGES_FILE = Path(__file__).with_name("framework_images.json")
+
+
+class Framework(StrEnum):
+    SKLEARN = "sklearn"
+    XGBOOST = "xgboost"
+    ONNX = "onnx"
+    PYTORCH = "pytorch"
+    TENSORFLOW = "tensorflow"
+
+
+class UnknownFrameworkImage(ValueError):
+    """No prebuilt image for this framework, version or region; the message says which and what exists."""
+
+
+# When a tarball holds artifacts of several kinds, the most specific wins: pickles are often
+# auxiliary (encoders, vocabularies) next to the real model, so scikit-learn comes last.
+DETECTION_PRIORITY = (
+    Framework.TENSORFLOW,
+    Framework.PYTORCH,
+    Framework.ONNX,
+    Framework.XGBOOST,
+    Framework.SKLEARN,
+)
+
+_SKLEARN_SUFFIXES = (".joblib", ".pkl", ".pickle")
+_XGBOOST_SUFFIXES = (".ubj", ".bst")
+# A bare .json or .model file is ambiguous (it could be anything); only XGBoost-style names count.
+_XGBOOST_NAMED = re.compile(r"^(xgboost|xgb)([-_.][\w.-]*)?$")
+_PYTORCH_SUFFIXES = (".pt", ".pth", ".torchscript")
+
+
+def _ignored(name: str) -> bool:
+    """Handler code, macOS resource forks and config are never model artifacts."""
+    parts = name.split("/")
+    base = parts[-1]
+    return (
+        parts[0] in ("code", "__MACOSX")
+        or base.startswith("._")
+        or base == ""
+        or (len(parts) == 1 and base == "modeldrop.json")
+    )
+
+
+def artifact_framework(name: str) -> Framework | None:
+    """The framework a single member name (relative, '/'-separated) is an artifact of, if any."""
+    name = name.removeprefix("./")
+    if _ignored(name):
+        return None
+    base = posixpath.basename(name).lower()
+    if base == "saved_model.pb":
+        return Framework.TENSORFLOW
+    if base.endswith(_PYTORCH_SUFFIXES):
+        return Framework.PYTORCH
+    if base.endswith(".onnx"):
+        return Framework.ONNX
+    if base.endswith(_XGBOOST_SUFFIXES) or _XGBOOST_NAMED.match(base):
+        return Framework.XGBOOST
+    if base.endswith(_SKLEARN_SUFFIXES):
+        return Framework.SKLEARN
+    return None
+
+
+def model_artifacts(member_names: Iterable[str]) -> list[str]:
+    """The member names that are recognisable model artifacts, in input order."""
+    return [name for name in member_names if artifact_framework(name) is not None]
+
+
+def detect_framework(member_names: Iterable[str]) -> Framework | None:
+    """The framework of the model in a tarball from its member names; None when nothing is recognisable."""
+    found = {framework for name in member_names if (framework := artifact_framework(name)) is not None}
+    return next((framework for framework in DETECTION_PRIORITY if framework in found), None)
+
+
+@cache
+def _table() -> dict[str, Any]:
+    table: dict[str, Any] = json.loads(IMAGES_FILE.read_text())
+    return table
+
+
+def _entry(framework: Framework) -> dict[str, Any]:
+    entry: dict[str, Any] = _table()["frameworks"][framework.value]
+    return entry
+
+
+def supported_versions(framework: Framework) -> list[str]:
+    return list(_entry(framework)["versions"])
+
+
+def default_version(framework: Framework) -> str:
+    return str(_entry(framework)["default_version"])
+
+
+def supported_regions() -> list[str]:
+    groups = _table()["accounts"].values()
+    return sorted(set.intersection(*(set(group) for group in groups)))
+
+
+def image_for(framework: Framework | str, version: str | None, region: str) -> str:
+    """The prebuilt SageMaker CPU inference image for a framework, version (None: default) and region."""
+    framework = Framework(framework)
+    entry = _entry(framework)
+    version = version or str(entry["default_version"])
+    if version not in entry["versions"]:
+        raise UnknownFrameworkImage(
+            f"no prebuilt image for {framework.value} version {version!r}; "
+            f"supported versions: {', '.join(entry['versions'])}"
+        )
+    host = entry
+    if "hosted_on" in entry:
+        host = _entry(Framework(entry["hosted_on"]))
+    accounts: dict[str, str] = _table()["accounts"][host["account_group"]]
+    if region not in accounts:
+        raise UnknownFrameworkImage(
+            f"no prebuilt {framework.value} image known for region {region!r}; "
+            f"known regions: {', '.join(sorted(accounts))} (add it to framework_images.json)"
+        )
+    tag = host["tag_template"].format(version=version)
+    return f"{accounts[region]}.dkr.ecr.{region}.{_table()['dns_suffix']}/{host['repository']}:{tag}"
+
+
+_IMAGE_URI = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?/(?P<repository>[^:@]+)"
+)
+
+
+def framework_from_image(image: str) -> Framework | None:
+    """The framework a prebuilt SageMaker image serves; None for custom images.
+
+    ONNX is hosted on the scikit-learn image (see framework_images.json), so that image answers
+    sklearn; whoever loads the model decides ONNX from the files (detect_framework).
+    """
+    match = _IMAGE_URI.match(image)
+    if match is None:
+        return None
+    repository = match["repository"]
+    for framework in Framework:
+        entry = _entry(framework)
+        if "hosted_on" in entry:
+            continue
+        group = _table()["accounts"][entry["account_group"]]
+        if entry["repository"] == repository and group.get(match["region"]) == match["account"]:
+            return framework
+    return None

@@ -1,0 +1,270 @@
+"""Per-model configuration: the optional modeldrop.json, validated, and the fully resolved settings.
+
+modeldrop.json uses snake_case keys, for example::
+
+    {"framework": "sklearn", "framework_version": "1.2-1", "memory_mb": 2048,
+     "max_concurrency": 5, "provisioned_concurrency": 1, "environment": {"LOG_LEVEL": "debug"}}
+
+Every key is optional; unknown keys are errors (a typo must not be silently ignored). Values that
+are absent come from the stack's defaults, memory from the model's size.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from modeldrop.frameworks import (
+    Framework,
+    UnknownFrameworkImage,
+    default_version,
+    framework_from_image,
+    image_for,
+)
+
+# ServerlessConfig limits, from botocore's SageMaker service model.
+MEMORY_SIZES_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+MAX_CONCURRENCY_LIMIT = 200
+# Environment limits of CreateModel's ContainerDefinition.Environment.
+MAX_ENVIRONMENT_VARIABLES = 100
+MAX_ENVIRONMENT_KEY_LENGTH = 1024
+MAX_ENVIRONMENT_VALUE_LENGTH = 1024
+_ENVIRONMENT_KEY = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+# SageMaker's ContainerDefinition.Image pattern is [\S]+; we also want a registry host and a repository.
+_IMAGE_URI = re.compile(r"^[a-z0-9.-]+(:\d+)?/[a-z0-9._/-]+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})?$")
+_FRAMEWORK_VERSION = re.compile(r"^[\w][\w.-]{0,31}$")
+# Memory above the uncompressed model size for the runtime, the server and the deserialised model.
+MEMORY_HEADROOM_MB = 512
+MEMORY_HEADROOM_FRACTION = 0.25
+
+CONFIG_SOURCE = "modeldrop.json"
+
+
+class ConfigRejected(Exception):
+    """The per-model configuration is invalid; `reason` names the key and the problem."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ModelConfig(BaseModel):
+    """The contents of modeldrop.json; every field optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    framework: Framework | None = None
+    framework_version: str | None = Field(default=None, strict=True)
+    image: str | None = Field(default=None, strict=True, max_length=255)
+    memory_mb: int | None = Field(default=None, strict=True)
+    max_concurrency: int | None = Field(default=None, strict=True, ge=1, le=MAX_CONCURRENCY_LIMIT)
+    provisioned_concurrency: int | None = Field(default=None, strict=True, ge=0, le=MAX_CONCURRENCY_LIMIT)
+    environment: dict[str, str] = Field(default_factory=dict, strict=True)
+
+    @field_validator("framework_version")
+    @classmethod
+    def _version_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _FRAMEWORK_VERSION.match(value):
+            raise ValueError(f"must look like a version such as '1.2-1' (got {value!r})")
+        return value
+
+    @field_validator("image")
+    @classmethod
+    def _image_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _IMAGE_URI.match(value):
+            raise ValueError(
+                "must be a container image URI such as "
+                f"'123456789012.dkr.ecr.us-east-1.amazonaws.com/my-repo:tag' (got {value!r})"
+            )
+        return value
+
+    @field_validator("memory_mb")
+    @classmethod
+    def _memory_size(cls, value: int | None) -> int | None:
+        if value is not None and value not in MEMORY_SIZES_MB:
+            raise ValueError(f"must be one of {', '.join(map(str, MEMORY_SIZES_MB))} (got {value})")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_limits(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > MAX_ENVIRONMENT_VARIABLES:
+            raise ValueError(f"must have at most {MAX_ENVIRONMENT_VARIABLES} variables (got {len(value)})")
+        for key, item in value.items():
+            if len(key) > MAX_ENVIRONMENT_KEY_LENGTH or not _ENVIRONMENT_KEY.match(key):
+                raise ValueError(
+                    f"key {key[:80]!r} must be letters, digits and underscores, not starting with a digit, "
+                    f"at most {MAX_ENVIRONMENT_KEY_LENGTH} characters"
+                )
+            if len(item) > MAX_ENVIRONMENT_VALUE_LENGTH:
+                raise ValueError(
+                    f"value of {key!r} must be at most {MAX_ENVIRONMENT_VALUE_LENGTH} characters "
+                    f"(got {len(item)})"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _provisioned_within_max(self) -> ModelConfig:
+        if (
+            self.provisioned_concurrency is not None
+            and self.max_concurrency is not None
+            and self.provisioned_concurrency > self.max_concurrency
+        ):
+            raise ValueError(
+                f"provisioned_concurrency ({self.provisioned_concurrency}) must not exceed "
+                f"max_concurrency ({self.max_concurrency})"
+            )
+        return self
+
+    def overridden_by(self, other: ModelConfig | None) -> ModelConfig:
+        """This config with every key that `other` sets replaced by other's value."""
+        if other is None:
+            return self
+        merged = self.model_dump() | other.model_dump(include=other.model_fields_set)
+        return ModelConfig.model_validate(merged)
+
+
+def _describe(error: Any, source: str) -> str:
+    location = [str(part) for part in error["loc"]]
+    key = ".".join(location)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        hint = difflib.get_close_matches(
+            location[-1].lower().replace("-", "_"), list(ModelConfig.model_fields), n=1
+        )
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        return f"{source}: unknown key {location[-1]!r}{suggestion}"
+    message = str(error["msg"])
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+        if not key:
+            return f"{source}: {message}"
+        return f"{source}: {key} {message}"
+    if kind == "enum":
+        message = message.replace("Input should be", "must be one of")
+    message = message.replace("Input should be", "must be").replace("Input should have", "must have")
+    return f"{source}: {key} {message} (got {error['input']!r})"
+
+
+def parse_model_config(raw: bytes, source: str = CONFIG_SOURCE) -> ModelConfig:
+    """Parse and validate modeldrop.json bytes; ConfigRejected names the offending key."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigRejected(f"{source}: not UTF-8 text") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigRejected(f"{source}: invalid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise ConfigRejected(f"{source}: must be a JSON object (got {type(document).__name__})")
+    try:
+        return ModelConfig.model_validate(document)
+    except ValidationError as error:
+        raise ConfigRejected("; ".join(_describe(item, source) for item in error.errors())) from None
+
+
+def memory_for_model_size(uncompressed_bytes: int) -> int:
+    """The smallest serverless memory size that holds the model plus headroom.
+
+    Raises ConfigRejected when the model alone is larger than the largest serverless size.
+    """
+    model_mb = uncompressed_bytes / 2**20
+    largest = MEMORY_SIZES_MB[-1]
+    if model_mb > largest:
+        raise ConfigRejected(
+            f"model too large for serverless inference: {math.ceil(model_mb)} MB uncompressed, "
+            f"more than the largest memory size ({largest} MB)"
+        )
+    needed = model_mb + max(MEMORY_HEADROOM_MB, model_mb * MEMORY_HEADROOM_FRACTION)
+    return next((size for size in MEMORY_SIZES_MB if size >= needed), largest)
+
+
+class ConfigDefaults(BaseModel):
+    """Stack-wide defaults (template parameters). memory_mb None: size memory from the model."""
+
+    memory_mb: int | None = None
+    max_concurrency: int = Field(default=5, ge=1, le=MAX_CONCURRENCY_LIMIT)
+    provisioned_concurrency: int = Field(default=0, ge=0, le=MAX_CONCURRENCY_LIMIT)
+
+
+class ResolvedConfig(BaseModel):
+    """Every deployment setting decided. model_dump(by_alias=True) gives the record's camelCase map."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+    framework: Framework | None
+    framework_version: str | None
+    image: str
+    memory_mb: int
+    max_concurrency: int
+    provisioned_concurrency: int
+    environment: dict[str, str]
+
+
+def resolve_config(
+    config: ModelConfig | None,
+    *,
+    defaults: ConfigDefaults,
+    detected_framework: Framework | None,
+    uncompressed_bytes: int,
+    region: str,
+) -> ResolvedConfig:
+    """Merge modeldrop.json over the stack defaults, the detected framework and the model's size."""
+    config = config or ModelConfig()
+    framework = config.framework or detected_framework
+    if config.image:
+        image = config.image
+        framework = framework or framework_from_image(image)
+        version = config.framework_version
+    else:
+        if framework is None:
+            raise ConfigRejected(
+                f"{CONFIG_SOURCE}: framework is needed: no model file told which framework the model uses; "
+                f"set framework ({', '.join(f.value for f in Framework)}) or image"
+            )
+        version = config.framework_version or default_version(framework)
+        try:
+            image = image_for(framework, version, region)
+        except UnknownFrameworkImage as error:
+            raise ConfigRejected(f"{CONFIG_SOURCE}: {error}") from None
+
+    sized = memory_for_model_size(uncompressed_bytes)
+    if config.memory_mb is not None:
+        model_mb = math.ceil(uncompressed_bytes / 2**20)
+        if config.memory_mb < model_mb:
+            raise ConfigRejected(
+                f"{CONFIG_SOURCE}: memory_mb {config.memory_mb} is smaller than the model "
+                f"({model_mb} MB uncompressed)"
+            )
+        memory = config.memory_mb
+    else:
+        memory = max(defaults.memory_mb or 0, sized)
+
+    max_concurrency = config.max_concurrency or defaults.max_concurrency
+    if config.provisioned_concurrency is not None:
+        provisioned = config.provisioned_concurrency
+        if provisioned > max_concurrency:
+            raise ConfigRejected(
+                f"{CONFIG_SOURCE}: provisioned_concurrency ({provisioned}) must not exceed "
+                f"max_concurrency ({max_concurrency})"
+            )
+    else:
+        # A stack default above this model's own max_concurrency is capped, not an error.
+        provisioned = min(defaults.provisioned_concurrency, max_concurrency)
+
+    return ResolvedConfig(
+        framework=framework,
+        framework_version=version,
+        image=image,
+        memory_mb=memory,
+        max_concurrency=max_concurrency,
+        provisioned_concurrency=provisioned,
+        environment=dict(config.environment),
+    )

@@ -1,0 +1,137 @@
+"""Build a model.tar.gz with the layout SageMaker expects, and prove it with inspect_tarball.
+
+Layout: model artifacts at the root (extracted to /opt/ml/model), optional code/inference.py and
+code/requirements.txt, optional modeldrop.json. The archive is reproducible (fixed mtimes, owners
+and gzip header), so packaging the same files twice gives the same bytes and the same ETag.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from modeldrop.model_config import ModelConfig, parse_model_config
+from modeldrop.tarball import (
+    CONFIG_MEMBER,
+    INFERENCE_CODE_MEMBER,
+    REQUIREMENTS_MEMBER,
+    TarballLimits,
+    TarballRejected,
+    TarballReport,
+    inspect_tarball,
+)
+
+TARBALL_NAME = "model.tar.gz"
+_RESERVED_ROOT_NAMES = ("code", CONFIG_MEMBER)
+
+
+class PackagingError(ValueError):
+    """The inputs cannot make a valid model tarball; the message says which and why."""
+
+
+def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o755 if info.isdir() else 0o644
+    return info
+
+
+def _add_path(archive: tarfile.TarFile, source: Path, arcname: str) -> None:
+    if source.is_symlink():
+        raise PackagingError(f"symlinks are not packaged: {source}")
+    archive.add(str(source), arcname=arcname, recursive=False, filter=_reset)
+    if source.is_dir():
+        for child in sorted(source.iterdir()):
+            _add_path(archive, child, f"{arcname}/{child.name}")
+
+
+def _add_bytes(archive: tarfile.TarFile, arcname: str, data: bytes) -> None:
+    info = _reset(tarfile.TarInfo(arcname))
+    info.size = len(data)
+    archive.addfile(info, io.BytesIO(data))
+
+
+def _config_bytes(config: ModelConfig | Mapping[str, Any] | bytes) -> bytes:
+    if isinstance(config, ModelConfig):
+        raw = config.model_dump_json(exclude_unset=True, indent=2).encode()
+    elif isinstance(config, bytes):
+        raw = config
+    else:
+        raw = json.dumps(dict(config), indent=2).encode()
+    parse_model_config(raw)  # ConfigRejected names a bad key before anything is written
+    return raw
+
+
+def build_model_tarball(
+    model_files: Path | str | Iterable[Path | str],
+    dest: Path | str,
+    inference_py: Path | str | None = None,
+    requirements_txt: Path | str | None = None,
+    config: ModelConfig | Mapping[str, Any] | bytes | None = None,
+    limits: TarballLimits | None = None,
+) -> Path:
+    """Write model.tar.gz (dest: a file path, or a directory to hold model.tar.gz) and validate it.
+
+    model_files are placed at the root under their own names; directories (a SavedModel) are added
+    recursively. Raises PackagingError for unusable inputs, TarballRejected if the result would be
+    refused on upload, ConfigRejected for a bad config.
+    """
+    sources = [Path(model_files)] if isinstance(model_files, str | Path) else [Path(p) for p in model_files]
+    dest_path = Path(dest)
+    if dest_path.is_dir():
+        dest_path = dest_path / TARBALL_NAME
+    names: dict[str, Path] = {}
+    for source in sources:
+        if not source.exists():
+            raise PackagingError(f"model file not found: {source}")
+        if source.name in _RESERVED_ROOT_NAMES:
+            raise PackagingError(f"{source.name!r} is reserved at the tarball root; rename {source}")
+        if source.name in names:
+            raise PackagingError(
+                f"two model files are both named {source.name!r}: {names[source.name]}, {source}"
+            )
+        names[source.name] = source
+    for label, path in (("inference.py", inference_py), ("requirements.txt", requirements_txt)):
+        if path is not None and not Path(path).is_file():
+            raise PackagingError(f"{label} not found: {path}")
+    config_raw = _config_bytes(config) if config is not None else None
+
+    dest_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest_path.with_name(dest_path.name + ".partial")
+    with (
+        partial.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed,
+        tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        for name, source in names.items():
+            _add_path(archive, source, name)
+        if inference_py is not None or requirements_txt is not None:
+            code_dir = tarfile.TarInfo("code")
+            code_dir.type = tarfile.DIRTYPE
+            archive.addfile(_reset(code_dir))
+        if inference_py is not None:
+            _add_bytes(archive, INFERENCE_CODE_MEMBER, Path(inference_py).read_bytes())
+        if requirements_txt is not None:
+            _add_bytes(archive, REQUIREMENTS_MEMBER, Path(requirements_txt).read_bytes())
+        if config_raw is not None:
+            _add_bytes(archive, CONFIG_MEMBER, config_raw)
+    try:
+        with partial.open("rb") as stream:
+            inspect_tarball(stream, limits)
+    except TarballRejected:
+        partial.unlink()
+        raise
+    partial.replace(dest_path)
+    return dest_path
+
+
+def describe_tarball(path: Path | str, limits: TarballLimits | None = None) -> TarballReport:
+    """inspect_tarball for a file on disk."""
+    with Path(path).open("rb") as stream:
+        return inspect_tarball(stream, limits)

@@ -1,0 +1,367 @@
+"""Streaming inspection and safe extraction of model tarballs (model.tar.gz).
+
+Both OnUpload (reading straight from an S3 StreamingBody) and the local SageMaker (extracting to
+disk) run the same checks, member by member, as the bytes arrive: nothing is buffered whole, and
+a tar bomb is refused as soon as a header declares more than the limits allow, before its data is
+decompressed. Decompression is done here rather than by tarfile so that the total decompressed
+stream (headers and padding included) is capped too.
+
+Every rejection is a `TarballRejected` whose `reason` is written for the person who uploaded the
+file. Errors of the underlying stream (a broken S3 connection) are not rejections and propagate.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import shutil
+import tarfile
+import zlib
+from pathlib import Path
+from typing import IO, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from modeldrop.frameworks import Framework, artifact_framework, detect_framework
+
+CONFIG_MEMBER = "modeldrop.json"
+INFERENCE_CODE_MEMBER = "code/inference.py"
+REQUIREMENTS_MEMBER = "code/requirements.txt"
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_TAR_MAGIC_OFFSET = 257
+_RAW_CHUNK = 64 * 1024
+# Tar metadata (headers, long-name and pax records, padding) allowed on top of the file data.
+_METADATA_ALLOWANCE_PER_MEMBER = 3 * 512
+_METADATA_ALLOWANCE = 1024 * 1024 + 10240
+
+
+class TarballRejected(Exception):
+    """The tarball cannot be deployed; `reason` tells the uploader why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TarballLimits(BaseModel):
+    """Upper bounds that keep a hostile or broken tarball from exhausting memory, disk or time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_members: int = Field(default=10_000, ge=1)
+    max_uncompressed_bytes: int = Field(default=6 * 1024**3, ge=1)
+    max_member_bytes: int = Field(default=6 * 1024**3, ge=1)
+    max_config_bytes: int = Field(default=64 * 1024, ge=1)
+
+
+class TarballReport(BaseModel):
+    """What a tarball holds, as learned while streaming it."""
+
+    members: list[str]
+    member_count: int
+    uncompressed_bytes: int
+    artifacts: list[str]
+    framework: Framework | None
+    has_inference_code: bool
+    has_requirements: bool
+    config_bytes: bytes | None = None
+
+
+class _Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class _DecompressedTooLarge(Exception):
+    pass
+
+
+class _GunzipStream(io.RawIOBase):
+    """Decompresses (possibly multi-member) gzip from a readable, never holding more than one chunk.
+
+    Raises _DecompressedTooLarge as soon as more than `cap` bytes have come out.
+    """
+
+    def __init__(self, raw: _Readable, cap: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._cap = cap
+        self._produced = 0
+        self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._pending = b""
+        self.compressed_bytes = 0
+        self.head = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def start(self) -> None:
+        """Read the first chunk; reject what is empty or not gzip before tarfile sees it."""
+        first = self._raw.read(_RAW_CHUNK)
+        self.compressed_bytes += len(first)
+        self.head = first[:512]
+        if not first:
+            raise TarballRejected("empty file: the object has no bytes")
+        if not first.startswith(_GZIP_MAGIC):
+            if len(first) > _TAR_MAGIC_OFFSET + 5 and first[_TAR_MAGIC_OFFSET:].startswith(b"ustar"):
+                raise TarballRejected(
+                    "not gzip-compressed: this is a plain tar archive; "
+                    "compress it with gzip (tar -czf model.tar.gz ...)"
+                )
+            raise TarballRejected(
+                "not a gzip file: model.tar.gz must be a gzip-compressed tar archive "
+                "(tar -czf model.tar.gz ...)"
+            )
+        self._pending = first
+
+    def read(self, size: int = -1, /) -> bytes:
+        want = size if size and size > 0 else _RAW_CHUNK
+        while True:
+            if self._decompressor.unconsumed_tail:
+                data = self._decompressor.unconsumed_tail
+            elif self._decompressor.eof and self._decompressor.unused_data:
+                # Concatenated gzip members decompress to one stream, as gunzip does.
+                data = self._decompressor.unused_data
+                self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif self._pending:
+                data, self._pending = self._pending, b""
+            else:
+                data = self._raw.read(_RAW_CHUNK)
+                self.compressed_bytes += len(data)
+                if not data:
+                    if not self._decompressor.eof:
+                        raise TarballRejected("corrupt gzip data: the file ends in the middle of the stream")
+                    return b""
+            try:
+                out = self._decompressor.decompress(data, want)
+            except zlib.error as error:
+                raise TarballRejected(f"corrupt gzip data: {error}") from None
+            if out:
+                self._produced += len(out)
+                if self._produced > self._cap:
+                    raise _DecompressedTooLarge
+                return out
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _normalise(name: str) -> str:
+    """The member path relative to the root, with leading './' removed; '' for the root itself."""
+    while name.startswith("./"):
+        name = name[2:]
+    name = name.rstrip("/")
+    return "" if name == "." else name
+
+
+def _check_path(raw_name: str) -> None:
+    if raw_name.startswith("/") or (len(raw_name) > 1 and raw_name[1] == ":"):
+        raise TarballRejected(f"absolute path not allowed: {raw_name!r}")
+    if ".." in raw_name.split("/"):
+        raise TarballRejected(f"path escapes the archive root: {raw_name!r}")
+
+
+def _escapes(target: str) -> bool:
+    normal = posixpath.normpath(target)
+    return normal == ".." or normal.startswith("../") or normal.startswith("/")
+
+
+class _Scanner:
+    """Applies every check to each member in archive order and builds the report."""
+
+    def __init__(self, limits: TarballLimits) -> None:
+        self.limits = limits
+        self.members: list[str] = []
+        self.count = 0
+        self.total = 0
+        self.regular_files: set[str] = set()
+        self.symlinks: set[str] = set()
+        self.seen: set[str] = set()
+        # Everything that is not a directory (regular files and links), in archive order.
+        self.files: list[str] = []
+        self.has_inference_code = False
+        self.has_requirements = False
+        self.config_bytes: bytes | None = None
+
+    def check(self, member: tarfile.TarInfo) -> str:
+        """Validate one member; returns its normalised name ('' for the root directory)."""
+        limits = self.limits
+        self.count += 1
+        if self.count > limits.max_members:
+            raise TarballRejected(
+                f"too many members: more than {limits.max_members} files and directories in the archive"
+            )
+        raw_name = member.name
+        _check_path(raw_name)
+        name = _normalise(raw_name)
+        if name == "":
+            if not member.isdir():
+                raise TarballRejected(f"invalid member name: {raw_name!r}")
+            return name
+        if name in self.seen:
+            raise TarballRejected(f"duplicate member: {name!r} appears more than once")
+        self.seen.add(name)
+        parts = name.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in self.symlinks:
+                raise TarballRejected(f"member {name!r} lies inside symlink {parent!r}")
+        if member.ischr() or member.isblk():
+            raise TarballRejected(f"device file not allowed: {name!r}")
+        if member.isfifo():
+            raise TarballRejected(f"fifo not allowed: {name!r}")
+        if member.issym():
+            if member.linkname.startswith("/") or _escapes(
+                posixpath.join(posixpath.dirname(name), member.linkname)
+            ):
+                raise TarballRejected(
+                    f"symlink {name!r} points outside the archive root: {member.linkname!r}"
+                )
+            self.symlinks.add(name)
+        elif member.islnk():
+            target = _normalise(member.linkname)
+            if member.linkname.startswith("/") or _escapes(target):
+                raise TarballRejected(
+                    f"hardlink {name!r} points outside the archive root: {member.linkname!r}"
+                )
+            if posixpath.normpath(target) not in self.regular_files:
+                raise TarballRejected(
+                    f"hardlink {name!r} points to {member.linkname!r}, "
+                    "which is not an earlier regular file in the archive"
+                )
+        elif member.issparse():
+            raise TarballRejected(f"sparse file not allowed: {name!r}")
+        elif member.isreg():
+            if member.size > limits.max_member_bytes:
+                raise TarballRejected(
+                    f"member too large: {name!r} is {member.size} bytes uncompressed; "
+                    f"the limit is {limits.max_member_bytes} bytes"
+                )
+            self.total += member.size
+            if self.total > limits.max_uncompressed_bytes:
+                raise TarballRejected(self.too_large_reason())
+            self.regular_files.add(name)
+        elif not member.isdir():
+            raise TarballRejected(f"unsupported member type: {name!r}")
+
+        if name == CONFIG_MEMBER:
+            if not member.isreg():
+                raise TarballRejected(f"{CONFIG_MEMBER} must be a regular file")
+            if member.size > limits.max_config_bytes:
+                raise TarballRejected(
+                    f"{CONFIG_MEMBER} is {member.size} bytes; the limit is {limits.max_config_bytes} bytes"
+                )
+        if not member.isdir():
+            self.files.append(name)
+            if name == INFERENCE_CODE_MEMBER:
+                self.has_inference_code = True
+            elif name == REQUIREMENTS_MEMBER:
+                self.has_requirements = True
+        self.members.append(name)
+        return name
+
+    def too_large_reason(self) -> str:
+        return (
+            f"too large uncompressed: more than {self.limits.max_uncompressed_bytes} bytes "
+            "once decompressed (tar bomb?)"
+        )
+
+    def report(self) -> TarballReport:
+        if not self.members:
+            raise TarballRejected("empty tarball: the archive has no files")
+        artifacts = [name for name in self.files if artifact_framework(name) is not None]
+        if not artifacts and not self.has_inference_code:
+            raise TarballRejected(
+                "no model artifact: found no model file (.joblib, .pkl, .pickle, xgboost-model, .ubj, "
+                ".bst, .onnx, .pt, .pth, saved_model.pb) and no code/inference.py"
+            )
+        return TarballReport(
+            members=self.members,
+            member_count=self.count,
+            uncompressed_bytes=self.total,
+            artifacts=artifacts,
+            framework=detect_framework(artifacts),
+            has_inference_code=self.has_inference_code,
+            has_requirements=self.has_requirements,
+            config_bytes=self.config_bytes,
+        )
+
+
+def _open(fileobj: _Readable | IO[bytes], limits: TarballLimits) -> tarfile.TarFile:
+    cap = limits.max_uncompressed_bytes + limits.max_members * _METADATA_ALLOWANCE_PER_MEMBER
+    stream = _GunzipStream(fileobj, cap + _METADATA_ALLOWANCE)
+    stream.start()
+    try:
+        # Closed by the caller's `with`; tarfile stream mode reads it strictly in order.
+        archive = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115
+    except tarfile.ReadError as error:
+        if str(error) == "empty file":
+            raise TarballRejected("empty tarball: the gzip data decompresses to nothing") from None
+        raise TarballRejected(
+            f"not a tar archive: the gzip data does not hold a tar archive ({error})"
+        ) from None
+    return archive
+
+
+def _scan(fileobj: _Readable | IO[bytes], limits: TarballLimits, dest: Path | None) -> TarballReport:
+    scanner = _Scanner(limits)
+    try:
+        archive = _open(fileobj, limits)
+        with archive:
+            for member in archive:
+                name = scanner.check(member)
+                if dest is not None:
+                    if name:
+                        _extract_member(archive, member, dest)
+                    if name == CONFIG_MEMBER:
+                        scanner.config_bytes = (dest / CONFIG_MEMBER).read_bytes()
+                elif name == CONFIG_MEMBER:
+                    extracted = archive.extractfile(member)
+                    if extracted is None:
+                        raise TarballRejected(f"{CONFIG_MEMBER} must be a regular file")
+                    scanner.config_bytes = extracted.read(limits.max_config_bytes + 1)
+    except _DecompressedTooLarge:
+        raise TarballRejected(scanner.too_large_reason()) from None
+    except tarfile.ReadError as error:
+        raise TarballRejected(f"corrupt tarball: {error}") from None
+    except tarfile.TarError as error:
+        raise TarballRejected(f"corrupt tarball: {error}") from None
+    return scanner.report()
+
+
+def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    # The data filter re-checks on the real filesystem (realpath), so even a link chain that slips
+    # past the name checks above cannot write outside dest.
+    try:
+        archive.extract(member, path=dest, filter="data")
+    except tarfile.FilterError as error:
+        raise TarballRejected(f"unsafe member {member.name!r}: {error}") from None
+
+
+def inspect_tarball(fileobj: _Readable | IO[bytes], limits: TarballLimits | None = None) -> TarballReport:
+    """Stream a model tarball from any readable (an S3 StreamingBody) and report on it, or reject it."""
+    return _scan(fileobj, limits or TarballLimits(), None)
+
+
+def safe_extract(
+    fileobj: _Readable | IO[bytes], dest_dir: Path | str, limits: TarballLimits | None = None
+) -> TarballReport:
+    """Extract a model tarball into dest_dir (new or empty) with the same checks as inspect_tarball.
+
+    On rejection nothing that was extracted is left behind.
+    """
+    dest = Path(dest_dir)
+    if dest.exists() and any(dest.iterdir()):
+        raise ValueError(f"extraction directory is not empty: {dest}")
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        return _scan(fileobj, limits or TarballLimits(), dest)
+    except BaseException:
+        for child in dest.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+        raise

@@ -1,0 +1,1 @@
+"""modeldrop local cloud: the whole pipeline on loopback, no AWS account, no Docker."""

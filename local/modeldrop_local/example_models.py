@@ -1,0 +1,292 @@
+"""Real example model tarballs, built from scikit-learn's bundled iris data set.
+
+Used by examples/, the tests, the demo and the benchmarks. Everything is deterministic (fixed
+random_state), so the same call builds the same model and the same predictions.
+
+What "prediction" means, per builder (the JSON a serving container returns for a JSON list of rows):
+- sklearn, sklearn forest, padded: `model.predict(rows)` -> class ids, e.g. [0, 1, 2]
+- onnx: the model's first output ("label") -> class ids, e.g. [0, 1, 2]
+- xgboost: `Booster.predict` with objective multi:softmax -> class ids as floats, e.g. [0.0, 1.0, 2.0]
+- custom inference: output_fn's JSON, {"predictions": [0, 1, 2], "labels": ["setosa", ...]}
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import tempfile
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from modeldrop.frameworks import Framework
+from modeldrop.packaging import TARBALL_NAME, build_model_tarball
+from modeldrop.tarball import TarballLimits, safe_extract
+
+RANDOM_STATE = 0
+IRIS_FEATURES = 4
+
+CUSTOM_INFERENCE_PY = '''\
+"""Custom SageMaker inference handlers: JSON in, JSON out, with class names."""
+
+import json
+import os
+
+import joblib
+import numpy as np
+
+CLASS_NAMES = ["setosa", "versicolor", "virginica"]
+
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+def input_fn(request_body, request_content_type):
+    if request_content_type != "application/json":
+        raise ValueError(f"unsupported content type {request_content_type!r}; send application/json")
+    document = json.loads(request_body)
+    rows = document["instances"] if isinstance(document, dict) else document
+    return np.asarray(rows, dtype=float)
+
+
+def predict_fn(input_data, model):
+    return model.predict(input_data)
+
+
+def output_fn(prediction, accept):
+    ids = [int(value) for value in prediction]
+    return json.dumps({"predictions": ids, "labels": [CLASS_NAMES[i] for i in ids]})
+'''
+
+CUSTOM_REQUIREMENTS_TXT = "# The serving image already has scikit-learn, joblib and numpy.\n"
+
+
+@cache
+def _iris() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_iris
+
+    data = load_iris()
+    return np.asarray(data.data, dtype=np.float64), np.asarray(data.target)
+
+
+def _spread_indices(n: int) -> list[int]:
+    total = len(_iris()[1])
+    return [(i * total) // n for i in range(n)] if n <= total else [i % total for i in range(n)]
+
+
+def iris_payload(n: int = 4) -> list[list[float]]:
+    """n iris rows spread over the three classes (a JSON-able inference payload)."""
+    features, _ = _iris()
+    return [[float(value) for value in features[i]] for i in _spread_indices(n)]
+
+
+def iris_sample() -> list[list[float]]:
+    """The default small payload: four rows covering all three classes."""
+    return iris_payload(4)
+
+
+def iris_targets(n: int = 4) -> list[int]:
+    """The true classes of iris_payload(n), row for row."""
+    _, targets = _iris()
+    return [int(targets[i]) for i in _spread_indices(n)]
+
+
+def _tarball(
+    dest_dir: Path | str,
+    files: list[Path],
+    *,
+    inference_py: Path | None = None,
+    requirements_txt: Path | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> Path:
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    return build_model_tarball(
+        files,
+        dest / TARBALL_NAME,
+        inference_py=inference_py,
+        requirements_txt=requirements_txt,
+        config=config,
+    )
+
+
+def _fit_logistic() -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    features, targets = _iris()
+    return LogisticRegression(max_iter=1000, random_state=RANDOM_STATE).fit(features, targets)
+
+
+def _fit_forest(n_estimators: int) -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    features, targets = _iris()
+    return RandomForestClassifier(n_estimators=n_estimators, random_state=RANDOM_STATE).fit(features, targets)
+
+
+def build_sklearn_iris(
+    dest_dir: Path | str, *, n_estimators: int | None = None, config: Mapping[str, Any] | None = None
+) -> Path:
+    """dest_dir/model.tar.gz holding model.joblib: LogisticRegression, or a RandomForest of n_estimators."""
+    import joblib
+
+    model = _fit_logistic() if n_estimators is None else _fit_forest(n_estimators)
+    with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
+        artifact = Path(staging) / "model.joblib"
+        joblib.dump(model, artifact)
+        return _tarball(dest_dir, [artifact], config=config)
+
+
+def build_sklearn_forest(
+    dest_dir: Path | str, n_estimators: int = 200, *, config: Mapping[str, Any] | None = None
+) -> Path:
+    """The "larger" scikit-learn model: a RandomForest (200 trees is a few MB)."""
+    return build_sklearn_iris(dest_dir, n_estimators=n_estimators, config=config)
+
+
+def build_onnx_iris(dest_dir: Path | str, *, config: Mapping[str, Any] | None = None) -> Path:
+    """The iris LogisticRegression converted with skl2onnx: model.onnx, outputs label and probabilities."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    onnx_model = convert_sklearn(
+        _fit_logistic(),
+        initial_types=[("input", FloatTensorType([None, IRIS_FEATURES]))],
+        options={"zipmap": False},
+        target_opset=17,
+    )
+    with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
+        artifact = Path(staging) / "model.onnx"
+        artifact.write_bytes(onnx_model.SerializeToString())
+        return _tarball(dest_dir, [artifact], config=config)
+
+
+def build_xgboost_iris(
+    dest_dir: Path | str,
+    *,
+    artifact_name: str = "xgboost-model",
+    config: Mapping[str, Any] | None = None,
+) -> Path:
+    """An XGBoost Booster (multi:softmax, UBJSON) saved as xgboost-model, as SageMaker's container expects."""
+    import xgboost
+
+    features, targets = _iris()
+    booster = xgboost.train(
+        {"objective": "multi:softmax", "num_class": 3, "max_depth": 3, "seed": RANDOM_STATE, "nthread": 1},
+        xgboost.DMatrix(features, label=targets),
+        num_boost_round=20,
+    )
+    with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
+        artifact = Path(staging) / artifact_name
+        artifact.write_bytes(bytes(booster.save_raw("ubj")))
+        return _tarball(dest_dir, [artifact], config=config)
+
+
+def build_custom_inference(dest_dir: Path | str, *, config: Mapping[str, Any] | None = None) -> Path:
+    """model.joblib (scaler + LogisticRegression) with code/inference.py: JSON in, JSON out with names."""
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    features, targets = _iris()
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=RANDOM_STATE))
+    model.fit(features, targets)
+    with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
+        root = Path(staging)
+        joblib.dump(model, root / "model.joblib")
+        (root / "inference.py").write_text(CUSTOM_INFERENCE_PY)
+        (root / "requirements.txt").write_text(CUSTOM_REQUIREMENTS_TXT)
+        return _tarball(
+            dest_dir,
+            [root / "model.joblib"],
+            inference_py=root / "inference.py",
+            requirements_txt=root / "requirements.txt",
+            config=config,
+        )
+
+
+def build_padded_model(
+    dest_dir: Path | str, size_mb: float, *, config: Mapping[str, Any] | None = None
+) -> Path:
+    """The iris model plus an incompressible padding.bin, so the tarball is about size_mb MB.
+
+    For the pipeline and cold-start size benchmarks: download, extraction and memory sizing see a
+    big model while predictions stay those of build_sklearn_iris.
+    """
+    import joblib
+
+    padding_bytes = max(0, int(size_mb * 2**20))
+    with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
+        root = Path(staging)
+        joblib.dump(_fit_logistic(), root / "model.joblib")
+        generator = np.random.default_rng(RANDOM_STATE)
+        chunk = 4 * 2**20
+        with (root / "padding.bin").open("wb") as padding:
+            remaining = padding_bytes
+            while remaining > 0:
+                padding.write(generator.bytes(min(chunk, remaining)))
+                remaining -= chunk
+        limits = TarballLimits(
+            max_uncompressed_bytes=max(TarballLimits().max_uncompressed_bytes, padding_bytes + 2**20),
+            max_member_bytes=max(TarballLimits().max_member_bytes, padding_bytes + 1),
+        )
+        dest = Path(dest_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        return build_model_tarball(
+            [root / "model.joblib", root / "padding.bin"], dest / TARBALL_NAME, config=config, limits=limits
+        )
+
+
+def _load_module(path: Path) -> Any:
+    name = f"modeldrop_example_inference_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def predict_in_process(tarball_path: Path | str, rows: list[list[float]]) -> Any:
+    """Load the tarball's model here, as its serving container would, and predict rows.
+
+    Returns the decoded JSON the endpoint is expected to answer (see the module docstring).
+    """
+    with tempfile.TemporaryDirectory(prefix="modeldrop-predict-") as tmp:
+        model_dir = Path(tmp) / "model"
+        with Path(tarball_path).open("rb") as stream:
+            report = safe_extract(stream, model_dir, TarballLimits(max_uncompressed_bytes=2**40))
+        if report.has_inference_code:
+            handlers = _load_module(model_dir / "code" / "inference.py")
+            model = handlers.model_fn(str(model_dir))
+            data = handlers.input_fn(json.dumps(rows), "application/json")
+            body = handlers.output_fn(handlers.predict_fn(data, model), "application/json")
+            return json.loads(body)
+        features = np.asarray(rows, dtype=np.float64)
+        artifact = model_dir / report.artifacts[0]
+        if report.framework is Framework.SKLEARN:
+            import joblib
+
+            return joblib.load(artifact).predict(features).tolist()
+        if report.framework is Framework.ONNX:
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+            input_name = session.get_inputs()[0].name
+            return session.run(None, {input_name: features.astype(np.float32)})[0].tolist()
+        if report.framework is Framework.XGBOOST:
+            import xgboost
+
+            booster = xgboost.Booster()
+            booster.load_model(bytearray(artifact.read_bytes()))
+            return booster.predict(xgboost.DMatrix(features)).tolist()
+        raise ValueError(f"no in-process loader for framework {report.framework}")
