@@ -1,0 +1,43 @@
+"""Wires the adapters the routes use: built once per Lambda container, replaceable in tests."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import boto3
+from botocore.config import Config
+
+from modeldrop.api.records_reader import DynamoDBModelRecords, ModelRecordsReader
+from modeldrop.api.runtime import ModelRuntime, SageMakerRuntime
+from modeldrop.api.settings import ApiSettings
+
+
+@dataclass(frozen=True)
+class ApiDependencies:
+    records: ModelRecordsReader
+    runtime: ModelRuntime
+
+
+def sagemaker_runtime_client(settings: ApiSettings) -> object:
+    # One attempt: a throttled or slow model is reported to the caller (429 / 504) at once
+    # instead of being retried inside API Gateway's 29-second budget.
+    config = Config(
+        read_timeout=settings.invoke_read_timeout_s,
+        connect_timeout=settings.invoke_connect_timeout_s,
+        retries={"mode": "standard", "total_max_attempts": 1},
+    )
+    return boto3.client("sagemaker-runtime", config=config)
+
+
+def build_dependencies(settings: ApiSettings) -> ApiDependencies:
+    table = boto3.resource("dynamodb").Table(settings.deployments_table)
+    return ApiDependencies(
+        records=DynamoDBModelRecords(table),
+        runtime=SageMakerRuntime(sagemaker_runtime_client(settings)),
+    )
+
+
+@functools.cache
+def default_dependencies() -> ApiDependencies:
+    return build_dependencies(ApiSettings.from_env())

@@ -1,0 +1,123 @@
+"""What the API does, independent of API Gateway and of boto3 (adapters are passed in)."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+
+from modeldrop.api.errors import (
+    EmptyPayload,
+    InvalidModelName,
+    ModelNotFound,
+    ModelNotInService,
+    PayloadTooLarge,
+)
+from modeldrop.api.models import (
+    HISTORY_LENGTH,
+    DeploymentRecord,
+    DeploymentSummary,
+    Invocation,
+    InvocationResult,
+    ModelDetail,
+    ModelList,
+    ModelRecord,
+    ModelSummary,
+    is_valid_model_name,
+)
+from modeldrop.api.records_reader import ModelRecordsReader
+from modeldrop.api.runtime import ModelRuntime
+
+logger = Logger(child=True)
+
+# SageMaker Serverless Inference refuses payloads above 4 MB (DESIGN.md); saying so here is
+# cheaper and clearer than a round trip that ends in a ValidationError.
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+# While an update is rolled out (or rolled back) SageMaker keeps the previous configuration
+# serving, so a model with a live version can be invoked in these states too.
+_SERVING_WHILE_CHANGING = frozenset({"Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"})
+
+
+def validate_model_name(name: str) -> None:
+    if not is_valid_model_name(name):
+        raise InvalidModelName(
+            f"Invalid model name '{name}': use 1-48 lowercase letters, digits and hyphens, "
+            "starting and ending with a letter or digit.",
+            model=name,
+        )
+
+
+def is_servable(model: ModelRecord) -> bool:
+    if not model.endpoint_name:
+        return False
+    if model.status == "InService":
+        return True
+    return model.status in _SERVING_WHILE_CHANGING and model.live_version is not None
+
+
+def invoke_model(
+    name: str, invocation: Invocation, records: ModelRecordsReader, runtime: ModelRuntime
+) -> InvocationResult:
+    """Pass the caller's bytes to the model's endpoint and its answer back."""
+    validate_model_name(name)
+    size = len(invocation.body)
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(
+            f"Payload of {size} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte (4 MB) limit of "
+            "SageMaker Serverless Inference.",
+            model=name,
+        )
+    if size == 0:
+        raise EmptyPayload("The request body is empty; send the input for the model.", model=name)
+    model = records.get_model(name)
+    if model is None:
+        # A model whose first upload was rejected or is still deploying has records but no endpoint.
+        newest = records.recent_deployments(name, limit=1)
+        if newest:
+            raise _not_deployed(name, newest[0])
+        raise ModelNotFound(f"No model named '{name}'.", model=name)
+    if not is_servable(model) or model.endpoint_name is None:
+        raise ModelNotInService(
+            f"Model '{name}' is not in service (endpoint status: {model.status or 'none'}).", model=name
+        )
+    logger.debug("Invoking model", extra={"model": name, "endpoint": model.endpoint_name, "bytes": size})
+    return runtime.invoke(name, model.endpoint_name, invocation)
+
+
+def _not_deployed(name: str, last: DeploymentRecord) -> ModelNotInService:
+    reason = f": {last.reason}" if last.reason else ""
+    return ModelNotInService(
+        f"Model '{name}' has no endpoint yet (last deployment v{last.version} is {last.status}{reason}).",
+        model=name,
+    )
+
+
+def list_models(records: ModelRecordsReader) -> ModelList:
+    return ModelList(models=[_summary(model, last) for model, last in records.all_models()])
+
+
+def describe_model(name: str, records: ModelRecordsReader) -> ModelDetail:
+    validate_model_name(name)
+    model = records.get_model(name)
+    history = records.recent_deployments(name, limit=HISTORY_LENGTH)
+    if model is None and not history:
+        raise ModelNotFound(f"No model named '{name}'.", model=name)
+    summary = _summary(model, history[0] if history else None, name=name)
+    return ModelDetail(
+        **summary.model_dump(), history=[DeploymentSummary.from_record(record) for record in history]
+    )
+
+
+def _summary(
+    model: ModelRecord | None, last: DeploymentRecord | None, name: str | None = None
+) -> ModelSummary:
+    model_name = model.model_name if model else (last.model_name if last else name)
+    if model_name is None:
+        raise ValueError("a model summary needs a model item or a deployment item")
+    return ModelSummary(
+        name=model_name,
+        status=model.status if model else None,
+        endpoint_name=model.endpoint_name if model else None,
+        live_version=model.live_version if model else None,
+        updated_at=(model.updated_at if model else None) or (last.updated_at if last else None),
+        last_deployment=DeploymentSummary.from_record(last) if last else None,
+    )
