@@ -149,6 +149,7 @@ def _describe(error: Any, source: str) -> str:
     if kind == "enum":
         message = message.replace("Input should be", "must be one of")
     message = message.replace("Input should be", "must be").replace("Input should have", "must have")
+    message = message.replace("a valid dictionary", "a JSON object").replace("a valid integer", "an integer")
     return f"{source}: {key} {message} (got {error['input']!r})"
 
 
