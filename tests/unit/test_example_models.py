@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,3 +96,25 @@ def test_payload_spreads_over_the_classes() -> None:
     assert example_models.iris_targets(3) == [0, 1, 2]
     assert len(example_models.iris_payload(200)) == 200
     assert all(len(row) == 4 for row in example_models.iris_sample())
+
+
+def test_example_script_writes_the_tarball_with_an_embedded_config(tmp_path: Path) -> None:
+    # Given a modeldrop.json and the example script, run as a user would
+    config = tmp_path / "modeldrop.json"
+    config.write_text('{"max_concurrency": 3}')
+    script = Path(__file__).resolve().parents[2] / "examples" / "build_sklearn_iris.py"
+
+    # When it runs
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "out"), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    # Then it wrote a valid tarball and printed the in-process predictions
+    assert result.returncode == 0, result.stderr
+    report = describe_tarball(tmp_path / "out" / "model.tar.gz")
+    assert report.config_bytes == b'{"max_concurrency": 3}'
+    assert "predictions: [0, 0, 1, 2]" in result.stdout

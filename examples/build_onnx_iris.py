@@ -1,0 +1,9 @@
+"""Build the ONNX iris example: the scikit-learn model converted with skl2onnx, model.onnx.
+
+Usage: python examples/build_onnx_iris.py DEST_DIR [--config modeldrop.json]
+"""
+
+from _example import run
+
+if __name__ == "__main__":
+    run("build_onnx_iris", __doc__)
