@@ -229,6 +229,27 @@ def test_rejects_members_written_through_a_symlinked_directory() -> None:
     assert rejection(data) == "member 'alias/x.txt' lies inside symlink 'alias'"
 
 
+def test_rejects_symlinks_that_traverse_another_symlink() -> None:
+    # Given 'a/b' -> '..' (the root: inside) and 'x' -> 'a/b/..', whose name normalises to 'a'
+    # but which lands above the root on disk
+    data = make_tarball(
+        MODEL,
+        special_member("a", tarfile.DIRTYPE),
+        special_member("a/b", tarfile.SYMTYPE, ".."),
+        special_member("x", tarfile.SYMTYPE, "a/b/.."),
+    )
+    assert rejection(data) == "symlink 'x' points through another symlink 'a/b'"
+
+
+def test_accepts_a_symlink_to_a_symlink() -> None:
+    data = make_tarball(
+        MODEL,
+        special_member("alias.joblib", tarfile.SYMTYPE, "model.joblib"),
+        special_member("alias2.joblib", tarfile.SYMTYPE, "alias.joblib"),
+    )
+    assert inspect_tarball(OneWayStream(data)).artifacts == ["model.joblib", "alias.joblib", "alias2.joblib"]
+
+
 def test_rejects_duplicate_members() -> None:
     assert rejection(make_tarball(MODEL, file_member("./model.joblib"))) == (
         "duplicate member: 'model.joblib' appears more than once"
@@ -390,6 +411,18 @@ def test_safe_extract_rejects_and_leaves_nothing_behind(
     assert caught.value.reason == reason
     assert list(dest.iterdir()) == []
     assert not (tmp_path / "escape.txt").exists()
+
+
+def test_safe_extract_recreates_hardlinks_inside(tmp_path: Path) -> None:
+    data = make_tarball(
+        file_member("v1/model.joblib", b"weights"),
+        special_member("model.joblib", tarfile.LNKTYPE, "v1/model.joblib"),
+    )
+    safe_extract(OneWayStream(data), tmp_path / "m")
+    assert (tmp_path / "m" / "model.joblib").read_bytes() == b"weights"
+    assert (tmp_path / "m" / "model.joblib").stat().st_ino == (
+        tmp_path / "m" / "v1" / "model.joblib"
+    ).stat().st_ino
 
 
 def test_safe_extract_refuses_a_non_empty_directory(tmp_path: Path) -> None:

@@ -219,6 +219,7 @@ class _Scanner:
                 raise TarballRejected(
                     f"symlink {name!r} points outside the archive root: {member.linkname!r}"
                 )
+            self._check_not_through_symlink(name, member.linkname)
             self.symlinks.add(name)
         elif member.islnk():
             target = _normalise(member.linkname)
@@ -261,6 +262,25 @@ class _Scanner:
                 self.has_requirements = True
         self.members.append(name)
         return name
+
+    def _check_not_through_symlink(self, name: str, linkname: str) -> None:
+        """A target that passes through another symlink is judged by names only at our peril.
+
+        'a/b' -> '..' is inside, but 'x' -> 'a/b/..' then lands outside on disk although its
+        name normalises to 'a'; so a link may end at another link but not traverse one.
+        """
+        walked: list[str] = []
+        parts = [part for part in posixpath.join(posixpath.dirname(name), linkname).split("/")]
+        for index, part in enumerate(parts):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                walked.pop()
+            else:
+                walked.append(part)
+            through = "/".join(walked)
+            if through in self.symlinks and index < len(parts) - 1:
+                raise TarballRejected(f"symlink {name!r} points through another symlink {through!r}")
 
     def too_large_reason(self) -> str:
         return (
