@@ -110,9 +110,11 @@ def _utf8_or_none(body: bytes) -> str | None:
 
 
 def _request_id(app: APIGatewayRestResolver) -> str | None:
-    request_id = app.current_event.request_context.request_id
+    # Read leniently: the error path must not fail on an event without a request context.
+    request_context = app.current_event.raw_event.get("requestContext") or {}
+    request_id = request_context.get("requestId")
     if request_id:
-        return request_id
+        return str(request_id)
     context = getattr(app, "lambda_context", None)
     return getattr(context, "aws_request_id", None)
 

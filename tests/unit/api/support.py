@@ -1,0 +1,171 @@
+"""Shared pieces of the API tests: template and OpenAPI readers, records writers, a Lambda context."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from botocore.response import StreamingBody
+from openapi_schema_validator import OAS30Validator
+from samcli.yamlhelper import yaml_parse
+
+from tests.utils import REPO_ROOT
+
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+OPENAPI_PATH = REPO_ROOT / "openapi" / "api.yaml"
+TABLE_NAME = "modeldrop-deployments-test"
+
+
+def load_template() -> dict[str, Any]:
+    return dict(yaml_parse(TEMPLATE_PATH.read_text()))
+
+
+def load_openapi_raw() -> dict[str, Any]:
+    # Plain YAML on purpose: AWS::Include accepts no short tags, so safe_load must read it.
+    return dict(yaml.safe_load(OPENAPI_PATH.read_text()))
+
+
+def resolve_intrinsics(node: Any, conditions: dict[str, bool]) -> Any:
+    """The OpenAPI document as CloudFormation would hand it to API Gateway, for one set of conditions."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            condition, when_true, when_false = node["Fn::If"]
+            return resolve_intrinsics(when_true if conditions[condition] else when_false, conditions)
+        if set(node) == {"Fn::Sub"}:
+            text = node["Fn::Sub"]
+            for name, value in {
+                "${AWS::Partition}": "aws",
+                "${AWS::Region}": "us-east-1",
+                "${ApiFunction.Arn}": "arn:aws:lambda:us-east-1:123456789012:function:modeldrop-api",
+            }.items():
+                text = text.replace(name, value)
+            assert "${" not in text, f"unresolved substitution in {text}"
+            return text
+        return {key: resolve_intrinsics(value, conditions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [resolve_intrinsics(item, conditions) for item in node]
+    return node
+
+
+def resolved_openapi(iam: bool = False) -> dict[str, Any]:
+    return resolve_intrinsics(load_openapi_raw(), {"UseIamAuth": iam, "UseApiKeyAuth": not iam})
+
+
+def assert_matches_schema(body: Any, schema_name: str) -> None:
+    """Validate a response body against components/schemas/<schema_name> of openapi/api.yaml."""
+    document = resolved_openapi()
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": document["components"]}
+    OAS30Validator(schema).validate(body)
+
+
+def create_deployments_table(dynamodb: Any) -> Any:
+    """The DeploymentsTable exactly as template.yaml declares its keys."""
+    properties = load_template()["Resources"]["DeploymentsTable"]["Properties"]
+    return dynamodb.create_table(
+        TableName=TABLE_NAME,
+        KeySchema=properties["KeySchema"],
+        AttributeDefinitions=properties["AttributeDefinitions"],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+def put_model(table: Any, name: str, *, status: str = "InService", live_version: int | None = 1) -> None:
+    item: dict[str, Any] = {
+        "pk": f"MODEL#{name}",
+        "sk": "MODEL",
+        "modelName": name,
+        "endpointName": f"modeldrop-{name}",
+        "status": status,
+        "lastDeploymentId": f"{name}-v{live_version or 1}",
+        "updatedAt": "2026-11-29T04:00:00Z",
+    }
+    if live_version is not None:
+        item |= {
+            "liveVersion": live_version,
+            "liveDeploymentId": f"{name}-v{live_version}",
+            "liveObjectVersion": f"obj-{live_version}",
+        }
+    table.put_item(Item=item)
+
+
+def put_deployment(
+    table: Any, name: str, version: int, *, status: str = "InService", reason: str | None = None
+) -> None:
+    table.put_item(
+        Item={
+            "pk": f"MODEL#{name}",
+            "sk": f"DEPLOY#{version:06d}",
+            "deploymentId": f"{name}-v{version}",
+            "modelName": name,
+            "version": version,
+            "bucket": "models-bucket",
+            "key": f"models/{name}/model.tar.gz",
+            "objectVersion": f"obj-{version}",
+            "etag": f"etag-{version}",
+            "status": status,
+            "reason": reason,
+            "config": {
+                "framework": "sklearn",
+                "frameworkVersion": "1.2-1",
+                "image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+                "memoryMb": 2048,
+                "maxConcurrency": 5,
+                "provisionedConcurrency": 0,
+                "environment": {},
+            },
+            "endpointName": f"modeldrop-{name}",
+            "createdAt": f"2026-11-29T03:{version:02d}:00Z",
+            "updatedAt": f"2026-11-29T03:{version:02d}:30Z",
+            "ttl": 1798000000,
+        }
+    )
+
+
+def streaming(data: bytes) -> StreamingBody:
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+def json_body(response: dict[str, Any]) -> Any:
+    assert response["isBase64Encoded"] is False
+    return json.loads(response["body"])
+
+
+def header(response: dict[str, Any], name: str) -> str | None:
+    """A response header, from `headers` or `multiValueHeaders` (Powertools uses the latter)."""
+    for key, value in (response.get("multiValueHeaders") or {}).items():
+        if key.lower() == name.lower():
+            return str(value[0])
+    for key, value in (response.get("headers") or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None
+
+
+def assert_error(
+    response: dict[str, Any], status: int, code: str, model: str | None, request_id: str
+) -> dict:
+    """Status, content type and the stable error shape, validated against the OpenAPI Error schema."""
+    assert response["statusCode"] == status, response["body"]
+    assert header(response, "Content-Type") == "application/json"
+    body = json_body(response)
+    assert_matches_schema(body, "Error")
+    assert body["error"] == code
+    assert body["model"] == model
+    assert body["requestId"] == request_id
+    assert "Traceback" not in body["message"]
+    return dict(body)
+
+
+@dataclass
+class FakeLambdaContext:
+    function_name: str = "modeldrop-api"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:modeldrop-api"
+    aws_request_id: str = "lambda-request-0001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
