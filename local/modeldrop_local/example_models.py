@@ -237,8 +237,14 @@ def build_padded_model(
         )
         dest = Path(dest_dir)
         dest.mkdir(parents=True, exist_ok=True)
+        # Deflate stores random data uncompressed at any level, so level 0 gives the same bytes to
+        # inflate, ten times faster to build.
         return build_model_tarball(
-            [root / "model.joblib", root / "padding.bin"], dest / TARBALL_NAME, config=config, limits=limits
+            [root / "model.joblib", root / "padding.bin"],
+            dest / TARBALL_NAME,
+            config=config,
+            limits=limits,
+            compresslevel=0,
         )
 
 

@@ -75,12 +75,13 @@ def build_model_tarball(
     requirements_txt: Path | str | None = None,
     config: ModelConfig | Mapping[str, Any] | bytes | None = None,
     limits: TarballLimits | None = None,
+    compresslevel: int = 6,
 ) -> Path:
     """Write model.tar.gz (dest: a file path, or a directory to hold model.tar.gz) and validate it.
 
     model_files are placed at the root under their own names; directories (a SavedModel) are added
     recursively. Raises PackagingError for unusable inputs, TarballRejected if the result would be
-    refused on upload, ConfigRejected for a bad config.
+    refused on upload, ConfigRejected for a bad config. compresslevel is gzip's (6, as `tar -czf`).
     """
     sources = [Path(model_files)] if isinstance(model_files, str | Path) else [Path(p) for p in model_files]
     dest_path = Path(dest)
@@ -106,8 +107,8 @@ def build_model_tarball(
     partial = dest_path.with_name(dest_path.name + ".partial")
     with (
         partial.open("wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as compressed,
-        tarfile.open(fileobj=compressed, mode="w", format=tarfile.PAX_FORMAT) as archive,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=compresslevel) as gz,
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as archive,
     ):
         for name, source in names.items():
             _add_path(archive, source, name)
