@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.stub import Stubber
 from modeldrop.api.dependencies import ApiDependencies
 from modeldrop.api.records_reader import DynamoDBModelRecords
@@ -16,7 +17,7 @@ from modeldrop.api.routes import create_resolver
 from modeldrop.api.runtime import SageMakerRuntime
 from moto import mock_aws
 
-from tests.unit.api.support import FakeLambdaContext, create_deployments_table
+from tests.unit.api.support import create_deployments_table, fake_lambda_context
 
 
 @pytest.fixture
@@ -47,5 +48,5 @@ def api(table: Any, runtime_client: Any) -> APIGatewayRestResolver:
 
 
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> LambdaContext:
+    return fake_lambda_context()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.response import StreamingBody
 from openapi_schema_validator import OAS30Validator
 from samcli.yamlhelper import yaml_parse
@@ -159,13 +159,14 @@ def assert_error(
     return dict(body)
 
 
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "modeldrop-api"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:modeldrop-api"
-    aws_request_id: str = "lambda-request-0001"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+def fake_lambda_context(request_id: str = "lambda-request-0001") -> LambdaContext:
+    """A LambdaContext shaped like the one Lambda passes (Powertools reads the underscored fields)."""
+    context = LambdaContext()
+    context._function_name = "modeldrop-api"
+    context._function_version = "$LATEST"
+    context._invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:modeldrop-api"
+    context._memory_limit_in_mb = 512
+    context._aws_request_id = request_id
+    context._log_group_name = "/aws/lambda/modeldrop-api"
+    context._log_stream_name = "2026/11/29/[$LATEST]0123456789abcdef"
+    return context

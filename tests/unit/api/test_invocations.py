@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.stub import Stubber
 from modeldrop.api.logic import MAX_PAYLOAD_BYTES
 
 from tests.unit.api.support import (
-    FakeLambdaContext,
     assert_error,
     header,
     put_deployment,
@@ -37,7 +37,7 @@ def _invoke_event(body: bytes | str | None = None, **headers: str) -> dict[str, 
 
 
 def test_json_payload_reaches_the_endpoint_unchanged_and_the_answer_comes_back(
-    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
 ) -> None:
     # Given an InService model and the sample JSON invocation
     put_model(table, "iris")
@@ -62,7 +62,7 @@ def test_json_payload_reaches_the_endpoint_unchanged_and_the_answer_comes_back(
 
 
 def test_binary_npy_payload_passes_through_byte_for_byte(
-    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
 ) -> None:
     # Given the binary sample event: a real .npy array, base64-encoded by API Gateway
     put_model(table, "iris")
@@ -93,7 +93,7 @@ def test_binary_npy_payload_passes_through_byte_for_byte(
 
 
 def test_accept_is_honoured_and_the_models_content_type_returned(
-    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
 ) -> None:
     # Given a CSV payload asking for CSV back
     put_model(table, "iris")
@@ -120,7 +120,7 @@ def test_accept_is_honoured_and_the_models_content_type_returned(
 
 
 def test_text_content_type_with_non_utf8_bytes_is_still_returned_intact(
-    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
 ) -> None:
     # Given a model that labels raw bytes as text/plain
     put_model(table, "iris")
@@ -134,7 +134,7 @@ def test_text_content_type_with_non_utf8_bytes_is_still_returned_intact(
 
 
 def test_model_updating_with_a_live_version_keeps_serving(
-    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
 ) -> None:
     # Given a model whose endpoint is Updating to v2 while v1 serves
     put_model(table, "iris", status="Updating", live_version=1)
@@ -146,9 +146,7 @@ def test_model_updating_with_a_live_version_keeps_serving(
     assert response["body"] == "[1]"
 
 
-def test_unknown_model_is_404(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
-) -> None:
+def test_unknown_model_is_404(api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext) -> None:
     # Given no model at all
     # When the sample invocation is sent
     response = api.resolve(load_event("api_invoke"), lambda_context)
@@ -158,7 +156,7 @@ def test_unknown_model_is_404(
 
 
 def test_invalid_model_name_is_400(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given a name with upper case and an underscore
     event = load_event("api_invoke")
@@ -173,7 +171,7 @@ def test_invalid_model_name_is_400(
 
 @pytest.mark.parametrize("status", ["Creating", "Failed", "OutOfService"])
 def test_endpoint_not_in_service_is_503_with_its_status(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext, status: str
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext, status: str
 ) -> None:
     # Given a model whose endpoint has no live version and is not InService
     put_model(table, "iris", status=status, live_version=None)
@@ -185,7 +183,7 @@ def test_endpoint_not_in_service_is_503_with_its_status(
 
 
 def test_model_with_only_a_rejected_upload_is_503_with_the_reason(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given a first upload that was rejected (deployment item, no model item)
     put_deployment(table, "iris", 1, status="Rejected", reason="no model artifact and no code/inference.py")
@@ -198,7 +196,7 @@ def test_model_with_only_a_rejected_upload_is_503_with_the_reason(
 
 
 def test_payload_over_4_mb_is_413_without_calling_sagemaker(
-    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
 ) -> None:
     # Given a binary payload of 4 MB + 1 byte (the Stubber has nothing queued: a call would fail)
     put_model(table, "iris")
@@ -211,7 +209,7 @@ def test_payload_over_4_mb_is_413_without_calling_sagemaker(
 
 
 def test_payload_of_exactly_4_mb_is_accepted(
-    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
 ) -> None:
     # Given a binary payload of exactly 4 MB
     put_model(table, "iris")
@@ -231,9 +229,7 @@ def test_payload_of_exactly_4_mb_is_accepted(
     assert api.resolve(event, lambda_context)["statusCode"] == 200
 
 
-def test_empty_body_is_400(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
-) -> None:
+def test_empty_body_is_400(api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext) -> None:
     # Given an invocation without a body
     put_model(table, "iris")
     event = load_event("api_invoke")
@@ -250,7 +246,7 @@ def test_model_error_keeps_the_models_4xx_else_502(
     api: APIGatewayRestResolver,
     table: Any,
     sagemaker: Stubber,
-    lambda_context: FakeLambdaContext,
+    lambda_context: LambdaContext,
     original_status: int | None,
     expected_status: int,
 ) -> None:
@@ -274,7 +270,7 @@ def test_model_error_keeps_the_models_4xx_else_502(
 
 
 def test_sagemaker_validation_error_is_400(
-    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
 ) -> None:
     # Given SageMaker refusing the request
     put_model(table, "iris")
@@ -296,7 +292,7 @@ def test_sagemaker_validation_error_is_400(
 
 
 def test_endpoint_missing_in_sagemaker_is_503_not_the_callers_fault(
-    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
 ) -> None:
     # Given a record saying InService but no endpoint in SageMaker
     put_model(table, "iris")
@@ -327,7 +323,7 @@ def test_throttling_and_model_not_ready_are_429_with_retry_after(
     api: APIGatewayRestResolver,
     table: Any,
     sagemaker: Stubber,
-    lambda_context: FakeLambdaContext,
+    lambda_context: LambdaContext,
     error_code: str,
     http_status: int,
     expected_code: str,
@@ -360,7 +356,7 @@ def test_sagemaker_failures_are_gateway_errors(
     api: APIGatewayRestResolver,
     table: Any,
     sagemaker: Stubber,
-    lambda_context: FakeLambdaContext,
+    lambda_context: LambdaContext,
     error_code: str,
     http_status: int,
     expected_status: int,
@@ -377,7 +373,7 @@ def test_sagemaker_failures_are_gateway_errors(
 
 
 def test_request_id_falls_back_to_the_lambda_request_id(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given an event without an API Gateway request id
     event = load_event("api_invoke")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from tests.unit.api.support import (
-    FakeLambdaContext,
     assert_error,
     assert_matches_schema,
     json_body,
@@ -18,7 +18,7 @@ from tests.utils import load_event
 
 
 def test_list_models_gives_status_live_version_and_last_deployment(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given iris serving v2 with v3 failing, and a model whose only upload was rejected
     put_model(table, "iris", status="InService", live_version=2)
@@ -49,7 +49,7 @@ def test_list_models_gives_status_live_version_and_last_deployment(
 
 
 def test_list_models_reads_every_page_of_the_table(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given more items than one 1 MB scan page holds
     padding = "x" * 50_000
@@ -68,14 +68,14 @@ def test_list_models_reads_every_page_of_the_table(
 
 
 def test_list_models_when_there_are_none(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given an empty table / When listed / Then an empty list
     assert json_body(api.resolve(load_event("api_list_models"), lambda_context)) == {"models": []}
 
 
 def test_get_model_gives_the_last_ten_deployments_newest_first(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given twelve deployments of iris, the last one timed out
     put_model(table, "iris", status="InService", live_version=11)
@@ -99,7 +99,7 @@ def test_get_model_gives_the_last_ten_deployments_newest_first(
 
 
 def test_get_model_with_only_a_rejected_upload_shows_the_reason(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given iris whose only upload was rejected
     put_deployment(table, "iris", 1, status="Rejected", reason="modeldrop.json: unknown key 'memory'")
@@ -112,7 +112,7 @@ def test_get_model_with_only_a_rejected_upload_shows_the_reason(
 
 
 def test_get_unknown_model_is_404(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given another model exists, but not the one asked for
     put_model(table, "iris")
@@ -123,7 +123,7 @@ def test_get_unknown_model_is_404(
 
 
 def test_get_model_with_an_invalid_name_is_400(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given a name ending with a hyphen
     event = load_event("api_get_model")
@@ -140,7 +140,7 @@ def test_get_model_with_an_invalid_name_is_400(
 
 
 def test_unknown_route_is_404_in_the_error_shape(
-    api: APIGatewayRestResolver, table: Any, lambda_context: FakeLambdaContext
+    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext
 ) -> None:
     # Given a DELETE, which the API does not offer
     event = load_event("api_get_model")

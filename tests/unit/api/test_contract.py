@@ -1,0 +1,140 @@
+"""openapi/api.yaml, the Powertools routes and template.yaml describe one API and cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from modeldrop.api import errors
+from modeldrop.api.dependencies import ApiDependencies
+from modeldrop.api.media_types import BINARY_MEDIA_TYPES, is_binary_media_type
+from modeldrop.api.routes import ROUTES, create_resolver
+from openapi_spec_validator import validate
+
+from tests.unit.api.support import load_openapi_raw, load_template, resolved_openapi
+
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+
+
+def _openapi_routes(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+
+
+def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        operation
+        for item in document["paths"].values()
+        for method, operation in item.items()
+        if method in HTTP_METHODS
+    ]
+
+
+def _conditions_used(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {node["Fn::If"][0]} if "Fn::If" in node else set()
+        return found.union(*(_conditions_used(value) for value in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_conditions_used(item) for item in node))
+    return set()
+
+
+def _powertools_style(path: str) -> str:
+    return path.replace("{", "<").replace("}", ">")
+
+
+@pytest.mark.parametrize("iam", [False, True], ids=["api-key", "iam"])
+def test_openapi_document_is_valid_in_both_auth_modes(iam: bool) -> None:
+    # Given the document as CloudFormation resolves it for one auth mode
+    document = resolved_openapi(iam=iam)
+    # When it is validated / Then it is a valid OpenAPI 3.0 document
+    validate(document)
+    # And every operation asks for that mode's security scheme
+    scheme = "sigv4" if iam else "api_key"
+    assert all(operation["security"] == [{scheme: []}] for operation in _operations(document))
+
+
+def test_openapi_routes_match_the_resolvers_routes() -> None:
+    # Given the routes in the three places that name them
+    documented = {(method, _powertools_style(path)) for method, path in _openapi_routes(load_openapi_raw())}
+    resolver = create_resolver(lambda: ApiDependencies(records=None, runtime=None))  # type: ignore[arg-type]
+    registered = {
+        (route.method, route.path)
+        for route in resolver._static_routes + resolver._dynamic_routes  # no public accessor
+    }
+    # Then they are the same set
+    assert documented == set(ROUTES) == registered
+
+
+def test_every_operation_proxies_to_the_api_function() -> None:
+    # Given the raw document (before CloudFormation resolves it)
+    for operation in _operations(load_openapi_raw()):
+        integration = operation["x-amazon-apigateway-integration"]
+        # Then each operation is a Lambda proxy integration on ApiFunction
+        assert integration["type"] == "aws_proxy"
+        assert integration["httpMethod"] == "POST"
+        assert integration["uri"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31"
+            "/functions/${ApiFunction.Arn}/invocations"
+        }
+
+
+def test_binary_media_types_agree_and_leave_json_as_text() -> None:
+    # Given the document's binary media types
+    document = load_openapi_raw()
+    # Then they are the function's, and JSON or CSV are not among them
+    assert tuple(document["x-amazon-apigateway-binary-media-types"]) == BINARY_MEDIA_TYPES
+    assert document["x-amazon-apigateway-api-key-source"] == "HEADER"
+    assert "*/*" not in BINARY_MEDIA_TYPES
+    assert not is_binary_media_type("application/json; charset=utf-8")
+    assert not is_binary_media_type("text/csv")
+    assert is_binary_media_type("image/png")
+    assert is_binary_media_type("Application/X-NPY")
+
+
+def test_every_status_the_function_can_answer_is_documented_for_invocations() -> None:
+    # Given every error class of the API (RouteNotFound is answered for paths outside the document)
+    statuses = {
+        int(error.status)
+        for error in vars(errors).values()
+        if isinstance(error, type)
+        and issubclass(error, errors.ApiError)
+        and error is not errors.RouteNotFound
+    }
+    # Then each status is a documented response of POST /models/{name}/invocations
+    documented = load_openapi_raw()["paths"]["/models/{name}/invocations"]["post"]["responses"]
+    assert statuses <= {int(status) for status in documented}
+    assert {"Retry-After"} == set(resolved_openapi()["components"]["responses"]["TooManyRequests"]["headers"])
+
+
+def test_template_wires_the_api_to_this_document_and_function() -> None:
+    # Given template.yaml
+    template = load_template()
+    resources = template["Resources"]
+    api = resources["ModeldropApi"]
+    function = resources["ApiFunction"]
+    # Then the API's definition is this document, included by AWS::Include
+    assert api["Type"] == "AWS::Serverless::Api"
+    assert api["Properties"]["DefinitionBody"] == {
+        "Fn::Transform": {"Name": "AWS::Include", "Parameters": {"Location": "openapi/api.yaml"}}
+    }
+    # And the function is the one the routes live in
+    assert function["Type"] == "AWS::Serverless::Function"
+    assert function["Properties"]["CodeUri"].rstrip("/") == "functions/api"
+    assert function["Properties"]["Handler"] == "app.lambda_handler"
+    # And every condition the document uses is defined by the template
+    assert _conditions_used(load_openapi_raw()) <= set(template.get("Conditions", {}))
+    # And API Gateway may invoke the function
+    permissions = [
+        resource["Properties"]
+        for resource in resources.values()
+        if resource["Type"] == "AWS::Lambda::Permission"
+        and resource["Properties"]["FunctionName"]
+        in ({"Ref": "ApiFunction"}, {"Fn::GetAtt": ["ApiFunction", "Arn"]})
+    ]
+    assert [permission["Principal"] for permission in permissions] == ["apigateway.amazonaws.com"]
+    assert {"ApiUrl", "ApiKeyId"} <= set(template["Outputs"])
