@@ -106,6 +106,27 @@ def test_accepts_artifacts_code_and_config_from_a_one_way_stream() -> None:
     assert stream.bytes_read == len(data)
 
 
+def test_accepts_a_stream_that_returns_short_reads() -> None:
+    # Given a network-like stream that hands out a few bytes at a time
+    class Trickle(OneWayStream):
+        def read(self, size: int = -1) -> bytes:
+            return super().read(min(size, 7) if size > 0 else 7)
+
+    data = make_tarball(file_member("model.joblib", bytes(range(256)) * 50))
+
+    # When inspected, then it is read to the end and accepted
+    assert inspect_tarball(Trickle(data)).uncompressed_bytes == 256 * 50
+
+
+def test_accepts_concatenated_gzip_members_and_zero_padding() -> None:
+    # Given a tar split over two gzip members (as `cat a.gz b.gz` makes) followed by zero padding
+    tar_bytes = gzip.decompress(make_tarball(MODEL, file_member("code/inference.py")))
+    data = gzip.compress(tar_bytes[:700]) + gzip.compress(tar_bytes[700:]) + bytes(4096)
+
+    # When inspected, then both members are read as one stream
+    assert inspect_tarball(OneWayStream(data)).members == ["model.joblib", "code/inference.py"]
+
+
 def test_accepts_inference_code_without_a_recognisable_artifact() -> None:
     # Given only custom code and an opaque weights file
     data = make_tarball(file_member("weights.bin"), file_member("code/inference.py"))

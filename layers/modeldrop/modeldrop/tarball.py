@@ -90,16 +90,20 @@ class _GunzipStream(io.RawIOBase):
         self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._pending = b""
         self.compressed_bytes = 0
-        self.head = b""
 
     def readable(self) -> bool:
         return True
 
     def start(self) -> None:
         """Read the first chunk; reject what is empty or not gzip before tarfile sees it."""
-        first = self._raw.read(_RAW_CHUNK)
+        # Network streams may return short reads: gather enough to recognise the format.
+        first = b""
+        while len(first) < 512:
+            chunk = self._raw.read(_RAW_CHUNK)
+            if not chunk:
+                break
+            first += chunk
         self.compressed_bytes += len(first)
-        self.head = first[:512]
         if not first:
             raise TarballRejected("empty file: the object has no bytes")
         if not first.startswith(_GZIP_MAGIC):
@@ -117,25 +121,29 @@ class _GunzipStream(io.RawIOBase):
     def read(self, size: int = -1, /) -> bytes:
         want = size if size and size > 0 else _RAW_CHUNK
         while True:
-            if self._decompressor.unconsumed_tail:
-                data = self._decompressor.unconsumed_tail
-            elif self._decompressor.eof and self._decompressor.unused_data:
-                # Concatenated gzip members decompress to one stream, as gunzip does.
-                data = self._decompressor.unused_data
-                self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            decompressor = self._decompressor
+            if decompressor.unconsumed_tail:
+                data = decompressor.unconsumed_tail
             elif self._pending:
                 data, self._pending = self._pending, b""
             else:
                 data = self._raw.read(_RAW_CHUNK)
                 self.compressed_bytes += len(data)
                 if not data:
-                    if not self._decompressor.eof:
+                    if not decompressor.eof:
                         raise TarballRejected("corrupt gzip data: the file ends in the middle of the stream")
                     return b""
+            if decompressor.eof:
+                if not data.strip(b"\0"):
+                    continue  # zero padding after the last member, which gzip tools accept
+                # Concatenated gzip members decompress to one stream, as gunzip does.
+                decompressor = self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
             try:
-                out = self._decompressor.decompress(data, want)
+                out = decompressor.decompress(data, want)
             except zlib.error as error:
                 raise TarballRejected(f"corrupt gzip data: {error}") from None
+            if decompressor.eof:
+                self._pending = decompressor.unused_data
             if out:
                 self._produced += len(out)
                 if self._produced > self._cap:
