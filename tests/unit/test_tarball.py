@@ -457,3 +457,15 @@ def test_safe_extract_rejects_a_tarball_without_model_and_cleans_up(tmp_path: Pa
     with pytest.raises(TarballRejected, match="no model artifact"):
         safe_extract(OneWayStream(make_tarball(file_member("notes.txt"))), tmp_path / "m")
     assert list((tmp_path / "m").iterdir()) == []
+
+
+def test_windows_drive_paths_are_absolute() -> None:
+    assert rejection(make_tarball(MODEL, file_member("C:/Windows/evil.dll"))) == (
+        "absolute path not allowed: 'C:/Windows/evil.dll'"
+    )
+
+
+def test_names_are_normalised_before_duplicate_checks() -> None:
+    assert rejection(make_tarball(file_member("code/inference.py"), file_member("code/./inference.py"))) == (
+        "duplicate member: 'code/inference.py' appears more than once"
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import re
 import shutil
 import tarfile
 import zlib
@@ -29,6 +30,7 @@ INFERENCE_CODE_MEMBER = "code/inference.py"
 REQUIREMENTS_MEMBER = "code/requirements.txt"
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
 _TAR_MAGIC_OFFSET = 257
 _RAW_CHUNK = 64 * 1024
 # Tar metadata (headers, long-name and pax records, padding) allowed on top of the file data.
@@ -89,7 +91,6 @@ class _GunzipStream(io.RawIOBase):
         self._produced = 0
         self._decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._pending = b""
-        self.compressed_bytes = 0
 
     def readable(self) -> bool:
         return True
@@ -103,7 +104,6 @@ class _GunzipStream(io.RawIOBase):
             if not chunk:
                 break
             first += chunk
-        self.compressed_bytes += len(first)
         if not first:
             raise TarballRejected("empty file: the object has no bytes")
         if not first.startswith(_GZIP_MAGIC):
@@ -128,7 +128,6 @@ class _GunzipStream(io.RawIOBase):
                 data, self._pending = self._pending, b""
             else:
                 data = self._raw.read(_RAW_CHUNK)
-                self.compressed_bytes += len(data)
                 if not data:
                     if not decompressor.eof:
                         raise TarballRejected("corrupt gzip data: the file ends in the middle of the stream")
@@ -158,14 +157,12 @@ class _GunzipStream(io.RawIOBase):
 
 def _normalise(name: str) -> str:
     """The member path relative to the root, with leading './' removed; '' for the root itself."""
-    while name.startswith("./"):
-        name = name[2:]
-    name = name.rstrip("/")
+    name = posixpath.normpath(name) if name else "."
     return "" if name == "." else name
 
 
 def _check_path(raw_name: str) -> None:
-    if raw_name.startswith("/") or (len(raw_name) > 1 and raw_name[1] == ":"):
+    if raw_name.startswith("/") or _WINDOWS_DRIVE.match(raw_name):
         raise TarballRejected(f"absolute path not allowed: {raw_name!r}")
     if ".." in raw_name.split("/"):
         raise TarballRejected(f"path escapes the archive root: {raw_name!r}")
