@@ -13,6 +13,7 @@ from modeldrop.frameworks import (
     detect_framework,
     framework_from_image,
     image_for,
+    serving_framework,
     supported_regions,
     supported_versions,
 )
@@ -169,3 +170,26 @@ def test_the_table_is_plain_json_data() -> None:
     for name, entry in table["frameworks"].items():
         assert Framework(name)
         assert entry["default_version"] in entry["versions"]
+
+
+@pytest.mark.parametrize(
+    ("framework", "names", "expected"),
+    [
+        (Framework.SKLEARN, ["model.joblib"], Framework.SKLEARN),
+        (Framework.ONNX, ["model.onnx"], Framework.ONNX),
+        (Framework.XGBOOST, ["xgboost-model"], Framework.XGBOOST),
+        # The image decides when it is a real framework image, even if the files look otherwise
+        (Framework.XGBOOST, ["model.pkl"], Framework.XGBOOST),
+        (Framework.PYTORCH, ["model.onnx"], Framework.PYTORCH),
+    ],
+)
+def test_serving_framework_from_image_and_files(
+    framework: Framework, names: list[str], expected: Framework
+) -> None:
+    assert serving_framework(image_for(framework, None, "us-east-1"), names) is expected
+
+
+def test_serving_framework_for_a_custom_image_comes_from_the_files() -> None:
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:1"
+    assert serving_framework(image, ["model.ubj"]) is Framework.XGBOOST
+    assert serving_framework(image, ["weights.bin"]) is None

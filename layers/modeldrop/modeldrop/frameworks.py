@@ -159,3 +159,18 @@ def framework_from_image(image: str) -> Framework | None:
         if entry["repository"] == repository and group.get(match["region"]) == match["account"]:
             return framework
     return None
+
+
+def serving_framework(image: str, member_names: Iterable[str]) -> Framework | None:
+    """Which built-in loader serves a model: the image's framework, refined by the files.
+
+    For the local SageMaker, which has no containers: ONNX models arrive on the scikit-learn image
+    (see framework_images.json), so a .onnx artifact there means ONNX; a custom image has no
+    framework of its own, so the files decide. None: nothing built in can load it.
+    """
+    names = list(member_names)
+    from_image = framework_from_image(image)
+    from_files = detect_framework(names)
+    if from_image is None or (from_image is Framework.SKLEARN and from_files is Framework.ONNX):
+        return from_files
+    return from_image
