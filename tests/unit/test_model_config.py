@@ -212,6 +212,15 @@ def test_resolve_prefers_the_model_config() -> None:
     assert resolved.image == XGBOOST_IMAGE
     assert (resolved.memory_mb, resolved.max_concurrency, resolved.provisioned_concurrency) == (3072, 2, 1)
     assert resolved.environment == {"K": "V"}
+    assert resolved.to_record() == {
+        "framework": "xgboost",
+        "frameworkVersion": "1.7-1",
+        "image": XGBOOST_IMAGE,
+        "memoryMb": 3072,
+        "maxConcurrency": 2,
+        "provisionedConcurrency": 1,
+        "environment": {"K": "V"},
+    }
 
 
 def test_resolve_caps_a_default_provisioned_concurrency_at_the_models_max() -> None:

@@ -208,6 +208,10 @@ class ResolvedConfig(BaseModel):
     provisioned_concurrency: int
     environment: dict[str, str]
 
+    def to_record(self) -> dict[str, Any]:
+        """The deployment record's config map: camelCase keys, plain JSON values."""
+        return self.model_dump(mode="json", by_alias=True)
+
 
 def resolve_config(
     config: ModelConfig | None,
