@@ -148,8 +148,13 @@ def build_sklearn_forest(
     return build_sklearn_iris(dest_dir, n_estimators=n_estimators, config=config)
 
 
-def build_onnx_iris(dest_dir: Path | str, *, config: Mapping[str, Any] | None = None) -> Path:
-    """The iris LogisticRegression converted with skl2onnx: model.onnx, outputs label and probabilities."""
+def build_onnx_iris(
+    dest_dir: Path | str, *, with_handler: bool = False, config: Mapping[str, Any] | None = None
+) -> Path:
+    """The iris LogisticRegression converted with skl2onnx: model.onnx, outputs label and probabilities.
+
+    with_handler adds modeldrop's ONNX code/inference.py and requirements.txt (what AWS needs).
+    """
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
@@ -162,7 +167,9 @@ def build_onnx_iris(dest_dir: Path | str, *, config: Mapping[str, Any] | None = 
     with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
         artifact = Path(staging) / "model.onnx"
         artifact.write_bytes(onnx_model.SerializeToString())
-        return _tarball(dest_dir, [artifact], config=config)
+        dest = Path(dest_dir)
+        dest.mkdir(parents=True, exist_ok=True)
+        return build_model_tarball([artifact], dest / TARBALL_NAME, config=config, onnx_handler=with_handler)
 
 
 def build_xgboost_iris(

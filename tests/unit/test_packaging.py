@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -137,4 +138,61 @@ def test_refuses_a_model_over_the_limits(workdir: Path) -> None:
     with pytest.raises(TarballRejected, match="too large uncompressed"):
         build_model_tarball(
             workdir / "model.onnx", workdir / "o.tar.gz", limits=TarballLimits(max_uncompressed_bytes=4)
+        )
+
+
+def test_onnx_handler_adds_code_that_serves_the_model(tmp_path: Path) -> None:
+    # Given the iris ONNX model packaged with modeldrop's ONNX handlers
+    from modeldrop_local import example_models
+
+    with_handler = example_models.build_onnx_iris(tmp_path / "h", with_handler=True)
+    plain = example_models.build_onnx_iris(tmp_path / "p")
+
+    # When the handlers (as the container would run them) and the built-in loader predict
+    rows = example_models.iris_payload(20)
+    report = describe_tarball(with_handler)
+
+    # Then the layout carries code/ and both give the same predictions
+    assert report.has_inference_code and report.has_requirements
+    assert example_models.predict_in_process(with_handler, rows) == example_models.predict_in_process(
+        plain, rows
+    )
+
+
+def test_onnx_handler_reads_csv_and_npy_and_writes_csv(tmp_path: Path) -> None:
+    import numpy as np
+    from modeldrop import onnx_handler
+    from modeldrop.tarball import safe_extract
+    from modeldrop_local import example_models
+
+    with example_models.build_onnx_iris(tmp_path).open("rb") as stream:
+        safe_extract(stream, tmp_path / "model")
+    session = onnx_handler.model_fn(str(tmp_path / "model"))
+    rows = np.asarray(example_models.iris_payload(3))
+    npy = io.BytesIO()
+    np.save(npy, rows)
+
+    from_csv = onnx_handler.predict_fn(
+        onnx_handler.input_fn(b"5.1,3.5,1.4,0.2\n6.6,3.0,4.4,1.4\n", "text/csv"), session
+    )
+    from_npy = onnx_handler.predict_fn(onnx_handler.input_fn(npy.getvalue(), "application/x-npy"), session)
+
+    assert (
+        onnx_handler.output_fn(from_csv, "text/csv") == "0.000000000000000000e+00\n1.000000000000000000e+00\n"
+    )
+    assert json.loads(onnx_handler.output_fn(from_npy, "application/json")) == example_models.iris_targets(3)
+    with pytest.raises(ValueError, match="unsupported content type 'image/png'"):
+        onnx_handler.input_fn(b"", "image/png")
+
+
+def test_onnx_handler_needs_an_onnx_file_and_no_other_code(workdir: Path) -> None:
+    (workdir / "model.joblib").write_bytes(b"x")
+    with pytest.raises(PackagingError, match=r"onnx_handler needs a \.onnx model file"):
+        build_model_tarball(workdir / "model.joblib", workdir / "o.tar.gz", onnx_handler=True)
+    with pytest.raises(PackagingError, match="onnx_handler brings its own code/"):
+        build_model_tarball(
+            workdir / "model.onnx",
+            workdir / "o.tar.gz",
+            inference_py=workdir / "inference.py",
+            onnx_handler=True,
         )

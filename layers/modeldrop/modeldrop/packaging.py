@@ -27,6 +27,9 @@ from modeldrop.tarball import (
 )
 
 TARBALL_NAME = "model.tar.gz"
+# Handlers that let the scikit-learn container (ONNX's host, see framework_images.json) serve ONNX.
+ONNX_HANDLER_FILE = Path(__file__).with_name("onnx_handler.py")
+ONNX_REQUIREMENTS = "onnxruntime>=1.16\n"
 _RESERVED_ROOT_NAMES = ("code", CONFIG_MEMBER)
 
 
@@ -76,12 +79,14 @@ def build_model_tarball(
     config: ModelConfig | Mapping[str, Any] | bytes | None = None,
     limits: TarballLimits | None = None,
     compresslevel: int = 6,
+    onnx_handler: bool = False,
 ) -> Path:
     """Write model.tar.gz (dest: a file path, or a directory to hold model.tar.gz) and validate it.
 
     model_files are placed at the root under their own names; directories (a SavedModel) are added
     recursively. Raises PackagingError for unusable inputs, TarballRejected if the result would be
     refused on upload, ConfigRejected for a bad config. compresslevel is gzip's (6, as `tar -czf`).
+    onnx_handler adds modeldrop's ONNX handlers as code/ so the model also serves on AWS.
     """
     sources = [Path(model_files)] if isinstance(model_files, str | Path) else [Path(p) for p in model_files]
     dest_path = Path(dest)
@@ -101,6 +106,13 @@ def build_model_tarball(
     for label, path in (("inference.py", inference_py), ("requirements.txt", requirements_txt)):
         if path is not None and not Path(path).is_file():
             raise PackagingError(f"{label} not found: {path}")
+    if onnx_handler:
+        if inference_py is not None or requirements_txt is not None:
+            raise PackagingError(
+                "onnx_handler brings its own code/: give no inference.py or requirements.txt"
+            )
+        if not any(name.endswith(".onnx") for name in names):
+            raise PackagingError("onnx_handler needs a .onnx model file")
     config_raw = _config_bytes(config) if config is not None else None
 
     dest_path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +124,7 @@ def build_model_tarball(
     ):
         for name, source in names.items():
             _add_path(archive, source, name)
-        if inference_py is not None or requirements_txt is not None:
+        if inference_py is not None or requirements_txt is not None or onnx_handler:
             code_dir = tarfile.TarInfo("code")
             code_dir.type = tarfile.DIRTYPE
             archive.addfile(_reset(code_dir))
@@ -120,6 +132,9 @@ def build_model_tarball(
             _add_bytes(archive, INFERENCE_CODE_MEMBER, Path(inference_py).read_bytes())
         if requirements_txt is not None:
             _add_bytes(archive, REQUIREMENTS_MEMBER, Path(requirements_txt).read_bytes())
+        if onnx_handler:
+            _add_bytes(archive, INFERENCE_CODE_MEMBER, ONNX_HANDLER_FILE.read_bytes())
+            _add_bytes(archive, REQUIREMENTS_MEMBER, ONNX_REQUIREMENTS.encode())
         if config_raw is not None:
             _add_bytes(archive, CONFIG_MEMBER, config_raw)
     try:
