@@ -51,7 +51,7 @@ def resolve_intrinsics(node: Any, conditions: dict[str, bool]) -> Any:
 
 
 def resolved_openapi(iam: bool = False) -> dict[str, Any]:
-    return resolve_intrinsics(load_openapi_raw(), {"UseIamAuth": iam, "UseApiKeyAuth": not iam})
+    return resolve_intrinsics(load_openapi_raw(), {"UseApiKey": not iam})
 
 
 def assert_matches_schema(body: Any, schema_name: str) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 from modeldrop.api import errors
 from modeldrop.api.dependencies import ApiDependencies
 from modeldrop.api.media_types import BINARY_MEDIA_TYPES, is_binary_media_type
 from modeldrop.api.routes import ROUTES, create_resolver
 from openapi_spec_validator import validate
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
 
 from tests.unit.api.support import load_openapi_raw, load_template, resolved_openapi
 
@@ -122,19 +125,71 @@ def test_template_wires_the_api_to_this_document_and_function() -> None:
     assert api["Properties"]["DefinitionBody"] == {
         "Fn::Transform": {"Name": "AWS::Include", "Parameters": {"Location": "openapi/api.yaml"}}
     }
-    # And the function is the one the routes live in
+    # And the function is the one the routes live in, with one event per documented route
     assert function["Type"] == "AWS::Serverless::Function"
     assert function["Properties"]["CodeUri"].rstrip("/") == "functions/api"
     assert function["Properties"]["Handler"] == "app.lambda_handler"
+    events = function["Properties"]["Events"].values()
+    assert all(event["Properties"]["RestApiId"] == {"Ref": "ModeldropApi"} for event in events)
+    template_routes = {
+        (event["Properties"]["Method"].upper(), event["Properties"]["Path"]) for event in events
+    }
+    assert template_routes == _openapi_routes(load_openapi_raw())
     # And every condition the document uses is defined by the template
     assert _conditions_used(load_openapi_raw()) <= set(template.get("Conditions", {}))
-    # And API Gateway may invoke the function
-    permissions = [
-        resource["Properties"]
+    assert {"ApiUrl", "ApiKeyId"} <= set(template["Outputs"])
+
+
+def test_sam_translates_the_api_with_one_permission_per_route_and_the_document_untouched(
+    aws_env: None,
+) -> None:
+    # Given template.yaml with code locations as `sam package` would leave them
+    template = load_template()
+    for resource in template["Resources"].values():
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://packaged-artifacts/key"
+    # When the SAM transform runs on it (what CloudFormation does on deploy)
+    translator = Translator(_ManagedPolicies(), Parser(), boto_session=boto3.Session(region_name="us-east-1"))
+    resources = translator.translate(template, {})["Resources"]
+    # Then API Gateway may invoke the function on exactly the documented routes
+    permitted = {
+        resource["Properties"]["SourceArn"]["Fn::Sub"][0].rsplit("}/", 1)[1]
         for resource in resources.values()
         if resource["Type"] == "AWS::Lambda::Permission"
-        and resource["Properties"]["FunctionName"]
-        in ({"Ref": "ApiFunction"}, {"Fn::GetAtt": ["ApiFunction", "Arn"]})
-    ]
-    assert [permission["Principal"] for permission in permissions] == ["apigateway.amazonaws.com"]
-    assert {"ApiUrl", "ApiKeyId"} <= set(template["Outputs"])
+        and resource["Properties"]["FunctionName"] == {"Ref": "ApiFunction"}
+    }
+    expected = {
+        f"{method}{path}".replace("{name}", "*") for method, path in _openapi_routes(load_openapi_raw())
+    }
+    assert permitted == {route.replace("/", "/", 1) for route in expected}
+    # And the REST API's body is still the included document (SAM did not rewrite it)
+    rest_api = resources["ModeldropApi"]
+    assert rest_api["Type"] == "AWS::ApiGateway::RestApi"
+    assert rest_api["Properties"]["Body"] == {
+        "Fn::Transform": {"Name": "AWS::Include", "Parameters": {"Location": "openapi/api.yaml"}}
+    }
+    # And the key, usage plan and its key exist only in API-key mode
+    keyed = {
+        name: resource
+        for name, resource in resources.items()
+        if resource["Type"].startswith("AWS::ApiGateway::")
+    }
+    assert {keyed[name]["Type"] for name in keyed if keyed[name].get("Condition") == "UseApiKey"} == {
+        "AWS::ApiGateway::ApiKey",
+        "AWS::ApiGateway::UsagePlan",
+        "AWS::ApiGateway::UsagePlanKey",
+    }
+
+
+class _ManagedPolicies(dict[str, str]):
+    """Resolves AWS managed policy names offline (the translator would otherwise ask IAM)."""
+
+    def __missing__(self, name: str) -> str:
+        return f"arn:aws:iam::aws:policy/{name}"
+
+    def get(self, name: str, default: Any = None) -> str:
+        return self[name]
+
+    def load(self) -> dict[str, str]:
+        return self
