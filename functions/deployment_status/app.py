@@ -1,0 +1,26 @@
+"""DeploymentStatus: the deploy state machine's steps that need code. Logic: modeldrop.deployment_status."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from modeldrop.deployment_status import StatusDependencies, handle_status, result_json
+from modeldrop.events import DeploymentStatusEvent
+from modeldrop.observability import logger, metrics, tracer
+
+
+@cache
+def _dependencies() -> StatusDependencies:
+    # Built on first use (not at import), so tests and the local cloud can set the environment first.
+    return StatusDependencies.from_environment()
+
+
+@logger.inject_lambda_context(log_event=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+@event_parser(model=DeploymentStatusEvent)
+def lambda_handler(event: DeploymentStatusEvent, context: LambdaContext) -> dict[str, Any]:
+    return result_json(handle_status(event, _dependencies()))

@@ -1,0 +1,358 @@
+"""OnUpload's logic: one uploaded model.tar.gz → a recorded deployment and a state machine execution.
+
+Order of work, so that a failure anywhere leaves a record saying so and never touches the live
+endpoint before the new version is known to be deployable:
+  1. the key names a model (else the upload is recorded under UPLOAD#REJECTED);
+  2. the tarball is streamed from S3 (pinned to the event's object version) and inspected;
+     the config (modeldrop.json) is parsed and resolved — any problem: status Rejected, no SageMaker call;
+  3. CreateModel + CreateEndpointConfig (new names per version, the live endpoint is untouched);
+  4. CreateEndpoint / UpdateEndpoint, or Queued when the endpoint is busy with another deployment;
+  5. the deploy state machine follows it (execution name = deployment id, so a retry cannot start two).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from modeldrop import naming
+from modeldrop.events import ExecutionInput, UploadedObject
+from modeldrop.model_config import (
+    ConfigRejected,
+    ModelConfig,
+    ResolvedConfig,
+    parse_model_config,
+    resolve_config,
+)
+from modeldrop.observability import logger, metrics
+from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
+from modeldrop.sagemaker_adapter import (
+    BROKEN_STATUSES,
+    BUSY_STATUSES,
+    EndpointBusy,
+    SageMakerAdapter,
+)
+from modeldrop.settings import OnUploadSettings
+from modeldrop.tarball import TarballRejected, inspect_tarball
+
+
+@dataclass(frozen=True)
+class DeployDependencies:
+    settings: OnUploadSettings
+    s3: Any
+    stepfunctions: Any
+    sagemaker: SageMakerAdapter
+    records: DeploymentRecords
+
+    @classmethod
+    def from_environment(cls, settings: OnUploadSettings | None = None) -> DeployDependencies:
+        settings = settings or OnUploadSettings.load()
+        table = boto3.resource("dynamodb").Table(settings.deployments_table)
+        return cls(
+            settings=settings,
+            s3=boto3.client("s3"),
+            stepfunctions=boto3.client("stepfunctions"),
+            sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
+            records=DeploymentRecords(table),
+        )
+
+
+class UploadOutcome(BaseModel):
+    """What happened to one upload (also what the idempotency layer stores and replays)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    bucket: str
+    key: str
+    object_version: str | None
+    status: DeploymentStatus
+    model_name: str | None = None
+    version: int | None = None
+    deployment_id: str | None = None
+    reason: str | None = None
+    execution_arn: str | None = None
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOutcome:
+    """Deploy one uploaded object (see the module docstring). Never raises for a bad upload."""
+    try:
+        model_name = naming.model_name_from_key(upload.key)
+    except naming.InvalidModelKey as error:
+        deps.records.record_rejected_key(upload.bucket, upload.key, upload.object_version, error.reason)
+        logger.warning("upload rejected", extra={"key": upload.key, "reason": error.reason})
+        _count("UploadRejected")
+        return UploadOutcome(
+            bucket=upload.bucket,
+            key=upload.key,
+            object_version=upload.object_version,
+            status=DeploymentStatus.REJECTED,
+            reason=error.reason,
+        )
+
+    version = deps.records.next_version(model_name)
+    now = utc_now()
+    deployment = Deployment(
+        deployment_id=naming.deployment_id(
+            model_name, version, upload.bucket, upload.key, upload.object_version
+        ),
+        model_name=model_name,
+        version=version,
+        bucket=upload.bucket,
+        key=upload.key,
+        object_version=upload.object_version,
+        etag=upload.etag,
+        status=DeploymentStatus.QUEUED,
+        endpoint_name=naming.endpoint_name(model_name),
+        created_at=now,
+        updated_at=now,
+    )
+    logger.append_keys(model=model_name, deployment_id=deployment.deployment_id)
+
+    try:
+        config = _inspect(upload, model_name, deps)
+    except _Rejected as rejection:
+        deps.records.put_deployment(
+            deployment.model_copy(update={"status": DeploymentStatus.REJECTED, "reason": rejection.reason})
+        )
+        logger.warning("upload rejected", extra={"reason": rejection.reason})
+        _count("UploadRejected")
+        return _outcome(upload, deployment, DeploymentStatus.REJECTED, rejection.reason)
+
+    sagemaker_name = naming.versioned_name(model_name, version)
+    deployment = deployment.model_copy(
+        update={
+            "config": config.model_dump(by_alias=True, mode="json"),
+            "sagemaker_model_name": sagemaker_name,
+            "endpoint_config_name": sagemaker_name,
+        }
+    )
+    # Recorded before any SageMaker call, so even a crash mid-way leaves the upload visible.
+    deps.records.put_deployment(deployment)
+
+    try:
+        _create_sagemaker_resources(deployment, config, deps)
+    except ClientError as error:
+        # SageMaker refused the model or config (e.g. an image it cannot use): the endpoint is untouched.
+        reason = f"SageMaker refused the deployment: {_client_error_text(error)}"
+        deps.records.update_deployment(model_name, version, DeploymentStatus.FAILED, reason=reason)
+        logger.warning("SageMaker refused the deployment", extra={"reason": reason})
+        _count("DeploymentFailed")
+        return _outcome(upload, deployment, DeploymentStatus.FAILED, reason)
+
+    status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
+    deps.records.update_deployment(model_name, version, status)
+    deps.records.touch_model(
+        model_name,
+        deployment.endpoint_name or naming.endpoint_name(model_name),
+        status=endpoint_status,
+        last_deployment_id=deployment.deployment_id,
+    )
+    execution_arn = start_execution(deployment, status, deps.settings, deps.stepfunctions)
+    deps.records.update_deployment(model_name, version, status, execution_arn=execution_arn)
+    _count("DeploymentStarted" if status is DeploymentStatus.DEPLOYING else "DeploymentQueued")
+    logger.info("deployment recorded", extra={"status": status.value, "execution_arn": execution_arn})
+    result = _outcome(upload, deployment, status, None)
+    return result.model_copy(update={"execution_arn": execution_arn})
+
+
+def start_or_queue(deployment: Deployment, sagemaker: SageMakerAdapter) -> tuple[DeploymentStatus, str]:
+    """Send the deployment's config to the endpoint if it is free; Queued if another deployment is in flight.
+
+    Returns the deployment status and the endpoint status to record on the model item.
+    """
+    endpoint_name = deployment.endpoint_name or naming.endpoint_name(deployment.model_name)
+    config_name = deployment.endpoint_config_name or naming.versioned_name(
+        deployment.model_name, deployment.version
+    )
+    endpoint = sagemaker.describe_endpoint(endpoint_name)
+    if endpoint is None:
+        sagemaker.create_endpoint(endpoint_name, config_name)
+        return DeploymentStatus.DEPLOYING, "Creating"
+    if endpoint.status in BUSY_STATUSES:
+        return DeploymentStatus.QUEUED, endpoint.status
+    if endpoint.status in BROKEN_STATUSES:
+        # A Failed endpoint cannot be updated, only replaced: delete it; the queued deployment
+        # creates it afresh on its next turn, once the deletion is over.
+        logger.info("deleting broken endpoint", extra={"endpoint_status": endpoint.status})
+        sagemaker.delete_endpoint(endpoint_name)
+        return DeploymentStatus.QUEUED, "Deleting"
+    try:
+        sagemaker.update_endpoint(endpoint_name, config_name)
+    except EndpointBusy:
+        return DeploymentStatus.QUEUED, "Updating"
+    return DeploymentStatus.DEPLOYING, "Updating"
+
+
+def start_execution(
+    deployment: Deployment, status: DeploymentStatus, settings: OnUploadSettings, stepfunctions: Any
+) -> str:
+    execution_input = ExecutionInput(
+        deployment_id=deployment.deployment_id,
+        model_name=deployment.model_name,
+        version=deployment.version,
+        endpoint_name=deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
+        endpoint_config_name=deployment.endpoint_config_name or "",
+        status="Queued" if status is DeploymentStatus.QUEUED else "Deploying",
+        max_polls=settings.max_polls,
+    )
+    try:
+        response = stepfunctions.start_execution(
+            stateMachineArn=settings.state_machine_arn,
+            name=deployment.deployment_id,
+            input=execution_input.model_dump_json(by_alias=True),
+        )
+    except stepfunctions.exceptions.ExecutionAlreadyExists:
+        # A retried invocation: the execution of this deployment is already running.
+        arn_prefix = settings.state_machine_arn.replace(":stateMachine:", ":execution:")
+        return f"{arn_prefix}:{deployment.deployment_id}"
+    return str(response["executionArn"])
+
+
+def _create_sagemaker_resources(
+    deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
+) -> None:
+    name = deployment.sagemaker_model_name or naming.versioned_name(deployment.model_name, deployment.version)
+    # ModelDataUrl cannot name an S3 object version (botocore's ContainerDefinition/S3ModelDataSource have
+    # no VersionId): SageMaker downloads whatever version is current when it creates the endpoint. We
+    # inspected the pinned version and record it and its ETag on the deployment; a newer upload of the
+    # same key gets its own deployment, and the last upload wins anyway.
+    deps.sagemaker.create_model(
+        name,
+        image=config.image,
+        model_data_url=f"s3://{deployment.bucket}/{deployment.key}",
+        role_arn=deps.settings.sagemaker_role_arn,
+        environment=config.environment,
+    )
+    deps.sagemaker.create_endpoint_config(
+        name,
+        model_name=name,
+        memory_mb=config.memory_mb,
+        max_concurrency=config.max_concurrency,
+        provisioned_concurrency=config.provisioned_concurrency,
+    )
+
+
+def _inspect(upload: UploadedObject, model_name: str, deps: DeployDependencies) -> ResolvedConfig:
+    """Stream and check the tarball, then resolve its configuration; _Rejected says why not."""
+    request: dict[str, Any] = {"Bucket": upload.bucket, "Key": upload.key}
+    if upload.object_version:
+        request["VersionId"] = upload.object_version
+    body = deps.s3.get_object(**request)["Body"]
+    try:
+        report = inspect_tarball(body, deps.settings.tarball_limits())
+    except TarballRejected as error:
+        raise _Rejected(error.reason) from None
+    finally:
+        body.close()
+
+    try:
+        config = _model_config(report.config_bytes, upload, model_name, deps)
+        return resolve_config(
+            config,
+            defaults=deps.settings.config_defaults(),
+            detected_framework=report.framework,
+            uncompressed_bytes=report.uncompressed_bytes,
+            region=deps.settings.region,
+        )
+    except ConfigRejected as error:
+        raise _Rejected(error.reason) from None
+
+
+def _model_config(
+    embedded: bytes | None, upload: UploadedObject, model_name: str, deps: DeployDependencies
+) -> ModelConfig | None:
+    """modeldrop.json from inside the tarball, else from the sibling object models/<name>/modeldrop.json.
+
+    The tarball's copy wins: it is versioned together with the model it describes, whereas the
+    sibling object can change independently of (and race with) the upload.
+    """
+    if embedded is not None:
+        return parse_model_config(embedded, source="modeldrop.json in model.tar.gz")
+    key = naming.config_key(model_name)
+    try:
+        raw = deps.s3.get_object(Bucket=upload.bucket, Key=key)["Body"].read(64 * 1024 + 1)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
+            return None
+        raise
+    if len(raw) > 64 * 1024:
+        raise ConfigRejected(f"{key}: larger than 64 KiB")
+    return parse_model_config(raw, source=key)
+
+
+def _outcome(
+    upload: UploadedObject, deployment: Deployment, status: DeploymentStatus, reason: str | None
+) -> UploadOutcome:
+    return UploadOutcome(
+        bucket=upload.bucket,
+        key=upload.key,
+        object_version=upload.object_version,
+        status=status,
+        model_name=deployment.model_name,
+        version=deployment.version,
+        deployment_id=deployment.deployment_id,
+        reason=reason,
+    )
+
+
+def _client_error_text(error: ClientError) -> str:
+    details = error.response.get("Error", {})
+    return f"{details.get('Code', 'Error')}: {details.get('Message', str(error))}"
+
+
+def _count(name: str) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
+
+
+def outcome_json(outcome: UploadOutcome) -> dict[str, Any]:
+    return dict(json.loads(outcome.model_dump_json(by_alias=True)))
+
+
+# An S3 object version is immutable, so (bucket, key, version) identifies the upload for good; the
+# window only bounds how long the idempotency records are kept.
+IDEMPOTENCY_WINDOW_SECONDS = 7 * 24 * 3600
+
+
+def idempotent_deployer(
+    deps: DeployDependencies, persistence: Any | None = None
+) -> tuple[Any, IdempotencyConfig]:
+    """handle_upload made idempotent on (bucket, key, object version) with the IdempotencyTable.
+
+    Returns the deploy function (call it with upload=...) and its config (register the Lambda context on it).
+    """
+    store = persistence or DynamoDBPersistenceLayer(table_name=deps.settings.idempotency_table)
+    config = IdempotencyConfig(
+        event_key_jmespath="[bucket, key, object_version]",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=IDEMPOTENCY_WINDOW_SECONDS,
+    )
+
+    @idempotent_function(
+        data_keyword_argument="upload",
+        persistence_store=store,
+        config=config,
+        output_serializer=PydanticSerializer,
+    )
+    def deploy_once(upload: UploadedObject) -> UploadOutcome:
+        return handle_upload(upload, deps)
+
+    return deploy_once, config

@@ -1,0 +1,198 @@
+"""DeploymentStatus's logic: the steps of the deploy state machine that need code.
+
+  start      a Queued deployment tries its turn: Superseded if a newer upload exists, TimedOut when it
+             waited too long, else sent to SageMaker (Deploying) or still Queued.
+  succeeded  the endpoint is InService — but a failed UpdateEndpoint also ends InService (on the old
+             config, with a FailureReason), so success means: InService on *this* deployment's config.
+  failed     the endpoint is Failed (a first create) or otherwise broken: record FailureReason.
+  timed_out  not InService within the deploy timeout.
+  error      a state failed for good after its retries: record the error.
+Every write is conditional on the deployment still being in flight, so a replayed step changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.metrics import MetricUnit
+
+from modeldrop.deploy import start_or_queue
+from modeldrop.events import DeploymentStatusEvent, StatusResult
+from modeldrop.observability import logger, metrics
+from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus
+from modeldrop.sagemaker_adapter import EndpointDescription, SageMakerAdapter
+from modeldrop.settings import DeploymentStatusSettings
+
+IN_FLIGHT = (DeploymentStatus.QUEUED, DeploymentStatus.DEPLOYING)
+# A newer deployment in one of these states replaces a queued older one (last upload wins).
+_REPLACES_OLDER = {DeploymentStatus.QUEUED, DeploymentStatus.DEPLOYING, DeploymentStatus.IN_SERVICE}
+
+
+@dataclass(frozen=True)
+class StatusDependencies:
+    settings: DeploymentStatusSettings
+    sagemaker: SageMakerAdapter
+    records: DeploymentRecords
+
+    @classmethod
+    def from_environment(cls, settings: DeploymentStatusSettings | None = None) -> StatusDependencies:
+        settings = settings or DeploymentStatusSettings.load()
+        return cls(
+            settings=settings,
+            sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
+            records=DeploymentRecords(boto3.resource("dynamodb").Table(settings.deployments_table)),
+        )
+
+
+class UnknownDeployment(LookupError):
+    pass
+
+
+def handle_status(event: DeploymentStatusEvent, deps: StatusDependencies) -> StatusResult:
+    target = event.deployment
+    logger.append_keys(model=target.model_name, deployment_id=target.deployment_id, action=event.action)
+    deployment = deps.records.get_deployment(target.model_name, target.version)
+    if deployment is None or deployment.deployment_id != target.deployment_id:
+        raise UnknownDeployment(f"no deployment {target.deployment_id} (version {target.version})")
+
+    if event.action == "start":
+        result = _start(deployment, event, deps)
+    elif event.action == "succeeded":
+        result = _in_service(deployment, EndpointDescription.from_response(event.endpoint or {}), deps)
+    elif event.action == "failed":
+        endpoint = EndpointDescription.from_response(event.endpoint or {})
+        reason = endpoint.failure_reason or f"endpoint {endpoint.endpoint_name} became {endpoint.status}"
+        result = _finish(deployment, DeploymentStatus.FAILED, reason, deps, endpoint_status=endpoint.status)
+    elif event.action == "timed_out":
+        endpoint = EndpointDescription.from_response(event.endpoint or {})
+        reason = (
+            f"endpoint {endpoint.endpoint_name} not InService after {target.max_polls} polls "
+            f"(deploy timeout); last status {endpoint.status}"
+        )
+        result = _finish(
+            deployment, DeploymentStatus.TIMED_OUT, reason, deps, endpoint_status=endpoint.status
+        )
+    else:  # "error"
+        error = event.error or {}
+        reason = (
+            f"deploy state machine error {error.get('Error', 'unknown')}: {error.get('Cause', '')}".strip()
+        )
+        result = _finish(deployment, DeploymentStatus.FAILED, reason, deps, endpoint_status=None)
+    logger.info("deployment step recorded", extra={"status": result.status, "reason": result.reason})
+    return result
+
+
+def _start(deployment: Deployment, event: DeploymentStatusEvent, deps: StatusDependencies) -> StatusResult:
+    if deployment.status is not DeploymentStatus.QUEUED:
+        # A replayed step: answer what already happened.
+        return StatusResult(status=deployment.status.value, reason=deployment.reason)
+    newer = _newer_deployment(deployment, deps.records)
+    if newer is not None:
+        reason = f"superseded by version {newer.version} ({newer.deployment_id}), uploaded later"
+        return _finish(deployment, DeploymentStatus.SUPERSEDED, reason, deps, endpoint_status=None)
+    if event.polls >= event.deployment.max_polls:
+        reason = f"still queued behind another deployment after {event.polls} polls (deploy timeout)"
+        return _finish(deployment, DeploymentStatus.TIMED_OUT, reason, deps, endpoint_status=None)
+    status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
+    if status is DeploymentStatus.DEPLOYING:
+        deps.records.update_deployment(
+            deployment.model_name, deployment.version, status, expected=(DeploymentStatus.QUEUED,)
+        )
+        deps.records.touch_model(
+            deployment.model_name,
+            deployment.endpoint_name or event.deployment.endpoint_name,
+            status=endpoint_status,
+            last_deployment_id=deployment.deployment_id,
+        )
+    return StatusResult(status=status.value)
+
+
+def _newer_deployment(deployment: Deployment, records: DeploymentRecords) -> Deployment | None:
+    for candidate in records.list_deployments(deployment.model_name, limit=50):
+        if candidate.version > deployment.version and candidate.status in _REPLACES_OLDER:
+            return candidate
+    return None
+
+
+def _in_service(
+    deployment: Deployment, endpoint: EndpointDescription, deps: StatusDependencies
+) -> StatusResult:
+    if endpoint.endpoint_config_name != deployment.endpoint_config_name:
+        # UpdateEndpoint failed and SageMaker rolled back: the old config still serves.
+        reason = endpoint.failure_reason or (
+            f"endpoint {endpoint.endpoint_name} is InService on {endpoint.endpoint_config_name}, "
+            f"not on this deployment's {deployment.endpoint_config_name}"
+        )
+        return _finish(deployment, DeploymentStatus.FAILED, reason, deps, endpoint_status=endpoint.status)
+    if not deps.records.update_deployment(
+        deployment.model_name, deployment.version, DeploymentStatus.IN_SERVICE, expected=IN_FLIGHT
+    ):
+        current = deps.records.get_deployment(deployment.model_name, deployment.version)
+        return StatusResult(status=(current or deployment).status.value)
+    deps.records.mark_live(deployment)
+    metrics.add_metric(name="DeploymentSucceeded", unit=MetricUnit.Count, value=1)
+    cleanup_old_versions(deployment.model_name, deps)
+    return StatusResult(status=DeploymentStatus.IN_SERVICE.value)
+
+
+def _finish(
+    deployment: Deployment,
+    status: DeploymentStatus,
+    reason: str,
+    deps: StatusDependencies,
+    *,
+    endpoint_status: str | None,
+) -> StatusResult:
+    if not deps.records.update_deployment(
+        deployment.model_name, deployment.version, status, reason=reason, expected=IN_FLIGHT
+    ):
+        current = deps.records.get_deployment(deployment.model_name, deployment.version)
+        current = current or deployment
+        return StatusResult(status=current.status.value, reason=current.reason)
+    if endpoint_status is not None and deps.records.get_model(deployment.model_name) is not None:
+        deps.records.set_model_status(deployment.model_name, endpoint_status)
+    metrics.add_metric(name=f"Deployment{status.value}", unit=MetricUnit.Count, value=1)
+    return StatusResult(status=status.value, reason=reason)
+
+
+def cleanup_old_versions(model_name: str, deps: StatusDependencies) -> list[str]:
+    """Delete the SageMaker models and endpoint configs of all but the newest KEEP_VERSIONS deployments.
+
+    The live deployment and in-flight ones are never deleted. Returns the names deleted.
+    """
+    model = deps.records.get_model(model_name)
+    live_id = model.live_deployment_id if model else None
+    reached_sagemaker = [
+        deployment
+        for deployment in reversed(deps.records.all_deployments(model_name))  # newest first
+        if deployment.sagemaker_model_name
+    ]
+    deleted: list[str] = []
+    for deployment in reached_sagemaker[deps.settings.keep_versions :]:
+        if (
+            deployment.sagemaker_deleted
+            or deployment.deployment_id == live_id
+            or deployment.status in IN_FLIGHT
+        ):
+            continue
+        if deployment.endpoint_config_name:
+            deps.sagemaker.delete_endpoint_config(deployment.endpoint_config_name)
+        if deployment.sagemaker_model_name:
+            deps.sagemaker.delete_model(deployment.sagemaker_model_name)
+        deps.records.update_deployment(
+            model_name,
+            deployment.version,
+            deployment.status,
+            reason=deployment.reason,
+            sagemaker_deleted=True,
+        )
+        deleted.append(deployment.sagemaker_model_name or deployment.deployment_id)
+    if deleted:
+        logger.info("deleted old SageMaker versions", extra={"deleted": deleted})
+    return deleted
+
+
+def result_json(result: StatusResult) -> dict[str, Any]:
+    return result.model_dump(by_alias=True, mode="json")

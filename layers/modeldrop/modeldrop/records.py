@@ -1,0 +1,311 @@
+"""The DeploymentsTable: one model item and one item per deployment, per model (contracts.md).
+
+pk=MODEL#<name>  sk=MODEL             the model: endpoint, its status, the live deployment
+pk=MODEL#<name>  sk=DEPLOY#<000042>   one deployment (upload), newest last in sort order
+pk=MODEL#<name>  sk=COUNTER           the version counter (atomic ADD)
+pk=UPLOAD#REJECTED sk=<time>#<key>    uploads whose key names no valid model
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr, Key
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+MODEL_SK = "MODEL"
+COUNTER_SK = "COUNTER"
+DEPLOY_SK_PREFIX = "DEPLOY#"
+REJECTED_KEYS_PK = "UPLOAD#REJECTED"
+# Deployments that will never serve again expire; the live one and its predecessors stay.
+FINISHED_RECORD_TTL = timedelta(days=90)
+
+
+class DeploymentStatus(StrEnum):
+    REJECTED = "Rejected"
+    QUEUED = "Queued"
+    DEPLOYING = "Deploying"
+    IN_SERVICE = "InService"
+    FAILED = "Failed"
+    TIMED_OUT = "TimedOut"
+    SUPERSEDED = "Superseded"
+
+    @property
+    def expires(self) -> bool:
+        return self in _EXPIRING
+
+
+_EXPIRING = {
+    DeploymentStatus.REJECTED,
+    DeploymentStatus.FAILED,
+    DeploymentStatus.TIMED_OUT,
+    DeploymentStatus.SUPERSEDED,
+}
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def model_pk(name: str) -> str:
+    return f"MODEL#{name}"
+
+
+def deploy_sk(version: int) -> str:
+    return f"{DEPLOY_SK_PREFIX}{version:06d}"
+
+
+def _ttl_from_now() -> int:
+    return int((datetime.now(UTC) + FINISHED_RECORD_TTL).timestamp())
+
+
+class _Item(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_item(self) -> dict[str, Any]:
+        # DynamoDB refuses floats and empty-key maps are fine; None attributes are simply left out.
+        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+class Deployment(_Item):
+    deployment_id: str
+    model_name: str
+    version: int
+    bucket: str
+    key: str
+    object_version: str | None = None
+    etag: str | None = None
+    status: DeploymentStatus
+    reason: str | None = None
+    config: dict[str, Any] | None = None
+    sagemaker_model_name: str | None = None
+    endpoint_config_name: str | None = None
+    endpoint_name: str | None = None
+    execution_arn: str | None = None
+    created_at: str
+    updated_at: str
+    ttl: int | None = None
+    # Set once the cleanup deleted this deployment's SageMaker model and endpoint config.
+    sagemaker_deleted: bool | None = None
+
+    def to_item(self) -> dict[str, Any]:
+        item = super().to_item()
+        item["pk"] = model_pk(self.model_name)
+        item["sk"] = deploy_sk(self.version)
+        item["reason"] = self.reason  # always present, null when none (H3 reads it)
+        return item
+
+
+class ModelItem(_Item):
+    model_name: str
+    endpoint_name: str
+    status: str | None = None
+    live_deployment_id: str | None = None
+    live_version: int | None = None
+    live_object_version: str | None = None
+    last_deployment_id: str | None = None
+    updated_at: str
+
+
+def _clean(item: dict[str, Any]) -> dict[str, Any]:
+    """boto3's resource layer returns numbers as Decimal; pydantic takes them, but ints read better."""
+    return {key: (int(value) if type(value).__name__ == "Decimal" else value) for key, value in item.items()}
+
+
+class DeploymentRecords:
+    """Reads and writes the DeploymentsTable through a boto3 Table resource."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    # ---------------------------------------------------------------- versions and deployments
+    def next_version(self, model_name: str) -> int:
+        """1, 2, 3 … per model; an atomic counter, so concurrent uploads never share a version."""
+        response = self._table.update_item(
+            Key={"pk": model_pk(model_name), "sk": COUNTER_SK},
+            UpdateExpression="ADD lastVersion :one",
+            ExpressionAttributeValues={":one": 1},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(response["Attributes"]["lastVersion"])
+
+    def put_deployment(self, deployment: Deployment) -> None:
+        """Write a new deployment item; a version is written once (conditional put)."""
+        item = deployment.to_item()
+        if deployment.status.expires and "ttl" not in item:
+            item["ttl"] = _ttl_from_now()
+        self._table.put_item(
+            Item=item,
+            ConditionExpression=Attr("pk").not_exists(),
+        )
+
+    def get_deployment(self, model_name: str, version: int) -> Deployment | None:
+        item = self._table.get_item(
+            Key={"pk": model_pk(model_name), "sk": deploy_sk(version)}, ConsistentRead=True
+        ).get("Item")
+        return Deployment.model_validate(_clean(item)) if item else None
+
+    def update_deployment(
+        self,
+        model_name: str,
+        version: int,
+        status: DeploymentStatus,
+        *,
+        reason: str | None = None,
+        expected: tuple[DeploymentStatus, ...] = (),
+        **fields: Any,
+    ) -> bool:
+        """Set the status (and reason, and any other camelCase-able fields).
+
+        With `expected`, only when the current status is one of them: returns False otherwise, so a
+        late or duplicate state-machine step cannot overwrite a newer outcome.
+        """
+        values: dict[str, Any] = {"status": status.value, "reason": reason, "updatedAt": utc_now()}
+        if status.expires:
+            values["ttl"] = _ttl_from_now()
+        values.update({to_camel(name): value for name, value in fields.items()})
+        names = {f"#f{index}": name for index, name in enumerate(values)}
+        assignments = ", ".join(f"#f{index} = :v{index}" for index in range(len(values)))
+        attribute_values = {f":v{index}": value for index, value in enumerate(values.values())}
+        kwargs: dict[str, Any] = {
+            "Key": {"pk": model_pk(model_name), "sk": deploy_sk(version)},
+            "UpdateExpression": f"SET {assignments}",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": attribute_values,
+        }
+        condition: Any = Attr("pk").exists()
+        if expected:
+            condition = condition & Attr("status").is_in([state.value for state in expected])
+        kwargs["ConditionExpression"] = condition
+        try:
+            self._table.update_item(**kwargs)
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def list_deployments(self, model_name: str, limit: int = 20) -> list[Deployment]:
+        """The newest `limit` deployments of a model, newest first."""
+        response = self._table.query(
+            KeyConditionExpression=Key("pk").eq(model_pk(model_name))
+            & Key("sk").begins_with(DEPLOY_SK_PREFIX),
+            ScanIndexForward=False,
+            Limit=limit,
+            ConsistentRead=True,
+        )
+        return [Deployment.model_validate(_clean(item)) for item in response.get("Items", [])]
+
+    def all_deployments(self, model_name: str) -> list[Deployment]:
+        """Every deployment of a model, oldest first."""
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(model_pk(model_name))
+            & Key("sk").begins_with(DEPLOY_SK_PREFIX),
+            "ConsistentRead": True,
+        }
+        deployments: list[Deployment] = []
+        while True:
+            page = self._table.query(**kwargs)
+            deployments.extend(Deployment.model_validate(_clean(item)) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return deployments
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # ---------------------------------------------------------------- models
+    def get_model(self, model_name: str) -> ModelItem | None:
+        item = self._table.get_item(
+            Key={"pk": model_pk(model_name), "sk": MODEL_SK}, ConsistentRead=True
+        ).get("Item")
+        return ModelItem.model_validate(_clean(item)) if item else None
+
+    def list_models(self) -> list[ModelItem]:
+        """Every model that has a model item (reached SageMaker at least once), sorted by name."""
+        models: list[ModelItem] = []
+        kwargs: dict[str, Any] = {"FilterExpression": Attr("sk").eq(MODEL_SK)}
+        while True:
+            page = self._table.scan(**kwargs)
+            models.extend(ModelItem.model_validate(_clean(item)) for item in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return sorted(models, key=lambda model: model.model_name)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def touch_model(
+        self, model_name: str, endpoint_name: str, *, status: str, last_deployment_id: str
+    ) -> None:
+        """Create or update the model item when a deployment reaches SageMaker (live fields untouched)."""
+        self._table.update_item(
+            Key={"pk": model_pk(model_name), "sk": MODEL_SK},
+            UpdateExpression=(
+                "SET modelName = :name, endpointName = :endpoint, #status = :status, "
+                "lastDeploymentId = :last, updatedAt = :now"
+            ),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":name": model_name,
+                ":endpoint": endpoint_name,
+                ":status": status,
+                ":last": last_deployment_id,
+                ":now": utc_now(),
+            },
+        )
+
+    def set_model_status(self, model_name: str, status: str) -> None:
+        self._table.update_item(
+            Key={"pk": model_pk(model_name), "sk": MODEL_SK},
+            UpdateExpression="SET #status = :status, updatedAt = :now",
+            ConditionExpression=Attr("pk").exists(),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={":status": status, ":now": utc_now()},
+        )
+
+    def mark_live(self, deployment: Deployment) -> bool:
+        """The deployment serves: the model item points at it (False when a newer one is already live)."""
+        try:
+            self._update_live(deployment)
+        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def _update_live(self, deployment: Deployment) -> None:
+        self._table.update_item(
+            Key={"pk": model_pk(deployment.model_name), "sk": MODEL_SK},
+            UpdateExpression=(
+                "SET modelName = :name, endpointName = :endpoint, #status = :status, liveDeploymentId = :id, "
+                "liveVersion = :version, liveObjectVersion = :object, updatedAt = :now"
+            ),
+            ConditionExpression=Attr("liveVersion").not_exists() | Attr("liveVersion").lt(deployment.version),
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":name": deployment.model_name,
+                ":endpoint": deployment.endpoint_name,
+                ":status": "InService",
+                ":id": deployment.deployment_id,
+                ":version": deployment.version,
+                ":object": deployment.object_version,
+                ":now": utc_now(),
+            },
+        )
+
+    # ---------------------------------------------------------------- uploads that name no model
+    def record_rejected_key(self, bucket: str, key: str, object_version: str | None, reason: str) -> None:
+        now = utc_now()
+        self._table.put_item(
+            Item={
+                "pk": REJECTED_KEYS_PK,
+                "sk": f"{now}#{key}#{object_version}",
+                "bucket": bucket,
+                "key": key,
+                "objectVersion": object_version,
+                "status": DeploymentStatus.REJECTED.value,
+                "reason": reason,
+                "createdAt": now,
+                "ttl": _ttl_from_now(),
+            }
+        )
+
+    def rejected_keys(self) -> list[dict[str, Any]]:
+        response = self._table.query(
+            KeyConditionExpression=Key("pk").eq(REJECTED_KEYS_PK), ConsistentRead=True
+        )
+        return [_clean(item) for item in response.get("Items", [])]
