@@ -15,16 +15,22 @@ for package_root in (REPO_ROOT / "layers" / "modeldrop", REPO_ROOT / "local"):
         sys.path.insert(0, str(package_root))
 
 
-def run(builder_name: str, description: str | None, **builder_args: Any) -> Path:
-    """Parse `DEST_DIR [--config modeldrop.json]`, build the tarball, print it with sample predictions."""
+def run(builder_name: str, description: str | None, switches: dict[str, str] | None = None) -> Path:
+    """Parse `DEST_DIR [--config modeldrop.json]`, build the tarball, print it with sample predictions.
+
+    switches: the builder's boolean keyword arguments offered as --flags, with their help text.
+    """
     from modeldrop.packaging import describe_tarball
     from modeldrop_local import example_models
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("dest_dir", type=Path, help="directory to write model.tar.gz into (created)")
     parser.add_argument("--config", type=Path, help="a modeldrop.json to embed at the tarball root")
+    for name, help_text in (switches or {}).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", action="store_true", help=help_text)
     args = parser.parse_args()
     config = json.loads(args.config.read_text()) if args.config else None
+    builder_args: dict[str, Any] = {name: getattr(args, name) for name in switches or {}}
 
     tarball: Path = getattr(example_models, builder_name)(args.dest_dir, config=config, **builder_args)
     report = describe_tarball(tarball)
