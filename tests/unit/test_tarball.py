@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -469,3 +470,28 @@ def test_names_are_normalised_before_duplicate_checks() -> None:
     assert rejection(make_tarball(file_member("code/inference.py"), file_member("code/./inference.py"))) == (
         "duplicate member: 'code/inference.py' appears more than once"
     )
+
+
+def test_inspection_memory_stays_flat_however_big_the_model() -> None:
+    # Given a valid 64 MiB model (zeros, so the tarball itself is small)
+    info = tarfile.TarInfo("model.joblib")
+    info.size = 64 * 2**20
+    buffer = io.BytesIO()
+    with (
+        gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as compressed,
+        tarfile.open(fileobj=compressed, mode="w") as archive,
+    ):
+        archive.addfile(info, Zeros())
+    stream = OneWayStream(buffer.getvalue())
+
+    # When it is inspected while Python allocations are traced
+    tracemalloc.start()
+    try:
+        report = inspect_tarball(stream)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # Then all 64 MiB went through, with at most a few chunks in memory at any time
+    assert report.uncompressed_bytes == 64 * 2**20
+    assert peak < 2 * 2**20
