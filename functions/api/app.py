@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from modeldrop.api.dependencies import default_dependencies
-from modeldrop.api.observability import logger, metrics, tracer
 from modeldrop.api.routes import create_resolver
+from modeldrop.observability import logger, metrics, tracer
 
 app = create_resolver(default_dependencies)
 

@@ -10,6 +10,8 @@ from modeldrop.api import errors
 from modeldrop.api.dependencies import ApiDependencies
 from modeldrop.api.media_types import BINARY_MEDIA_TYPES, is_binary_media_type
 from modeldrop.api.routes import ROUTES, create_resolver
+from modeldrop.naming import MODEL_NAME_PATTERN
+from modeldrop.records import DeploymentStatus
 from openapi_spec_validator import validate
 from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
@@ -193,3 +195,12 @@ class _ManagedPolicies(dict[str, str]):
 
     def load(self) -> dict[str, str]:
         return self
+
+
+def test_document_uses_the_pipelines_model_name_rule_and_statuses() -> None:
+    # Given the document's model name parameter and deployment statuses
+    components = load_openapi_raw()["components"]
+    # Then they are the pipeline's own
+    assert components["parameters"]["ModelName"]["schema"]["pattern"] == MODEL_NAME_PATTERN.pattern
+    statuses = components["schemas"]["DeploymentSummary"]["properties"]["status"]["enum"]
+    assert statuses == [status.value for status in DeploymentStatus]

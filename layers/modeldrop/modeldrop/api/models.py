@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-# The `<name>` of `models/<name>/model.tar.gz` and of `/models/{name}` (contracts.md).
-MODEL_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$"
-_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+from modeldrop.naming import MODEL_NAME_PATTERN
 
 HISTORY_LENGTH = 10
 
 
 def is_valid_model_name(name: str) -> bool:
-    return _MODEL_NAME.fullmatch(name) is not None
+    return MODEL_NAME_PATTERN.fullmatch(name) is not None
 
 
 class _CamelModel(BaseModel):

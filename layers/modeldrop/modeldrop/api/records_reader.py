@@ -1,8 +1,9 @@
 """Reads the deployment records the pipeline writes to the DeploymentsTable (read-only adapter).
 
-Key schema (contracts.md): model item pk=`MODEL#<name>`, sk=`MODEL`; deployment items
-pk=`MODEL#<name>`, sk=`DEPLOY#<version, 6 digits>`, so a descending query on the partition gives
-the newest deployments first.
+Key schema (contracts.md, modeldrop.records): model item pk=`MODEL#<name>`, sk=`MODEL`; deployment
+items pk=`MODEL#<name>`, sk=`DEPLOY#<version, 6 digits>`, so a descending query on the partition gives
+the newest deployments first. Unlike the pipeline's `DeploymentRecords`, this reader also lists models
+whose uploads never reached SageMaker (deployment items but no model item), with their reasons.
 """
 
 from __future__ import annotations
@@ -13,13 +14,7 @@ from typing import Any, Protocol
 from boto3.dynamodb.conditions import Key
 
 from modeldrop.api.models import DeploymentRecord, ModelRecord
-
-MODEL_SK = "MODEL"
-DEPLOY_SK_PREFIX = "DEPLOY#"
-
-
-def model_pk(name: str) -> str:
-    return f"MODEL#{name}"
+from modeldrop.records import DEPLOY_SK_PREFIX, MODEL_SK, model_pk
 
 
 class ModelRecordsReader(Protocol):
@@ -60,7 +55,7 @@ class DynamoDBModelRecords:
         newest: dict[str, tuple[str, dict[str, Any]]] = {}
         for item in self._scan():
             pk, sk = str(item["pk"]), str(item["sk"])
-            if not pk.startswith("MODEL#"):
+            if not pk.startswith(model_pk("")):
                 continue
             if sk == MODEL_SK:
                 models[pk] = ModelRecord.model_validate(item)

@@ -15,7 +15,7 @@ from modeldrop.api.dependencies import ApiDependencies
 from modeldrop.api.errors import ApiError, InternalError, InvalidInvocation, RouteNotFound
 from modeldrop.api.media_types import is_binary_media_type
 from modeldrop.api.models import ErrorBody, Invocation, InvocationResult
-from modeldrop.api.observability import logger, metrics
+from modeldrop.observability import logger, metrics
 
 # (method, path) in Powertools' syntax; openapi/api.yaml spells `<name>` as `{name}`.
 ROUTES: tuple[tuple[str, str], ...] = (
