@@ -169,9 +169,16 @@ def test_invalid_model_name_is_400(
     assert "Iris_V2" in body["message"]
 
 
-@pytest.mark.parametrize("status", ["Creating", "Failed", "OutOfService"])
+@pytest.mark.parametrize(
+    ("status", "retry_after"),
+    [("Creating", "30"), ("Updating", "30"), ("Failed", None), ("OutOfService", None)],
+)
 def test_endpoint_not_in_service_is_503_with_its_status(
-    api: APIGatewayRestResolver, table: Any, lambda_context: LambdaContext, status: str
+    api: APIGatewayRestResolver,
+    table: Any,
+    lambda_context: LambdaContext,
+    status: str,
+    retry_after: str | None,
 ) -> None:
     # Given a model whose endpoint has no live version and is not InService
     put_model(table, "iris", status=status, live_version=None)
@@ -180,6 +187,8 @@ def test_endpoint_not_in_service_is_503_with_its_status(
     # Then 503 naming the endpoint's status
     body = assert_error(response, 503, "ModelNotInService", "iris", INVOKE_REQUEST_ID)
     assert f"endpoint status: {status}" in body["message"]
+    # And a Retry-After only while the endpoint is on its way to a new state
+    assert header(response, "Retry-After") == retry_after
 
 
 def test_model_with_only_a_rejected_upload_is_503_with_the_reason(

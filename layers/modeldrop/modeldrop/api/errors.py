@@ -13,6 +13,8 @@ from http import HTTPStatus
 THROTTLED_RETRY_AFTER_S = 1
 MODEL_NOT_READY_RETRY_AFTER_S = 5
 SERVICE_UNAVAILABLE_RETRY_AFTER_S = 5
+# An endpoint being created or updated takes minutes; polling faster only burns requests.
+ENDPOINT_CHANGING_RETRY_AFTER_S = 30
 
 
 class ApiError(Exception):

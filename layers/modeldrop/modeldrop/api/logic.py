@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger
 
 from modeldrop.api.errors import (
+    ENDPOINT_CHANGING_RETRY_AFTER_S,
     EmptyPayload,
     InvalidModelName,
     ModelNotFound,
@@ -35,6 +36,8 @@ MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 # While an update is rolled out (or rolled back) SageMaker keeps the previous configuration
 # serving, so a model with a live version can be invoked in these states too.
 _SERVING_WHILE_CHANGING = frozenset({"Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"})
+# States that end by themselves: worth a Retry-After. Failed or OutOfService need a new upload.
+_ENDPOINT_CHANGING = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 
 
 def validate_model_name(name: str) -> None:
@@ -76,8 +79,11 @@ def invoke_model(
             raise _not_deployed(name, newest[0])
         raise ModelNotFound(f"No model named '{name}'.", model=name)
     if not is_servable(model) or model.endpoint_name is None:
+        changing = model.status in _ENDPOINT_CHANGING
         raise ModelNotInService(
-            f"Model '{name}' is not in service (endpoint status: {model.status or 'none'}).", model=name
+            f"Model '{name}' is not in service (endpoint status: {model.status or 'none'}).",
+            model=name,
+            retry_after_s=ENDPOINT_CHANGING_RETRY_AFTER_S if changing else None,
         )
     logger.debug("Invoking model", extra={"model": name, "endpoint": model.endpoint_name, "bytes": size})
     return runtime.invoke(name, model.endpoint_name, invocation)
