@@ -350,7 +350,7 @@ def idempotent_deployer(
         data_keyword_argument="upload",
         persistence_store=store,
         config=config,
-        output_serializer=PydanticSerializer,
+        output_serializer=PydanticSerializer(model=UploadOutcome),
     )
     def deploy_once(upload: UploadedObject) -> UploadOutcome:
         return handle_upload(upload, deps)

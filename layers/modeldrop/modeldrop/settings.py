@@ -5,14 +5,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from modeldrop.model_config import ConfigDefaults
+from modeldrop.model_config import MEMORY_SIZES_MB, ConfigDefaults
 from modeldrop.tarball import TarballLimits
-
-MemorySize = Literal[1024, 2048, 3072, 4096, 5120, 6144]
 
 
 class _EnvSettings(BaseModel):
@@ -35,7 +32,7 @@ class OnUploadSettings(_EnvSettings):
     state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", min_length=1)
     sagemaker_role_arn: str = Field(alias="SAGEMAKER_ROLE_ARN", min_length=1)
     region: str = Field(default="us-east-1", alias="AWS_REGION", min_length=1)
-    default_memory_mb: MemorySize = Field(default=2048, alias="DEFAULT_MEMORY_MB")
+    default_memory_mb: int = Field(default=2048, alias="DEFAULT_MEMORY_MB")
     default_max_concurrency: int = Field(default=5, alias="DEFAULT_MAX_CONCURRENCY", ge=1, le=200)
     default_provisioned_concurrency: int = Field(
         default=0, alias="DEFAULT_PROVISIONED_CONCURRENCY", ge=0, le=200
@@ -44,6 +41,15 @@ class OnUploadSettings(_EnvSettings):
     max_uncompressed_mb: int = Field(default=6144, alias="MAX_UNCOMPRESSED_MB", ge=1)
     poll_interval_seconds: int = Field(default=30, alias="POLL_INTERVAL_SECONDS", ge=1)
     deploy_timeout_seconds: int = Field(default=1800, alias="DEPLOY_TIMEOUT_SECONDS", ge=1)
+
+    @field_validator("default_memory_mb")
+    @classmethod
+    def _serverless_memory_size(cls, value: int) -> int:
+        if value not in MEMORY_SIZES_MB:
+            raise ValueError(
+                f"must be one of {', '.join(map(str, MEMORY_SIZES_MB))} (serverless memory sizes)"
+            )
+        return value
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> OnUploadSettings:

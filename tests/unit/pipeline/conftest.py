@@ -1,0 +1,158 @@
+"""Fixtures: a moto account holding the template's bucket, tables and state machine; SageMaker stubbed."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+
+from modeldrop.deploy import DeployDependencies
+from modeldrop.deployment_status import StatusDependencies
+from modeldrop.records import DeploymentRecords
+from modeldrop.sagemaker_adapter import SageMakerAdapter
+from modeldrop.settings import DeploymentStatusSettings, OnUploadSettings
+from tests.unit.pipeline.template_resources import (
+    REGION,
+    Resolver,
+    create_bucket,
+    create_state_machine,
+    create_table,
+    function_arn,
+    load_template,
+)
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/modeldrop-SageMakerExecutionRole"
+
+
+@dataclass
+class Stack:
+    bucket: str
+    deployments_table: str
+    idempotency_table: str
+    state_machine_arn: str
+    resolver: Resolver
+
+    def environment(self, **overrides: str) -> dict[str, str]:
+        """The env template.yaml gives OnUpload/DeploymentStatus, with this stack's names."""
+        template = self.resolver.template
+        env: dict[str, str] = {}
+        for logical_id in ("OnUploadFunction", "DeploymentStatusFunction"):
+            variables = template["Resources"][logical_id]["Properties"]["Environment"]["Variables"]
+            for key, value in variables.items():
+                try:
+                    env[key] = str(self.resolver.resolve(value))
+                except KeyError:
+                    continue
+        for key, value in template["Globals"]["Function"]["Environment"]["Variables"].items():
+            env.setdefault(key, str(self.resolver.resolve(value)))
+        env.update(
+            {
+                "STATE_MACHINE_ARN": self.state_machine_arn,
+                "SAGEMAKER_ROLE_ARN": ROLE_ARN,
+                "AWS_REGION": REGION,
+            }
+        )
+        env.update(overrides)
+        return env
+
+    def on_upload_settings(self, **overrides: str) -> OnUploadSettings:
+        return OnUploadSettings.load(self.environment(**overrides))
+
+    def status_settings(self, **overrides: str) -> DeploymentStatusSettings:
+        return DeploymentStatusSettings.load(self.environment(**overrides))
+
+    def records(self) -> DeploymentRecords:
+        return DeploymentRecords(boto3.resource("dynamodb", region_name=REGION).Table(self.deployments_table))
+
+    def put_object(self, key: str, body: bytes) -> dict[str, Any]:
+        s3 = boto3.client("s3", region_name=REGION)
+        response = s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+        return {"version": response.get("VersionId"), "etag": response["ETag"].strip('"')}
+
+
+def build_stack(state_machine_overrides: dict[str, str] | None = None) -> Stack:
+    template = load_template()
+    resolver = Resolver(template)
+    bucket = create_bucket(template, "ModelsBucket", resolver)
+    deployments = create_table(template, "DeploymentsTable", resolver)
+    idempotency = create_table(template, "IdempotencyTable", resolver)
+    resolver.arns["DeploymentStatusFunction"] = function_arn("DeploymentStatusFunction")
+    state_machine = create_state_machine(template, "DeployStateMachine", resolver, state_machine_overrides)
+    return Stack(bucket, deployments, idempotency, state_machine, resolver)
+
+
+@pytest.fixture
+def stack(aws_env: None) -> Iterator[Stack]:
+    with mock_aws():
+        yield build_stack()
+
+
+@dataclass
+class StubbedSageMaker:
+    adapter: SageMakerAdapter
+    stubber: Stubber
+
+
+@pytest.fixture
+def sagemaker(stack: Stack) -> Iterator[StubbedSageMaker]:
+    """A SageMaker adapter whose client answers only what a test queued: any other call fails the test."""
+    client = boto3.client("sagemaker", region_name=REGION)
+    with Stubber(client) as stubber:
+        yield StubbedSageMaker(SageMakerAdapter(client), stubber)
+
+
+def deploy_dependencies(stack: Stack, sagemaker: StubbedSageMaker, **settings: str) -> DeployDependencies:
+    return DeployDependencies(
+        settings=stack.on_upload_settings(**settings),
+        s3=boto3.client("s3", region_name=REGION),
+        stepfunctions=boto3.client("stepfunctions", region_name=REGION),
+        sagemaker=sagemaker.adapter,
+        records=stack.records(),
+    )
+
+
+def status_dependencies(stack: Stack, sagemaker: StubbedSageMaker, **settings: str) -> StatusDependencies:
+    return StatusDependencies(
+        settings=stack.status_settings(**settings), sagemaker=sagemaker.adapter, records=stack.records()
+    )
+
+
+@pytest.fixture(scope="session")
+def iris_tarball(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """A real scikit-learn iris model, packaged as users do (H1's example builder)."""
+    from modeldrop_local.example_models import build_sklearn_iris
+
+    path = build_sklearn_iris(tmp_path_factory.mktemp("iris"))
+    return Path(path).read_bytes()
+
+
+def tarball(members: list[tuple[tarfile.TarInfo, bytes | None]], *, gzip: bool = True) -> bytes:
+    """A hand-made (possibly hostile) tarball: each member's TarInfo as given, data for regular files."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz" if gzip else "w") as archive:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+            else:
+                archive.addfile(info)
+    return buffer.getvalue()
+
+
+def regular(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+def special(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info, None

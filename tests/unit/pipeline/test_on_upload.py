@@ -1,0 +1,500 @@
+"""OnUpload's logic (modeldrop.deploy): moto for S3/DynamoDB/Step Functions, Stubber for SageMaker's exact requests."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import ANY
+
+from modeldrop.deploy import handle_upload, idempotent_deployer
+from modeldrop.events import UploadedObject
+from modeldrop.frameworks import image_for
+from modeldrop.records import DeploymentStatus
+from tests.unit.pipeline.conftest import (
+    ROLE_ARN,
+    Stack,
+    StubbedSageMaker,
+    deploy_dependencies,
+    regular,
+    special,
+    tarball,
+)
+from tests.unit.pipeline.template_resources import REGION
+
+KEY = "models/iris/model.tar.gz"
+ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/modeldrop-iris"
+MODEL_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:model/modeldrop-iris-v1"
+CONFIG_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:endpoint-config/modeldrop-iris-v1"
+NOT_FOUND = {"service_error_code": "ValidationException", "service_message": 'Could not find endpoint "x".'}
+
+
+def upload(stack: Stack, body: bytes, key: str = KEY) -> UploadedObject:
+    stored = stack.put_object(key, body)
+    return UploadedObject(bucket=stack.bucket, key=key, object_version=stored["version"], etag=stored["etag"])
+
+
+def expect_model_and_config(
+    sagemaker: StubbedSageMaker, stack: Stack, name: str, *, memory: int = 2048, image: str | None = None
+) -> None:
+    sagemaker.stubber.add_response(
+        "create_model",
+        {"ModelArn": f"arn:aws:sagemaker:{REGION}:123456789012:model/{name}"},
+        {
+            "ModelName": name,
+            "PrimaryContainer": {
+                "Image": image or image_for("sklearn", None, REGION),
+                "ModelDataUrl": f"s3://{stack.bucket}/{KEY}",
+            },
+            "ExecutionRoleArn": ROLE_ARN,
+            "Tags": [{"Key": "managed-by", "Value": "modeldrop"}],
+        },
+    )
+    sagemaker.stubber.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint-config/{name}"},
+        {
+            "EndpointConfigName": name,
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": name,
+                    # ProvisionedConcurrency is left out when 0 (SageMaker refuses 0).
+                    "ServerlessConfig": {"MemorySizeInMB": memory, "MaxConcurrency": 5},
+                }
+            ],
+            "Tags": [{"Key": "managed-by", "Value": "modeldrop"}],
+        },
+    )
+
+
+def describe(status: str, config: str = "modeldrop-iris-v0") -> dict[str, Any]:
+    return {
+        "EndpointName": "modeldrop-iris",
+        "EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/modeldrop-iris",
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "LastModifiedTime": "2026-01-01T00:00:00Z",
+    }
+
+
+def execution_input(stack: Stack) -> dict[str, Any]:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    executions = sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
+    assert len(executions) == 1
+    return dict(json.loads(sfn.describe_execution(executionArn=executions[0]["executionArn"])["input"]))
+
+
+def test_first_upload_creates_model_config_and_endpoint(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given a real sklearn iris tarball in the versioned bucket and no endpoint yet
+    uploaded = upload(stack, iris_tarball)
+    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    sagemaker.stubber.add_client_error(
+        "describe_endpoint", **NOT_FOUND, expected_params={"EndpointName": "modeldrop-iris"}
+    )
+    sagemaker.stubber.add_response(
+        "create_endpoint",
+        {"EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/modeldrop-iris"},
+        {"EndpointName": "modeldrop-iris", "EndpointConfigName": "modeldrop-iris-v1", "Tags": ANY},
+    )
+
+    # When OnUpload handles it
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then SageMaker got exactly those calls, the deployment is recorded and followed by the state machine
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.status is DeploymentStatus.DEPLOYING
+    record = stack.records().get_deployment("iris", 1)
+    assert record is not None
+    assert record.status is DeploymentStatus.DEPLOYING
+    assert record.object_version == uploaded.object_version
+    assert record.etag == uploaded.etag
+    assert record.config is not None
+    assert record.config["framework"] == "sklearn"
+    assert record.config["memoryMb"] == 2048
+    assert record.execution_arn is not None and record.execution_arn.endswith(record.deployment_id)
+    model = stack.records().get_model("iris")
+    assert model is not None and model.status == "Creating"
+    assert model.last_deployment_id == record.deployment_id
+    assert execution_input(stack) == {
+        "deploymentId": record.deployment_id,
+        "modelName": "iris",
+        "version": 1,
+        "endpointName": "modeldrop-iris",
+        "endpointConfigName": "modeldrop-iris-v1",
+        "status": "Deploying",
+        "maxPolls": 60,
+    }
+
+
+def test_upload_to_in_service_endpoint_updates_it(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given an endpoint InService on an older version
+    uploaded = upload(stack, iris_tarball)
+    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    sagemaker.stubber.add_response(
+        "describe_endpoint", describe("InService"), {"EndpointName": "modeldrop-iris"}
+    )
+    sagemaker.stubber.add_response(
+        "update_endpoint",
+        {"EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/modeldrop-iris"},
+        {"EndpointName": "modeldrop-iris", "EndpointConfigName": "modeldrop-iris-v1"},
+    )
+
+    # When the new version is uploaded
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then the endpoint is updated in place (the old version keeps serving meanwhile)
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.status is DeploymentStatus.DEPLOYING
+    model = stack.records().get_model("iris")
+    assert model is not None and model.status == "Updating"
+
+
+@pytest.mark.parametrize("endpoint_status", ["Creating", "Updating"])
+def test_upload_while_endpoint_busy_is_queued(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes, endpoint_status: str
+) -> None:
+    # Given an endpoint busy with another deployment
+    uploaded = upload(stack, iris_tarball)
+    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    sagemaker.stubber.add_response(
+        "describe_endpoint", describe(endpoint_status), {"EndpointName": "modeldrop-iris"}
+    )
+
+    # When a new version is uploaded
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then it is Queued: no UpdateEndpoint (the stubber would fail on one), the state machine waits its turn
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.status is DeploymentStatus.QUEUED
+    record = stack.records().get_deployment("iris", 1)
+    assert record is not None and record.status is DeploymentStatus.QUEUED
+    assert execution_input(stack)["status"] == "Queued"
+
+
+def test_update_refused_as_in_progress_is_queued(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given an endpoint that turned Updating between DescribeEndpoint and UpdateEndpoint
+    uploaded = upload(stack, iris_tarball)
+    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    sagemaker.stubber.add_response("describe_endpoint", describe("InService"))
+    sagemaker.stubber.add_client_error(
+        "update_endpoint",
+        service_error_code="ValidationException",
+        service_message="Cannot update in-progress endpoint",
+    )
+
+    # When OnUpload handles the upload
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then it waits its turn instead of failing
+    assert outcome.status is DeploymentStatus.QUEUED
+
+
+def test_failed_endpoint_is_deleted_and_the_upload_queued(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given an endpoint whose first creation failed (it cannot be updated)
+    uploaded = upload(stack, iris_tarball)
+    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    sagemaker.stubber.add_response("describe_endpoint", describe("Failed"))
+    sagemaker.stubber.add_response("delete_endpoint", {}, {"EndpointName": "modeldrop-iris"})
+
+    # When a fixed version is uploaded
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then the broken endpoint is deleted and the deployment queued (created once the deletion is over)
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.status is DeploymentStatus.QUEUED
+
+
+def test_config_from_tarball_and_sibling(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given a sibling modeldrop.json asking for more memory and an image override
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-sklearn:1.0"
+    stack.put_object(
+        "models/iris/modeldrop.json",
+        json.dumps({"memory_mb": 4096, "image": image, "environment": {"LOG_LEVEL": "debug"}}).encode(),
+    )
+    uploaded = upload(stack, iris_tarball)
+    sagemaker.stubber.add_response(
+        "create_model",
+        {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/modeldrop-iris-v1"},
+        {
+            "ModelName": "modeldrop-iris-v1",
+            "PrimaryContainer": {
+                "Image": image,
+                "ModelDataUrl": f"s3://{stack.bucket}/{KEY}",
+                "Environment": {"LOG_LEVEL": "debug"},
+            },
+            "ExecutionRoleArn": ROLE_ARN,
+            "Tags": ANY,
+        },
+    )
+    sagemaker.stubber.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/modeldrop-iris-v1"},
+        {
+            "EndpointConfigName": "modeldrop-iris-v1",
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "modeldrop-iris-v1",
+                    "ServerlessConfig": {"MemorySizeInMB": 4096, "MaxConcurrency": 5},
+                }
+            ],
+            "Tags": ANY,
+        },
+    )
+    sagemaker.stubber.add_client_error("describe_endpoint", **NOT_FOUND)
+    sagemaker.stubber.add_response("create_endpoint", {"EndpointArn": ENDPOINT_ARN})
+
+    # When OnUpload handles the upload
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then the sibling config was applied
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.status is DeploymentStatus.DEPLOYING
+
+
+def test_provisioned_concurrency_is_sent_when_positive(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given stack defaults with provisioned concurrency
+    uploaded = upload(stack, iris_tarball)
+    sagemaker.stubber.add_response("create_model", {"ModelArn": MODEL_ARN})
+    sagemaker.stubber.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": CONFIG_ARN},
+        {
+            "EndpointConfigName": "modeldrop-iris-v1",
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "modeldrop-iris-v1",
+                    "ServerlessConfig": {
+                        "MemorySizeInMB": 1024,
+                        "MaxConcurrency": 8,
+                        "ProvisionedConcurrency": 2,
+                    },
+                }
+            ],
+            "Tags": ANY,
+        },
+    )
+    sagemaker.stubber.add_client_error("describe_endpoint", **NOT_FOUND)
+    sagemaker.stubber.add_response("create_endpoint", {"EndpointArn": ENDPOINT_ARN})
+    deps = deploy_dependencies(
+        stack,
+        sagemaker,
+        DEFAULT_MEMORY_MB="1024",
+        DEFAULT_MAX_CONCURRENCY="8",
+        DEFAULT_PROVISIONED_CONCURRENCY="2",
+    )
+
+    # When OnUpload handles it
+    handle_upload(uploaded, deps)
+
+    # Then the ServerlessConfig carries ProvisionedConcurrency
+    sagemaker.stubber.assert_no_pending_responses()
+
+
+def test_sagemaker_refusing_the_model_is_recorded_as_failed(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given SageMaker refuses CreateModel
+    uploaded = upload(stack, iris_tarball)
+    sagemaker.stubber.add_client_error(
+        "create_model", service_error_code="ValidationException", service_message="Image is not accessible"
+    )
+
+    # When OnUpload handles it
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then the deployment failed with SageMaker's message and the endpoint was never touched
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.status is DeploymentStatus.FAILED
+    record = stack.records().get_deployment("iris", 1)
+    assert record is not None and record.status is DeploymentStatus.FAILED
+    assert record.reason == "SageMaker refused the deployment: ValidationException: Image is not accessible"
+    assert record.ttl is not None
+
+
+def test_duplicate_event_does_nothing_twice(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given one upload, deployed once through the idempotent entry point
+    uploaded = upload(stack, iris_tarball)
+    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    sagemaker.stubber.add_client_error("describe_endpoint", **NOT_FOUND)
+    sagemaker.stubber.add_response("create_endpoint", {"EndpointArn": ENDPOINT_ARN})
+    deploy_once, _ = idempotent_deployer(deploy_dependencies(stack, sagemaker))
+    first = deploy_once(upload=uploaded)
+
+    # When S3 delivers the same event again (same bucket, key and version)
+    second = deploy_once(upload=uploaded)
+
+    # Then the stored outcome is replayed: no SageMaker call (none queued), no second record or execution
+    assert second == first
+    assert [d.version for d in stack.records().list_deployments("iris")] == [1]
+    assert execution_input(stack)["version"] == 1
+
+
+def test_new_version_of_same_key_is_not_a_duplicate(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given one deployed upload
+    deploy_once, _ = idempotent_deployer(deploy_dependencies(stack, sagemaker))
+    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    sagemaker.stubber.add_client_error("describe_endpoint", **NOT_FOUND)
+    sagemaker.stubber.add_response("create_endpoint", {"EndpointArn": ENDPOINT_ARN})
+    deploy_once(upload=upload(stack, iris_tarball))
+
+    # When the same key is uploaded again (a new S3 object version) while the endpoint is Creating
+    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v2")
+    sagemaker.stubber.add_response("describe_endpoint", describe("Creating", "modeldrop-iris-v1"))
+    second = deploy_once(upload=upload(stack, iris_tarball))
+
+    # Then it is a second deployment, queued behind the first
+    assert second.version == 2
+    assert second.status is DeploymentStatus.QUEUED
+
+
+GZIP_OF_NOTHING = tarball([])  # a valid gzip holding an empty tar
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(b"", "empty file", id="empty-object"),
+        pytest.param(b"this is not a tarball at all", "not a gzip file", id="not-gzip"),
+        pytest.param(
+            __import__("gzip").compress(b"plain text, gzipped" * 50), "not a tar archive", id="not-tar"
+        ),
+        pytest.param(GZIP_OF_NOTHING, "empty tarball", id="empty-tar"),
+        pytest.param(tarball([regular("/etc/model.joblib", b"x")]), "absolute path", id="absolute-path"),
+        pytest.param(tarball([regular("../model.joblib", b"x")]), "escapes the archive root", id="dot-dot"),
+        pytest.param(
+            tarball([regular("model.joblib", b"x"), special("evil", tarfile.SYMTYPE, "../../etc/passwd")]),
+            "evil",
+            id="symlink-outside",
+        ),
+        pytest.param(
+            tarball([regular("model.joblib", b"x"), special("dev", tarfile.CHRTYPE)]),
+            "device file",
+            id="device",
+        ),
+        pytest.param(
+            tarball([regular("model.joblib", b"x"), special("pipe", tarfile.FIFOTYPE)]), "fifo", id="fifo"
+        ),
+        pytest.param(tarball([regular("README.md", b"hello")]), "no model artifact", id="no-artifact"),
+        pytest.param(
+            tarball([regular("model.joblib", b"x"), regular("modeldrop.json", b'{"memory": 2048}')]),
+            "memory",
+            id="config-unknown-key",
+        ),
+        pytest.param(
+            tarball([regular("model.joblib", b"x"), regular("modeldrop.json", b'{"max_concurrency": 0}')]),
+            "max_concurrency",
+            id="config-bad-value",
+        ),
+        pytest.param(
+            tarball([regular("weights.bin", b"x"), regular("code/inference.py", b"def model_fn(d): ...")]),
+            "framework",
+            id="framework-unknown",
+        ),
+    ],
+)
+def test_rejections_are_recorded_and_call_no_sagemaker(
+    stack: Stack, sagemaker: StubbedSageMaker, body: bytes, reason: str
+) -> None:
+    # Given an unusable upload (the stubbed SageMaker answers nothing: any call would fail the test)
+    uploaded = upload(stack, body)
+
+    # When OnUpload handles it
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then the deployment is Rejected with the specific reason, and nothing was started
+    assert outcome.status is DeploymentStatus.REJECTED
+    record = stack.records().get_deployment("iris", 1)
+    assert record is not None
+    assert record.status is DeploymentStatus.REJECTED
+    assert record.reason is not None and reason in record.reason
+    assert record.sagemaker_model_name is None
+    assert stack.records().get_model("iris") is None
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    assert sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
+
+
+def test_tar_bomb_over_member_limit_is_rejected(stack: Stack, sagemaker: StubbedSageMaker) -> None:
+    # Given a limit of 3 members and a tarball with 5
+    body = tarball([regular(f"part{index}.joblib", b"x") for index in range(5)])
+    uploaded = upload(stack, body)
+
+    # When OnUpload handles it
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker, MAX_TARBALL_MEMBERS="3"))
+
+    # Then it is rejected for its member count
+    assert outcome.status is DeploymentStatus.REJECTED
+    assert outcome.reason is not None and "members" in outcome.reason
+
+
+def test_tar_bomb_over_size_limit_is_rejected(stack: Stack, sagemaker: StubbedSageMaker) -> None:
+    # Given a 1 MB uncompressed limit and 3 MB of zeros (a few KB compressed)
+    uploaded = upload(stack, tarball([regular("model.joblib", bytes(3 * 2**20))]))
+
+    # When OnUpload handles it
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker, MAX_UNCOMPRESSED_MB="1"))
+
+    # Then it is rejected as too large
+    assert outcome.status is DeploymentStatus.REJECTED
+    assert outcome.reason is not None and "too large" in outcome.reason
+
+
+def test_bad_sibling_config_is_rejected_naming_the_key(stack: Stack, sagemaker: StubbedSageMaker) -> None:
+    # Given a sibling modeldrop.json with a typo
+    stack.put_object("models/iris/modeldrop.json", b'{"framwork": "sklearn"}')
+    uploaded = upload(stack, tarball([regular("model.joblib", b"x")]))
+
+    # When OnUpload handles the upload
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then the reason names the file and the key
+    assert outcome.status is DeploymentStatus.REJECTED
+    assert outcome.reason is not None
+    assert "models/iris/modeldrop.json" in outcome.reason and "framwork" in outcome.reason
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("models/Iris_Model/model.tar.gz", "model name 'Iris_Model'"),
+        ("models/iris/v2/model.tar.gz", "exactly one folder level"),
+        ("models/iris/my-model.tar.gz", "expected models/<name>/model.tar.gz"),
+    ],
+)
+def test_keys_that_name_no_model_are_recorded(
+    stack: Stack, sagemaker: StubbedSageMaker, key: str, reason: str
+) -> None:
+    # Given an upload under a key that is not models/<valid name>/model.tar.gz
+    uploaded = upload(stack, tarball([regular("model.joblib", b"x")]), key=key)
+
+    # When OnUpload handles it
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then it is rejected under UPLOAD#REJECTED with the reason, and no SageMaker call happened
+    assert outcome.status is DeploymentStatus.REJECTED
+    assert outcome.reason is not None and reason in outcome.reason
+    (rejected,) = stack.records().rejected_keys()
+    assert rejected["key"] == key
+    assert rejected["reason"] == outcome.reason
