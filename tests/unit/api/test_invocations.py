@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.stub import Stubber
 from modeldrop.api.logic import MAX_PAYLOAD_BYTES
+from modeldrop.api.routes import MAX_RESPONSE_BODY_BYTES
 
 from tests.unit.api.support import (
     assert_error,
@@ -391,3 +392,31 @@ def test_request_id_falls_back_to_the_lambda_request_id(
     assert_error(
         api.resolve(event, lambda_context), 404, "ModelNotFound", "iris", lambda_context.aws_request_id
     )
+
+
+def test_answer_too_large_for_a_lambda_response_is_502_with_a_reason(
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
+) -> None:
+    # Given a model answering 4.5 MB of binary, which base64 makes 6 MB
+    put_model(table, "iris")
+    answer = b"\x07" * (4 * 1024 * 1024 + 512 * 1024)
+    sagemaker.add_response("invoke_endpoint", {"Body": streaming(answer), "ContentType": "application/x-npy"})
+    # When it is invoked
+    response = api.resolve(load_event("api_invoke_binary"), lambda_context)
+    # Then 502 ResponseTooLarge instead of a failed Lambda invocation
+    body = assert_error(response, 502, "ResponseTooLarge", "iris", "e3b0c442-98fc-41c1-a4e2-9c6f1b2d3a4e")
+    assert str(MAX_RESPONSE_BODY_BYTES) in body["message"]
+
+
+def test_largest_binary_answer_that_fits_is_returned(
+    api: APIGatewayRestResolver, table: Any, sagemaker: Stubber, lambda_context: LambdaContext
+) -> None:
+    # Given a model answering the largest binary body whose base64 still fits
+    put_model(table, "iris")
+    answer = b"\x07" * (MAX_RESPONSE_BODY_BYTES // 4 * 3)
+    sagemaker.add_response("invoke_endpoint", {"Body": streaming(answer), "ContentType": "application/x-npy"})
+    # When it is invoked / Then it comes back whole
+    response = api.resolve(load_event("api_invoke_binary"), lambda_context)
+    assert response["statusCode"] == 200
+    assert base64.b64decode(response["body"]) == answer
+    assert len(json.dumps(response)) < 6 * 1024 * 1024

@@ -100,6 +100,13 @@ class UpstreamFailure(ApiError):
     code = "UpstreamFailure"
 
 
+class ResponseTooLarge(ApiError):
+    """The model answered more than a Lambda response can carry to API Gateway."""
+
+    status = HTTPStatus.BAD_GATEWAY
+    code = "ResponseTooLarge"
+
+
 class ModelNotInService(ApiError):
     status = HTTPStatus.SERVICE_UNAVAILABLE
     code = "ModelNotInService"

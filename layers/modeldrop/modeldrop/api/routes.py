@@ -12,10 +12,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from modeldrop.api import logic
 from modeldrop.api.dependencies import ApiDependencies
-from modeldrop.api.errors import ApiError, InternalError, InvalidInvocation, RouteNotFound
+from modeldrop.api.errors import ApiError, InternalError, InvalidInvocation, ResponseTooLarge, RouteNotFound
 from modeldrop.api.media_types import is_binary_media_type
 from modeldrop.api.models import ErrorBody, Invocation, InvocationResult
 from modeldrop.observability import logger, metrics
+
+# Lambda's synchronous response limit is 6 MB for the whole JSON envelope; keep room for headers.
+MAX_RESPONSE_BODY_BYTES = 6 * 1024 * 1024 - 16 * 1024
 
 # (method, path) in Powertools' syntax; openapi/api.yaml spells `<name>` as `{name}`.
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -50,7 +53,7 @@ def create_resolver(dependencies: Callable[[], ApiDependencies]) -> APIGatewayRe
         )
         result = logic.invoke_model(name, invocation, deps.records, deps.runtime)
         metrics.add_metric(name="ModelInvocations", unit=MetricUnit.Count, value=1)
-        return _invocation_response(result)
+        return _invocation_response(name, result)
 
     @app.not_found
     def route_not_found(_: NotFoundError) -> Response:
@@ -89,17 +92,29 @@ def _request_bytes(body: str | None, is_base64: bool | None, model: str) -> byte
         raise InvalidInvocation("The request body is not valid base64.", model=model) from error
 
 
-def _invocation_response(result: InvocationResult) -> Response:
+def _invocation_response(model: str, result: InvocationResult) -> Response:
     content_type = result.content_type or content_types.APPLICATION_JSON
     text = None if is_binary_media_type(content_type) else _utf8_or_none(result.body)
     if text is not None:
+        _check_response_size(model, len(text.encode("utf-8")))
         return Response(status_code=200, content_type=content_type, body=text)
     # Binary (or text that is not UTF-8): base64 with isBase64Encoded, which API Gateway decodes.
-    response = Response(
-        status_code=200, content_type=content_type, body=base64.b64encode(result.body).decode("ascii")
-    )
+    encoded = base64.b64encode(result.body).decode("ascii")
+    _check_response_size(model, len(encoded))
+    response = Response(status_code=200, content_type=content_type, body=encoded)
     response.base64_encoded = True
     return response
+
+
+def _check_response_size(model: str, body_bytes: int) -> None:
+    # Past Lambda's response limit the invocation itself fails and API Gateway answers a bare 502;
+    # saying why, in the error shape, is kinder.
+    if body_bytes > MAX_RESPONSE_BODY_BYTES:
+        raise ResponseTooLarge(
+            f"Model '{model}' answered {body_bytes} bytes (as sent to API Gateway), more than the "
+            f"{MAX_RESPONSE_BODY_BYTES} a Lambda response can carry.",
+            model=model,
+        )
 
 
 def _utf8_or_none(body: bytes) -> str | None:
