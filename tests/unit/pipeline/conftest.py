@@ -12,13 +12,13 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
-
 from modeldrop.deploy import DeployDependencies
 from modeldrop.deployment_status import StatusDependencies
 from modeldrop.records import DeploymentRecords
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 from modeldrop.settings import DeploymentStatusSettings, OnUploadSettings
+from moto import mock_aws
+
 from tests.unit.pipeline.template_resources import (
     REGION,
     Resolver,

@@ -1,4 +1,4 @@
-"""OnUpload's logic (modeldrop.deploy): moto for S3/DynamoDB/Step Functions, Stubber for SageMaker's exact requests."""
+"""OnUpload (modeldrop.deploy): moto for S3, DynamoDB, Step Functions; Stubber for SageMaker requests."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY
-
 from modeldrop.deploy import handle_upload, idempotent_deployer
 from modeldrop.events import UploadedObject
 from modeldrop.frameworks import image_for
 from modeldrop.records import DeploymentStatus
+
 from tests.unit.pipeline.conftest import (
     ROLE_ARN,
     Stack,
@@ -29,7 +29,10 @@ KEY = "models/iris/model.tar.gz"
 ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/modeldrop-iris"
 MODEL_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:model/modeldrop-iris-v1"
 CONFIG_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:endpoint-config/modeldrop-iris-v1"
-NOT_FOUND = {"service_error_code": "ValidationException", "service_message": 'Could not find endpoint "x".'}
+NOT_FOUND: dict[str, Any] = {
+    "service_error_code": "ValidationException",
+    "service_message": 'Could not find endpoint "x".',
+}
 
 
 def upload(stack: Stack, body: bytes, key: str = KEY) -> UploadedObject:
