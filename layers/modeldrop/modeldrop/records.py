@@ -167,9 +167,10 @@ class DeploymentRecords:
         if status.expires:
             values["ttl"] = _ttl_from_now()
         values.update({to_camel(name): value for name, value in fields.items()})
-        names = {f"#f{index}": name for index, name in enumerate(values)}
-        assignments = ", ".join(f"#f{index} = :v{index}" for index in range(len(values)))
-        attribute_values = {f":v{index}": value for index, value in enumerate(values.values())}
+        # Placeholders "#u"/":u": boto3's condition builder uses "#n"/":v" for the ConditionExpression.
+        names = {f"#u{index}": name for index, name in enumerate(values)}
+        assignments = ", ".join(f"#u{index} = :u{index}" for index in range(len(values)))
+        attribute_values = {f":u{index}": value for index, value in enumerate(values.values())}
         kwargs: dict[str, Any] = {
             "Key": {"pk": model_pk(model_name), "sk": deploy_sk(version)},
             "UpdateExpression": f"SET {assignments}",
