@@ -57,13 +57,18 @@ def handle_status(event: DeploymentStatusEvent, deps: StatusDependencies) -> Sta
     if deployment is None or deployment.deployment_id != target.deployment_id:
         raise UnknownDeployment(f"no deployment {target.deployment_id} (version {target.version})")
 
-    if event.action == "start":
+    if deployment.status not in IN_FLIGHT:
+        # A replayed or late step: the recorded outcome stands, and SageMaker is not asked again.
+        result = StatusResult(status=deployment.status.value, reason=deployment.reason)
+    elif event.action == "start":
         result = _start(deployment, event, deps)
     elif event.action == "succeeded":
         result = _in_service(deployment, EndpointDescription.from_response(event.endpoint or {}), deps)
     elif event.action == "failed":
         endpoint = EndpointDescription.from_response(event.endpoint or {})
-        reason = endpoint.failure_reason or f"endpoint {endpoint.endpoint_name} became {endpoint.status}"
+        reason = (
+            _failure_reason(endpoint, deps) or f"endpoint {endpoint.endpoint_name} became {endpoint.status}"
+        )
         result = _finish(deployment, DeploymentStatus.FAILED, reason, deps, endpoint_status=endpoint.status)
     elif event.action == "timed_out":
         endpoint = EndpointDescription.from_response(event.endpoint or {})
@@ -86,7 +91,7 @@ def handle_status(event: DeploymentStatusEvent, deps: StatusDependencies) -> Sta
 
 def _start(deployment: Deployment, event: DeploymentStatusEvent, deps: StatusDependencies) -> StatusResult:
     if deployment.status is not DeploymentStatus.QUEUED:
-        # A replayed step: answer what already happened.
+        # Already started by an earlier attempt of this step.
         return StatusResult(status=deployment.status.value, reason=deployment.reason)
     newer = _newer_deployment(deployment, deps.records)
     if newer is not None:
@@ -121,7 +126,7 @@ def _in_service(
 ) -> StatusResult:
     if endpoint.endpoint_config_name != deployment.endpoint_config_name:
         # UpdateEndpoint failed and SageMaker rolled back: the old config still serves.
-        reason = endpoint.failure_reason or (
+        reason = _failure_reason(endpoint, deps) or (
             f"endpoint {endpoint.endpoint_name} is InService on {endpoint.endpoint_config_name}, "
             f"not on this deployment's {deployment.endpoint_config_name}"
         )
@@ -135,6 +140,15 @@ def _in_service(
     metrics.add_metric(name="DeploymentSucceeded", unit=MetricUnit.Count, value=1)
     cleanup_old_versions(deployment.model_name, deps)
     return StatusResult(status=DeploymentStatus.IN_SERVICE.value)
+
+
+def _failure_reason(endpoint: EndpointDescription, deps: StatusDependencies) -> str | None:
+    """SageMaker's FailureReason: the state machine does not pass it (the field is optional in
+    DescribeEndpoint's answer, and a missing JSONPath would be a runtime error), so read it here."""
+    if endpoint.failure_reason:
+        return endpoint.failure_reason
+    current = deps.sagemaker.describe_endpoint(endpoint.endpoint_name)
+    return current.failure_reason if current else None
 
 
 def _finish(

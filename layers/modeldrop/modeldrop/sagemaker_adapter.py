@@ -29,6 +29,7 @@ class EndpointDescription(BaseModel):
 
     @classmethod
     def from_response(cls, response: dict[str, Any]) -> EndpointDescription:
+        """From DescribeEndpoint's answer (or the subset of it the state machine passes on)."""
         return cls(
             endpoint_name=response["EndpointName"],
             status=response["EndpointStatus"],

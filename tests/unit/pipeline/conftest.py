@@ -25,7 +25,6 @@ from tests.unit.pipeline.template_resources import (
     create_bucket,
     create_state_machine,
     create_table,
-    function_arn,
     load_template,
 )
 
@@ -84,7 +83,6 @@ def build_stack(state_machine_overrides: dict[str, str] | None = None) -> Stack:
     bucket = create_bucket(template, "ModelsBucket", resolver)
     deployments = create_table(template, "DeploymentsTable", resolver)
     idempotency = create_table(template, "IdempotencyTable", resolver)
-    resolver.arns["DeploymentStatusFunction"] = function_arn("DeploymentStatusFunction")
     state_machine = create_state_machine(template, "DeployStateMachine", resolver, state_machine_overrides)
     return Stack(bucket, deployments, idempotency, state_machine, resolver)
 

@@ -47,6 +47,10 @@ class Resolver:
                 "AWS::URLSuffix": "amazonaws.com",
             }
         )
+        # Functions are not created in moto (their code runs in-process); their ARNs are still known.
+        for logical_id, definition in self.template.get("Resources", {}).items():
+            if definition.get("Type") == "AWS::Serverless::Function":
+                self.arns.setdefault(logical_id, function_arn(logical_id))
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):

@@ -40,6 +40,20 @@ def seed(stack: Stack, version: int, status: DeploymentStatus, *, model: str = "
     return deployment
 
 
+def describe(status: str, config: str, failure_reason: str | None = None) -> dict[str, Any]:
+    response = {
+        "EndpointName": "modeldrop-iris",
+        "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/modeldrop-iris",
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "LastModifiedTime": "2026-01-01T00:00:00Z",
+    }
+    if failure_reason:
+        response["FailureReason"] = failure_reason
+    return response
+
+
 def event(name: str, **changes: Any) -> DeploymentStatusEvent:
     payload = load_event(name)
     for key, value in changes.items():
@@ -78,7 +92,11 @@ def test_failed_update_rolled_back_to_in_service_is_a_failure(
     seed(stack, 1, DeploymentStatus.DEPLOYING)
     payload = load_event("deployment_status_succeeded")
     payload["endpoint"]["EndpointConfigName"] = "modeldrop-iris-v0"
-    payload["endpoint"]["FailureReason"] = "Ping health check failed for variant AllTraffic"
+    sagemaker.stubber.add_response(
+        "describe_endpoint",
+        describe("InService", "modeldrop-iris-v0", "Ping health check failed for variant AllTraffic"),
+        {"EndpointName": "modeldrop-iris"},
+    )
 
     # When the state machine reports InService
     result = handle_status(
@@ -95,8 +113,13 @@ def test_failed_update_rolled_back_to_in_service_is_a_failure(
 
 
 def test_failed_endpoint_records_the_failure_reason(stack: Stack, sagemaker: StubbedSageMaker) -> None:
-    # Given v1 in flight on a first create
+    # Given v1 in flight on a first create, and SageMaker's FailureReason for it
     seed(stack, 1, DeploymentStatus.DEPLOYING)
+    sagemaker.stubber.add_response(
+        "describe_endpoint",
+        describe("Failed", "modeldrop-iris-v1", "The primary container did not pass the ping health check."),
+        {"EndpointName": "modeldrop-iris"},
+    )
 
     # When DescribeEndpoint said Failed
     result = handle_status(event("deployment_status_failed"), status_dependencies(stack, sagemaker))
@@ -105,7 +128,7 @@ def test_failed_endpoint_records_the_failure_reason(stack: Stack, sagemaker: Stu
     assert result.status == "Failed"
     record = stack.records().get_deployment("iris", 1)
     assert record is not None and record.status is DeploymentStatus.FAILED
-    assert record.reason is not None and "did not pass the ping health check" in record.reason
+    assert record.reason == "The primary container did not pass the ping health check."
     model = stack.records().get_model("iris")
     assert model is not None and model.status == "Failed"
 
