@@ -166,3 +166,112 @@ def test_in_service_path_runs_in_moto_engine(engine_stack: Stack, iris_tarball: 
     assert model is not None and model.live_version == 1 and model.status == "InService"
     sagemaker = boto3.client("sagemaker", region_name=REGION)
     assert sagemaker.describe_model(ModelName="modeldrop-iris-v1")["ExecutionRoleArn"] == ROLE_ARN
+
+
+def _moto_endpoint(name: str) -> Any:
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends["123456789012"][REGION].endpoints[name]
+
+
+def _deploy(stack: Stack, tarball: bytes, *, timeout_s: str = "10") -> Any:
+    stored = stack.put_object("models/iris/model.tar.gz", tarball)
+    deps = DeployDependencies(
+        settings=stack.on_upload_settings(POLL_INTERVAL_SECONDS="1", DEPLOY_TIMEOUT_SECONDS=timeout_s),
+        s3=boto3.client("s3", region_name=REGION),
+        stepfunctions=boto3.client("stepfunctions", region_name=REGION),
+        sagemaker=SageMakerAdapter(boto3.client("sagemaker", region_name=REGION)),
+        records=stack.records(),
+    )
+    upload = UploadedObject(
+        bucket=stack.bucket,
+        key="models/iris/model.tar.gz",
+        object_version=stored["version"],
+        etag=stored["etag"],
+    )
+    return handle_upload(upload, deps), deps
+
+
+def test_endpoint_stuck_creating_times_out(
+    engine_stack: Stack, iris_tarball: bytes, monkeypatch: Any
+) -> None:
+    # Given an endpoint that never leaves Creating (moto's would be InService at once)
+    created = SageMakerAdapter.create_endpoint
+
+    def create_stuck(self: SageMakerAdapter, name: str, config_name: str) -> None:
+        created(self, name, config_name)
+        _moto_endpoint(name).endpoint_status = "Creating"
+
+    monkeypatch.setattr(SageMakerAdapter, "create_endpoint", create_stuck)
+
+    # When the deployment runs with a 2 s deploy timeout (2 polls of 1 s)
+    outcome, _ = _deploy(engine_stack, iris_tarball, timeout_s="2")
+    execution = _wait_for_execution(outcome.execution_arn)
+
+    # Then the execution fails after counting its polls and the deployment is TimedOut
+    assert execution["status"] == "FAILED"
+    actions = [event["action"] for event in engine_stack.invoked]  # type: ignore[attr-defined]
+    assert actions == ["timed_out"]
+    record = engine_stack.records().get_deployment("iris", 1)
+    assert record is not None and record.status is DeploymentStatus.TIMED_OUT
+    assert record.reason == (
+        "endpoint modeldrop-iris not InService after 2 polls (deploy timeout); last status Creating"
+    )
+
+
+def test_failed_endpoint_is_recorded_failed(
+    engine_stack: Stack, iris_tarball: bytes, monkeypatch: Any
+) -> None:
+    # Given an endpoint that ends Failed
+    created = SageMakerAdapter.create_endpoint
+
+    def create_failing(self: SageMakerAdapter, name: str, config_name: str) -> None:
+        created(self, name, config_name)
+        _moto_endpoint(name).endpoint_status = "Failed"
+
+    monkeypatch.setattr(SageMakerAdapter, "create_endpoint", create_failing)
+
+    # When the deployment runs
+    outcome, _ = _deploy(engine_stack, iris_tarball)
+    execution = _wait_for_execution(outcome.execution_arn)
+
+    # Then the status function recorded the failure and the execution failed
+    assert execution["status"] == "FAILED"
+    assert [event["action"] for event in engine_stack.invoked] == ["failed"]  # type: ignore[attr-defined]
+    record = engine_stack.records().get_deployment("iris", 1)
+    assert record is not None and record.status is DeploymentStatus.FAILED
+    assert record.reason is not None and "Failed" in record.reason
+
+
+def test_queued_deployment_starts_when_the_endpoint_is_free(
+    engine_stack: Stack, iris_tarball: bytes, monkeypatch: Any
+) -> None:
+    # Given an endpoint busy Updating when the upload arrives (the deployment is Queued)
+    from modeldrop.sagemaker_adapter import EndpointDescription
+
+    busy = {"polls": 0}
+    describe = SageMakerAdapter.describe_endpoint
+
+    def describe_busy_twice(self: SageMakerAdapter, name: str) -> EndpointDescription | None:
+        # Busy for OnUpload and the first try of the state machine, then gone (free to create).
+        busy["polls"] += 1
+        if busy["polls"] <= 2:
+            return EndpointDescription(
+                endpoint_name=name, status="Updating", endpoint_config_name="modeldrop-iris-v0"
+            )
+        return describe(self, name)
+
+    monkeypatch.setattr(SageMakerAdapter, "describe_endpoint", describe_busy_twice)
+
+    # When OnUpload queues it and the state machine waits its turn
+    outcome, _ = _deploy(engine_stack, iris_tarball)
+    assert outcome.status is DeploymentStatus.QUEUED
+    execution = _wait_for_execution(outcome.execution_arn)
+
+    # Then it tried, waited, started and went InService
+    assert execution["status"] == "SUCCEEDED", execution
+    actions = [event["action"] for event in engine_stack.invoked]  # type: ignore[attr-defined]
+    assert actions == ["start", "start", "succeeded"]
+    assert [event["polls"] for event in engine_stack.invoked[:2]] == [0, 1]  # type: ignore[attr-defined]
+    record = engine_stack.records().get_deployment("iris", 1)
+    assert record is not None and record.status is DeploymentStatus.IN_SERVICE
