@@ -1,0 +1,163 @@
+"""template.yaml: the facts other parts rely on (contracts.md) and least privilege, read from the file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from modeldrop.settings import DeploymentStatusSettings, OnUploadSettings
+
+from tests.unit.pipeline.template_resources import REPO_ROOT, load_template
+
+TEMPLATE = load_template()
+RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
+PIPELINE_FUNCTIONS = {
+    "OnUploadFunction": OnUploadSettings,
+    "DeploymentStatusFunction": DeploymentStatusSettings,
+}
+
+
+def statements(logical_id: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for policy in RESOURCES[logical_id]["Properties"].get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            found.extend(policy["Statement"])
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_globals_carry_runtime_tracing_powertools_and_the_layer() -> None:
+    # Given the template's Globals
+    function_globals = TEMPLATE["Globals"]["Function"]
+
+    # Then every function runs python3.11 with X-Ray, Powertools settings and the shared layer
+    assert TEMPLATE["Transform"] == "AWS::Serverless-2016-10-31"
+    assert function_globals["Runtime"] == "python3.11"
+    assert function_globals["Tracing"] == "Active"
+    assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE"} <= set(
+        function_globals["Environment"]["Variables"]
+    )
+    assert function_globals["Layers"] == [{"Ref": "ModeldropLayer"}]
+    layer = RESOURCES["ModeldropLayer"]
+    assert layer["Properties"]["ContentUri"] == "layers/modeldrop/"
+    assert layer["Metadata"]["BuildMethod"] == "python3.11"
+
+
+@pytest.mark.parametrize("logical_id", ["OnUploadFunction", "DeploymentStatusFunction", "ApiFunction"])
+def test_function_code_exists(logical_id: str) -> None:
+    # Given a function of the template
+    properties = RESOURCES[logical_id]["Properties"]
+
+    # Then its CodeUri holds the module and handler it names
+    module, handler = properties["Handler"].split(".")
+    source = (REPO_ROOT / properties["CodeUri"] / f"{module}.py").read_text()
+    assert f"def {handler}(" in source
+
+
+@pytest.mark.parametrize(("logical_id", "settings"), PIPELINE_FUNCTIONS.items())
+def test_every_setting_has_its_environment_variable(logical_id: str, settings: type[Any]) -> None:
+    # Given the env vars the template gives the function (Globals included)
+    variables = set(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+    variables |= set(RESOURCES[logical_id]["Properties"]["Environment"]["Variables"])
+
+    # Then every variable its settings model reads is set (AWS_REGION comes from Lambda itself)
+    required = {field.alias for field in settings.model_fields.values()} - {"AWS_REGION"}
+    assert required <= variables
+
+
+def test_models_bucket_is_versioned_encrypted_private_and_tls_only() -> None:
+    # Given the bucket and its policy
+    bucket = RESOURCES["ModelsBucket"]["Properties"]
+    policy = RESOURCES["ModelsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+
+    # Then it has versioning, SSE, all public access blocked and a deny on non-TLS requests
+    assert bucket["VersioningConfiguration"]["Status"] == "Enabled"
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    (deny,) = policy
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_uploads_under_models_notify_on_upload() -> None:
+    # Given OnUpload's S3 event
+    (event,) = RESOURCES["OnUploadFunction"]["Properties"]["Events"].values()
+
+    # Then it is the models bucket, object-created, models/ … model.tar.gz
+    assert event["Type"] == "S3"
+    assert event["Properties"]["Bucket"] == {"Ref": "ModelsBucket"}
+    assert event["Properties"]["Events"] == "s3:ObjectCreated:*"
+    rules = {rule["Name"]: rule["Value"] for rule in event["Properties"]["Filter"]["S3Key"]["Rules"]}
+    assert rules == {"prefix": "models/", "suffix": "model.tar.gz"}
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "keys", "ttl"),
+    [("DeploymentsTable", ["pk", "sk"], "ttl"), ("IdempotencyTable", ["id"], "expiration")],
+)
+def test_tables(logical_id: str, keys: list[str], ttl: str) -> None:
+    # Given a DynamoDB table of the template
+    properties = RESOURCES[logical_id]["Properties"]
+
+    # Then it has the contract's keys, on-demand billing, TTL and point-in-time recovery
+    assert [key["AttributeName"] for key in properties["KeySchema"]] == keys
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": ttl, "Enabled": True}
+    assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+@pytest.mark.parametrize("logical_id", ["OnUploadFunction", "DeploymentStatusFunction", "DeployStateMachine"])
+def test_pipeline_policies_are_least_privilege(logical_id: str) -> None:
+    # Given the function's or state machine's own statements
+    for statement in statements(logical_id):
+        resources = as_list(statement["Resource"])
+        actions = as_list(statement["Action"])
+
+        # Then no statement grants everything, SageMaker actions are scoped to modeldrop-* names, and
+        # iam:PassRole passes only the SageMaker role, only to SageMaker
+        assert "*" not in resources, statement
+        assert not any(action.endswith(":*") for action in actions), statement
+        if any(action.startswith("sagemaker:") for action in actions):
+            assert all("modeldrop-*" in resource["Fn::Sub"] for resource in resources), statement
+        if "iam:PassRole" in actions:
+            assert resources == [{"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}]
+            assert statement["Condition"] == {
+                "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+            }
+
+
+def test_sagemaker_role_only_reads_models() -> None:
+    # Given the role SageMaker assumes
+    role = RESOURCES["SageMakerExecutionRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    s3_actions = {
+        action
+        for policy in role["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in as_list(statement["Action"])
+        if action.startswith("s3:")
+    }
+
+    # Then only SageMaker assumes it, and its S3 access is read-only
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert s3_actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket"}
+
+
+def test_parameters_and_outputs() -> None:
+    # Given the parameters and outputs
+    parameters = TEMPLATE["Parameters"]
+
+    # Then memory is limited to serverless sizes, auth defaults to API keys, and the contract's outputs exist
+    assert parameters["DefaultMemorySize"]["AllowedValues"] == [1024, 2048, 3072, 4096, 5120, 6144]
+    assert parameters["ApiAuthMode"]["AllowedValues"] == ["API_KEY", "IAM"]
+    assert parameters["ApiAuthMode"]["Default"] == "API_KEY"
+    assert {
+        "ModelsBucketName",
+        "ApiUrl",
+        "DeployStateMachineArn",
+        "DeploymentsTableName",
+        "ApiKeyId",
+    } <= set(TEMPLATE["Outputs"])
