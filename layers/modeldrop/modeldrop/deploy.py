@@ -143,6 +143,7 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
             "config": config.model_dump(by_alias=True, mode="json"),
             "sagemaker_model_name": sagemaker_name,
             "endpoint_config_name": sagemaker_name,
+            "model_data_key": naming.pinned_model_key(model_name, deployment.deployment_id),
         }
     )
     # Recorded before any SageMaker call, so even a crash mid-way leaves the upload visible.
@@ -231,14 +232,20 @@ def _create_sagemaker_resources(
     deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
 ) -> None:
     name = deployment.sagemaker_model_name or naming.versioned_name(deployment.model_name, deployment.version)
-    # ModelDataUrl cannot name an S3 object version (botocore's ContainerDefinition/S3ModelDataSource have
-    # no VersionId): SageMaker downloads whatever version is current when it creates the endpoint. We
-    # inspected the pinned version and record it and its ETag on the deployment; a newer upload of the
-    # same key gets its own deployment, and the last upload wins anyway.
+    # ModelDataUrl cannot name an S3 object version (botocore's ContainerDefinition and S3ModelDataSource
+    # have no VersionId), and SageMaker reads the object only when the endpoint is created or updated —
+    # maybe much later for a queued deployment. So the exact version we inspected is copied to an
+    # immutable per-deployment key and SageMaker is pointed there: what it serves is what we checked.
+    # The version and ETag of the upload are recorded on the deployment too.
+    copy_source: dict[str, str] = {"Bucket": deployment.bucket, "Key": deployment.key}
+    if deployment.object_version:
+        copy_source["VersionId"] = deployment.object_version
+    # Managed copy: a single CopyObject up to 5 GB, multipart above (tarballs may be up to MaxUncompressedMB).
+    deps.s3.copy(copy_source, deployment.bucket, deployment.model_data_key)
     deps.sagemaker.create_model(
         name,
         image=config.image,
-        model_data_url=f"s3://{deployment.bucket}/{deployment.key}",
+        model_data_url=f"s3://{deployment.bucket}/{deployment.model_data_key}",
         role_arn=deps.settings.sagemaker_role_arn,
         environment=config.environment,
     )

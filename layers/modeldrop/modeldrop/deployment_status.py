@@ -35,6 +35,7 @@ class StatusDependencies:
     settings: DeploymentStatusSettings
     sagemaker: SageMakerAdapter
     records: DeploymentRecords
+    s3: Any
 
     @classmethod
     def from_environment(cls, settings: DeploymentStatusSettings | None = None) -> StatusDependencies:
@@ -43,6 +44,7 @@ class StatusDependencies:
             settings=settings,
             sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
             records=DeploymentRecords(boto3.resource("dynamodb").Table(settings.deployments_table)),
+            s3=boto3.client("s3"),
         )
 
 
@@ -172,7 +174,8 @@ def _finish(
 
 
 def cleanup_old_versions(model_name: str, deps: StatusDependencies) -> list[str]:
-    """Delete the SageMaker models and endpoint configs of all but the newest KEEP_VERSIONS deployments.
+    """Delete the SageMaker models, endpoint configs and pinned tarball copies of all but the newest
+    KEEP_VERSIONS deployments.
 
     The live deployment and in-flight ones are never deleted. Returns the names deleted.
     """
@@ -195,6 +198,8 @@ def cleanup_old_versions(model_name: str, deps: StatusDependencies) -> list[str]
             deps.sagemaker.delete_endpoint_config(deployment.endpoint_config_name)
         if deployment.sagemaker_model_name:
             deps.sagemaker.delete_model(deployment.sagemaker_model_name)
+        if deployment.model_data_key:
+            deps.s3.delete_object(Bucket=deployment.bucket, Key=deployment.model_data_key)
         deps.records.update_deployment(
             model_name,
             deployment.version,

@@ -54,6 +54,14 @@ def config_key(model_name: str) -> str:
     return f"{MODELS_PREFIX}{model_name}/{CONFIG_NAME}"
 
 
+PINNED_PREFIX = "deployments/"
+
+
+def pinned_model_key(model_name: str, deployment_id: str) -> str:
+    """Where a deployment's exact tarball version is copied for SageMaker (outside models/: no new event)."""
+    return f"{PINNED_PREFIX}{model_name}/{deployment_id}/{TARBALL_NAME}"
+
+
 def endpoint_name(model_name: str) -> str:
     """One endpoint per model; valid model names always fit (10 + 48 characters)."""
     return fit_sagemaker_name(f"{NAME_PREFIX}{model_name}", "")

@@ -82,6 +82,8 @@ class Deployment(_Item):
     reason: str | None = None
     config: dict[str, Any] | None = None
     sagemaker_model_name: str | None = None
+    # deployments/<name>/<deploymentId>/model.tar.gz: the inspected object version, copied for SageMaker.
+    model_data_key: str | None = None
     endpoint_config_name: str | None = None
     endpoint_name: str | None = None
     execution_arn: str | None = None

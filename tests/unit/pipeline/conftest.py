@@ -119,7 +119,10 @@ def deploy_dependencies(stack: Stack, sagemaker: StubbedSageMaker, **settings: s
 
 def status_dependencies(stack: Stack, sagemaker: StubbedSageMaker, **settings: str) -> StatusDependencies:
     return StatusDependencies(
-        settings=stack.status_settings(**settings), sagemaker=sagemaker.adapter, records=stack.records()
+        settings=stack.status_settings(**settings),
+        sagemaker=sagemaker.adapter,
+        records=stack.records(),
+        s3=boto3.client("s3", region_name=REGION),
     )
 
 

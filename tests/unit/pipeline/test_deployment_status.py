@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 from modeldrop.deployment_status import UnknownDeployment, handle_status
 from modeldrop.events import DeploymentStatusEvent
 from modeldrop.records import Deployment, DeploymentStatus, utc_now
 
 from tests.unit.pipeline.conftest import Stack, StubbedSageMaker, status_dependencies
+from tests.unit.pipeline.template_resources import REGION
 from tests.utils import load_event
 
 
@@ -29,11 +31,13 @@ def seed(stack: Stack, version: int, status: DeploymentStatus, *, model: str = "
         status=status,
         sagemaker_model_name=name,
         endpoint_config_name=name,
+        model_data_key=f"deployments/{model}/v{version}/model.tar.gz",
         endpoint_name=f"modeldrop-{model}",
         created_at=utc_now(),
         updated_at=utc_now(),
     )
     records.put_deployment(deployment)
+    stack.put_object(f"deployments/{model}/v{version}/model.tar.gz", b"pinned copy")
     records.touch_model(
         model, f"modeldrop-{model}", status="Creating", last_deployment_id=deployment.deployment_id
     )
@@ -287,11 +291,17 @@ def test_success_deletes_versions_beyond_keep_versions(stack: Stack, sagemaker: 
     # When v5 succeeds
     result = handle_status(DeploymentStatusEvent.model_validate(payload), deps)
 
-    # Then only v5 and v4 keep their SageMaker model and config
+    # Then only v5 and v4 keep their SageMaker model, config and pinned tarball copy
     sagemaker.stubber.assert_no_pending_responses()
     assert result.status == "InService"
     deleted = {d.version for d in stack.records().all_deployments("iris") if d.sagemaker_deleted}
     assert deleted == {1, 2, 3}
+    s3 = boto3.client("s3", region_name=REGION)
+    kept = s3.list_objects_v2(Bucket=stack.bucket, Prefix="deployments/iris/")["Contents"]
+    assert sorted(item["Key"] for item in kept) == [
+        "deployments/iris/v4/model.tar.gz",
+        "deployments/iris/v5/model.tar.gz",
+    ]
 
     # And a second success report deletes nothing more (the stubber has nothing left to answer)
     handle_status(DeploymentStatusEvent.model_validate(payload), deps)

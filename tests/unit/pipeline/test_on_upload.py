@@ -12,6 +12,7 @@ from botocore.stub import ANY
 from modeldrop.deploy import handle_upload, idempotent_deployer
 from modeldrop.events import UploadedObject
 from modeldrop.frameworks import image_for
+from modeldrop.naming import deployment_id
 from modeldrop.records import DeploymentStatus
 
 from tests.unit.pipeline.conftest import (
@@ -40,9 +41,21 @@ def upload(stack: Stack, body: bytes, key: str = KEY) -> UploadedObject:
     return UploadedObject(bucket=stack.bucket, key=key, object_version=stored["version"], etag=stored["etag"])
 
 
+def pinned_url(uploaded: UploadedObject, version: int) -> str:
+    """Where OnUpload copies the inspected object version for SageMaker."""
+    identifier = deployment_id("iris", version, uploaded.bucket, uploaded.key, uploaded.object_version)
+    return f"s3://{uploaded.bucket}/deployments/iris/{identifier}/model.tar.gz"
+
+
 def expect_model_and_config(
-    sagemaker: StubbedSageMaker, stack: Stack, name: str, *, memory: int = 2048, image: str | None = None
+    sagemaker: StubbedSageMaker,
+    uploaded: UploadedObject,
+    version: int = 1,
+    *,
+    memory: int = 2048,
+    image: str | None = None,
 ) -> None:
+    name = f"modeldrop-iris-v{version}"
     sagemaker.stubber.add_response(
         "create_model",
         {"ModelArn": f"arn:aws:sagemaker:{REGION}:123456789012:model/{name}"},
@@ -50,7 +63,7 @@ def expect_model_and_config(
             "ModelName": name,
             "PrimaryContainer": {
                 "Image": image or image_for("sklearn", None, REGION),
-                "ModelDataUrl": f"s3://{stack.bucket}/{KEY}",
+                "ModelDataUrl": pinned_url(uploaded, version),
             },
             "ExecutionRoleArn": ROLE_ARN,
             "Tags": [{"Key": "managed-by", "Value": "modeldrop"}],
@@ -97,7 +110,7 @@ def test_first_upload_creates_model_config_and_endpoint(
 ) -> None:
     # Given a real sklearn iris tarball in the versioned bucket and no endpoint yet
     uploaded = upload(stack, iris_tarball)
-    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    expect_model_and_config(sagemaker, uploaded)
     sagemaker.stubber.add_client_error(
         "describe_endpoint", **NOT_FOUND, expected_params={"EndpointName": "modeldrop-iris"}
     )
@@ -122,6 +135,12 @@ def test_first_upload_creates_model_config_and_endpoint(
     assert record.config["framework"] == "sklearn"
     assert record.config["memoryMb"] == 2048
     assert record.execution_arn is not None and record.execution_arn.endswith(record.deployment_id)
+    # And SageMaker reads a copy of exactly the inspected version, even if the key is overwritten later
+    stack.put_object(KEY, b"a later upload")
+    s3 = boto3.client("s3", region_name=REGION)
+    pinned = s3.get_object(Bucket=stack.bucket, Key=record.model_data_key)["Body"].read()
+    assert pinned == iris_tarball
+    assert pinned_url(uploaded, 1) == f"s3://{stack.bucket}/{record.model_data_key}"
     model = stack.records().get_model("iris")
     assert model is not None and model.status == "Creating"
     assert model.last_deployment_id == record.deployment_id
@@ -141,7 +160,7 @@ def test_upload_to_in_service_endpoint_updates_it(
 ) -> None:
     # Given an endpoint InService on an older version
     uploaded = upload(stack, iris_tarball)
-    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    expect_model_and_config(sagemaker, uploaded)
     sagemaker.stubber.add_response(
         "describe_endpoint", describe("InService"), {"EndpointName": "modeldrop-iris"}
     )
@@ -167,7 +186,7 @@ def test_upload_while_endpoint_busy_is_queued(
 ) -> None:
     # Given an endpoint busy with another deployment
     uploaded = upload(stack, iris_tarball)
-    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    expect_model_and_config(sagemaker, uploaded)
     sagemaker.stubber.add_response(
         "describe_endpoint", describe(endpoint_status), {"EndpointName": "modeldrop-iris"}
     )
@@ -188,7 +207,7 @@ def test_update_refused_as_in_progress_is_queued(
 ) -> None:
     # Given an endpoint that turned Updating between DescribeEndpoint and UpdateEndpoint
     uploaded = upload(stack, iris_tarball)
-    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    expect_model_and_config(sagemaker, uploaded)
     sagemaker.stubber.add_response("describe_endpoint", describe("InService"))
     sagemaker.stubber.add_client_error(
         "update_endpoint",
@@ -208,7 +227,7 @@ def test_failed_endpoint_is_deleted_and_the_upload_queued(
 ) -> None:
     # Given an endpoint whose first creation failed (it cannot be updated)
     uploaded = upload(stack, iris_tarball)
-    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    expect_model_and_config(sagemaker, uploaded)
     sagemaker.stubber.add_response("describe_endpoint", describe("Failed"))
     sagemaker.stubber.add_response("delete_endpoint", {}, {"EndpointName": "modeldrop-iris"})
 
@@ -237,7 +256,7 @@ def test_config_from_tarball_and_sibling(
             "ModelName": "modeldrop-iris-v1",
             "PrimaryContainer": {
                 "Image": image,
-                "ModelDataUrl": f"s3://{stack.bucket}/{KEY}",
+                "ModelDataUrl": pinned_url(uploaded, 1),
                 "Environment": {"LOG_LEVEL": "debug"},
             },
             "ExecutionRoleArn": ROLE_ARN,
@@ -338,7 +357,7 @@ def test_duplicate_event_does_nothing_twice(
 ) -> None:
     # Given one upload, deployed once through the idempotent entry point
     uploaded = upload(stack, iris_tarball)
-    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    expect_model_and_config(sagemaker, uploaded)
     sagemaker.stubber.add_client_error("describe_endpoint", **NOT_FOUND)
     sagemaker.stubber.add_response("create_endpoint", {"EndpointArn": ENDPOINT_ARN})
     deploy_once, _ = idempotent_deployer(deploy_dependencies(stack, sagemaker))
@@ -358,15 +377,17 @@ def test_new_version_of_same_key_is_not_a_duplicate(
 ) -> None:
     # Given one deployed upload
     deploy_once, _ = idempotent_deployer(deploy_dependencies(stack, sagemaker))
-    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v1")
+    first = upload(stack, iris_tarball)
+    expect_model_and_config(sagemaker, first)
     sagemaker.stubber.add_client_error("describe_endpoint", **NOT_FOUND)
     sagemaker.stubber.add_response("create_endpoint", {"EndpointArn": ENDPOINT_ARN})
-    deploy_once(upload=upload(stack, iris_tarball))
+    deploy_once(upload=first)
 
     # When the same key is uploaded again (a new S3 object version) while the endpoint is Creating
-    expect_model_and_config(sagemaker, stack, "modeldrop-iris-v2")
+    again = upload(stack, iris_tarball)
+    expect_model_and_config(sagemaker, again, 2)
     sagemaker.stubber.add_response("describe_endpoint", describe("Creating", "modeldrop-iris-v1"))
-    second = deploy_once(upload=upload(stack, iris_tarball))
+    second = deploy_once(upload=again)
 
     # Then it is a second deployment, queued behind the first
     assert second.version == 2

@@ -165,7 +165,11 @@ def test_in_service_path_runs_in_moto_engine(engine_stack: Stack, iris_tarball: 
     model = engine_stack.records().get_model("iris")
     assert model is not None and model.live_version == 1 and model.status == "InService"
     sagemaker = boto3.client("sagemaker", region_name=REGION)
-    assert sagemaker.describe_model(ModelName="modeldrop-iris-v1")["ExecutionRoleArn"] == ROLE_ARN
+    described = sagemaker.describe_model(ModelName="modeldrop-iris-v1")
+    assert described["ExecutionRoleArn"] == ROLE_ARN
+    bucket, key = described["PrimaryContainer"]["ModelDataUrl"].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", region_name=REGION)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == iris_tarball
 
 
 def _moto_endpoint(name: str) -> Any:
