@@ -137,6 +137,7 @@ def test_first_upload_creates_model_config_and_endpoint(
     assert record.execution_arn is not None and record.execution_arn.endswith(record.deployment_id)
     # And SageMaker reads a copy of exactly the inspected version, even if the key is overwritten later
     stack.put_object(KEY, b"a later upload")
+    assert record.model_data_key is not None
     s3 = boto3.client("s3", region_name=REGION)
     pinned = s3.get_object(Bucket=stack.bucket, Key=record.model_data_key)["Body"].read()
     assert pinned == iris_tarball
