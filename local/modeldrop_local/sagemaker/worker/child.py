@@ -1,0 +1,144 @@
+"""The worker process: load one model, then answer requests one at a time on its channel.
+
+It runs in a process forked from a fork server (zygote), so the framework imports are already
+done. stdout and stderr (fds 1 and 2, so C code and subprocesses too) go to a pipe the launcher
+reads; the worker writes a request marker there before each request so every line can be tagged
+with the request id that produced it, even if the process dies mid-request.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from modeldrop_local.sagemaker.worker.protocol import ChannelClosed, recv_frame, send_frame
+
+MARKER_PREFIX = b"\x1e\x1fmodeldrop-request:"
+MARKER_SUFFIX = b"\x1f\n"
+STARTUP_ID = "model-load"
+IDLE_ID = "-"
+TRACEBACK_TAIL_LINES = 12
+_PR_SET_PDEATHSIG = 1
+
+
+def marker(request_id: str) -> bytes:
+    return MARKER_PREFIX + request_id.encode("utf-8", "replace") + MARKER_SUFFIX
+
+
+def _mark(request_id: str) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.flush()
+    os.write(1, marker(request_id))
+
+
+def traceback_tail(error: BaseException, lines: int = TRACEBACK_TAIL_LINES) -> str:
+    text = "".join(traceback.format_exception(error)).rstrip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _die_with_parent() -> None:
+    """SIGKILL this worker when the fork server exits (it is single-threaded, so this is safe)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+
+
+def _limit_address_space(memory_mb: int) -> None:
+    """A backstop under the launcher's RSS watchdog: a single huge allocation fails at once.
+
+    The limit is generous (the fork server's mappings plus twice the cap) because thread stacks and
+    malloc arenas reserve address space they never touch; the watchdog enforces the real cap.
+    """
+    with open("/proc/self/statm") as statm:
+        current_bytes = int(statm.read().split()[0]) * resource.getpagesize()
+    limit = current_bytes + 2 * memory_mb * 2**20 + 512 * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+def run_forked(config: dict[str, Any], channel_fd: int, log_fd: int) -> None:
+    """Entry point in the forked child; never returns into the fork server's loop."""
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+    _die_with_parent()
+    channel = socket.socket(fileno=channel_fd)
+    serve(config, channel)
+
+
+def serve(config: dict[str, Any], channel: socket.socket) -> None:
+    from modeldrop_local.sagemaker.worker.serving import ModelHandler, ModelLoadError
+
+    os.environ.update(config["environment"])
+    for path in reversed(config["sys_path"]):
+        sys.path.insert(0, path)
+    model_dir = Path(config["model_dir"])
+    os.chdir(model_dir)
+    _limit_address_space(int(config["memory_mb"]))
+    _mark(STARTUP_ID)
+    started = time.perf_counter()
+    try:
+        handler = ModelHandler(
+            model_dir,
+            config["framework"],
+            Path(config["artifact"]) if config["artifact"] else None,
+            Path(config["code_dir"]) if config["code_dir"] else None,
+        )
+    except ModelLoadError as error:
+        _fail(channel, str(error))
+        return
+    except MemoryError as error:
+        _fail(channel, f"over memory while loading the model (MemorySizeInMB {config['memory_mb']}): {error}")
+        return
+    except BaseException as error:  # the model's own loading code: report it, with its traceback
+        print(traceback_tail(error), file=sys.stderr)
+        _fail(channel, f"the model failed to load: {type(error).__name__}: {error}\n{traceback_tail(error)}")
+        return
+    load_ms = (time.perf_counter() - started) * 1000
+    _mark(IDLE_ID)
+    send_frame(channel, {"type": "ready", "load_ms": load_ms})
+    while True:
+        try:
+            header, body = recv_frame(channel)
+        except (ChannelClosed, OSError):
+            return
+        if header.get("type") == "ping":
+            send_frame(channel, {"type": "pong"})
+            continue
+        request_id = str(header.get("request_id", ""))
+        _mark(request_id)
+        started = time.perf_counter()
+        outcome = handler.invoke(body, header["content_type"], header["accept"], request_id)
+        latency_us = int((time.perf_counter() - started) * 1_000_000)
+        _mark(IDLE_ID)
+        send_frame(
+            channel,
+            {
+                "type": "result",
+                "status": outcome.status,
+                "content_type": outcome.content_type,
+                "model_latency_us": latency_us,
+                "timings_ms": outcome.timings_ms,
+            },
+            outcome.body,
+        )
+
+
+def _fail(channel: socket.socket, reason: str) -> None:
+    _mark(IDLE_ID)
+    send_frame(channel, {"type": "failed", "reason": reason})

@@ -1,0 +1,463 @@
+"""Workers and the launcher that starts them from per-framework fork servers.
+
+The launcher side of a worker is a socket (requests and answers), a thread that copies the
+worker's stdout/stderr into the log with a timestamp and the request id, and an entry in the
+memory watchdog, which kills a worker whose RSS passes MemorySizeInMB (the same cap SageMaker
+Serverless enforces on a container), so a greedy model fails clearly and the host is unharmed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import psutil
+from modeldrop_local.sagemaker.worker.child import IDLE_ID, MARKER_PREFIX, MARKER_SUFFIX
+from modeldrop_local.sagemaker.worker.protocol import ChannelClosed, recv_frame, send_frame
+from modeldrop_local.sagemaker.worker.requirements import RequirementsCache
+from modeldrop_local.sagemaker.worker.types import (
+    InvocationResult,
+    WorkerCrashed,
+    WorkerSpec,
+    WorkerStartError,
+    WorkerTimeout,
+)
+from modeldrop_local.sagemaker.worker.zygote import PRELOADS, ForkServer, describe_exit
+
+WATCHDOG_INTERVAL_S = 0.05
+EXIT_REPORT_WAIT_S = 2.0
+LOG_TAIL_LINES = 8
+
+
+# ------------------------------------------------------------------------------ what to start
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """How a model is served: which fork server, loader, artifact and code."""
+
+    framework: str | None  # built-in loader: sklearn, xgboost, onnx, pytorch; None: inference.py only
+    preload: str  # which fork server (a key of PRELOADS)
+    artifact: Path | None
+    code_dir: Path | None
+
+
+def _relative_files(model_dir: Path) -> list[str]:
+    return sorted(
+        str(path.relative_to(model_dir)).replace(os.sep, "/")
+        for path in model_dir.rglob("*")
+        if path.is_file()
+    )
+
+
+def _torch_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def plan_for(spec: WorkerSpec) -> ServingPlan:
+    """Pick the loader from the image and the files (H1's serving_framework) and the artifact."""
+    from modeldrop.frameworks import Framework, artifact_framework, serving_framework
+
+    if not spec.model_dir.is_dir():
+        raise WorkerStartError(f"the model directory {spec.model_dir} does not exist")
+    names = _relative_files(spec.model_dir)
+    code_dir = spec.model_dir / "code"
+    has_code = (code_dir / "inference.py").is_file()
+    framework = serving_framework(spec.image, names)
+    if framework is Framework.TENSORFLOW and not has_code:
+        raise WorkerStartError("TensorFlow SavedModels are not served by the local SageMaker")
+    if framework is None:
+        if has_code:
+            return ServingPlan(None, "generic", None, code_dir)
+        raise WorkerStartError(
+            "unknown framework: no code/inference.py and no model artifact recognised in the tarball "
+            "(expected model.joblib/.pkl, xgboost-model/.ubj/.bst, model.onnx or a TorchScript .pt); "
+            f"files: {', '.join(names[:10]) or 'none'}"
+        )
+    # Root-level artifacts first: nested ones are usually auxiliary files.
+    candidates = sorted(
+        (name for name in names if artifact_framework(name) is framework), key=lambda n: (n.count("/"), n)
+    )
+    if framework is Framework.XGBOOST and not candidates:  # model.json: ambiguous on its own
+        candidates = [name for name in names if name.endswith(".json") and not name.startswith("code/")]
+    artifact = spec.model_dir / candidates[0] if candidates else None
+    if artifact is None and not has_code:
+        raise WorkerStartError(
+            f"the image serves {framework.value} but the tarball holds no {framework.value} artifact; "
+            f"files: {', '.join(names[:10]) or 'none'}"
+        )
+    if framework is Framework.PYTORCH and not _torch_installed():
+        if not has_code:
+            raise WorkerStartError(
+                "a TorchScript model needs PyTorch, which is not installed in this local SageMaker "
+                "(pip install torch)"
+            )
+        return ServingPlan(None, "generic", artifact, code_dir)
+    preload = framework.value if framework.value in PRELOADS else "generic"
+    return ServingPlan(framework.value, preload, artifact, code_dir if has_code else None)
+
+
+# ------------------------------------------------------------------------------------ logging
+
+
+def _timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class LogPump(threading.Thread):
+    """Copies a worker's stdout/stderr pipe into the log, one prefixed line at a time."""
+
+    def __init__(self, read_fd: int, log_path: Path, pid_label: str) -> None:
+        super().__init__(name=f"worker-log-{pid_label}", daemon=True)
+        self._fd = read_fd
+        self._log_path = log_path
+        self.pid_label = pid_label
+        self.request_id = IDLE_ID
+        self.tail: list[str] = []
+        self._file: BinaryIO | None = None
+        self._lock = threading.Lock()
+        self._ended = False
+
+    def note(self, text: str, request_id: str | None = None) -> None:
+        """A line from the launcher itself (start, exit, kill, timings), in the same log."""
+        self._write_line(text.encode(), request_id or self.request_id, from_worker=False)
+
+    def _write_line(self, line: bytes, request_id: str, from_worker: bool = True) -> None:
+        text = line.decode("utf-8", "replace").rstrip("\r")
+        with self._lock:
+            if from_worker:
+                self.tail = [*self.tail[-(LOG_TAIL_LINES - 1) :], text]
+            if self._file is None:
+                self._log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self._log_path.open("ab", buffering=0)
+            self._file.write(f"{_timestamp()} pid={self.pid_label} [{request_id}] {text}\n".encode())
+            if self._ended:  # a launcher note after the worker is gone: don't keep the file open
+                self._file.close()
+                self._file = None
+
+    def run(self) -> None:
+        pending = b""
+        try:
+            while True:
+                chunk = os.read(self._fd, 65536)
+                if not chunk:
+                    break
+                pending = self._consume(pending + chunk)
+            if pending:
+                self._write_line(pending, self.request_id)
+        finally:
+            os.close(self._fd)
+            with self._lock:
+                self._ended = True
+            self.close_file()
+
+    def _consume(self, data: bytes) -> bytes:
+        """Write complete lines; switch request id at each marker; return the unfinished rest."""
+        while True:
+            start = data.find(MARKER_PREFIX)
+            newline = data.find(b"\n")
+            if start != -1 and (newline == -1 or start <= newline):
+                end = data.find(MARKER_SUFFIX, start)
+                if end == -1:
+                    return data  # a marker split across reads
+                if start > 0:  # a partial line the model left without a newline
+                    self._write_line(data[:start], self.request_id)
+                self.request_id = data[start + len(MARKER_PREFIX) : end].decode("utf-8", "replace")
+                data = data[end + len(MARKER_SUFFIX) :]
+                continue
+            if newline == -1:
+                return data
+            self._write_line(data[:newline], self.request_id)
+            data = data[newline + 1 :]
+
+    def close_file(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+# ------------------------------------------------------------------------------------- worker
+
+
+class Worker:
+    """One worker process serving one model, one request at a time."""
+
+    def __init__(
+        self,
+        pid: int,
+        spec: WorkerSpec,
+        channel: socket.socket,
+        fork_server: ForkServer,
+        log: LogPump,
+        on_release: Callable[[Worker], None] = lambda worker: None,
+    ) -> None:
+        self._on_release = on_release
+        self.pid = pid
+        self.spec = spec
+        self.setup_time_ms = 0.0
+        self.load_ms = 0.0
+        self._channel = channel
+        self._fork_server = fork_server
+        self._log = log
+        self._process: psutil.Process | None
+        try:
+            self._process = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            self._process = None
+        self._lock = threading.Lock()
+        self._stopped = False
+        self.kill_reason: str | None = None  # set by the watchdog or a timeout
+
+    # -- used by the launcher
+
+    def wait_ready(self, timeout_s: float) -> None:
+        self._channel.settimeout(timeout_s)
+        try:
+            header, _ = recv_frame(self._channel)
+        except TimeoutError as error:
+            self.kill(f"start-up timeout: the model did not load within {timeout_s:g} s")
+            self.stop()
+            raise WorkerStartError(self.kill_reason or "start-up timeout") from error
+        except (ChannelClosed, OSError) as error:
+            reason = self._death_reason("while loading the model")
+            self.stop()
+            raise WorkerStartError(reason) from error
+        if header.get("type") != "ready":
+            reason = str(header.get("reason", "the worker failed to start"))
+            self.stop()
+            raise WorkerStartError(reason)
+        self.load_ms = float(header.get("load_ms", 0.0))
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL the process (the watchdog and timeouts use this); the reason is kept for errors."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+            self._log.note(f"worker killed: {reason}")
+        if not self._fork_server.has_exited(self.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    def _death_reason(self, when: str) -> str:
+        status = self._fork_server.exit_status(self.pid, EXIT_REPORT_WAIT_S)
+        if self.kill_reason is not None:
+            return self.kill_reason
+        tail = "\n".join(self._log.tail[-LOG_TAIL_LINES:])
+        reason = f"the worker process died {when} ({describe_exit(status)})"
+        return f"{reason}; last output:\n{tail}" if tail else reason
+
+    # -- the API
+
+    def invoke(
+        self, body: bytes, content_type: str, accept: str, request_id: str, timeout_s: float = 60.0
+    ) -> InvocationResult:
+        with self._lock:
+            if self._stopped:
+                raise WorkerCrashed("the worker was stopped")
+            self._channel.settimeout(timeout_s)
+            try:
+                send_frame(
+                    self._channel,
+                    {
+                        "type": "invoke",
+                        "content_type": content_type,
+                        "accept": accept,
+                        "request_id": request_id,
+                    },
+                    body,
+                )
+                header, payload = recv_frame(self._channel)
+            except TimeoutError as error:
+                self.kill(f"the request {request_id} did not finish within {timeout_s:g} s")
+                self._release()
+                raise WorkerTimeout(
+                    f"the model did not answer within {timeout_s:g} s; the worker was stopped"
+                ) from error
+            except (ChannelClosed, OSError) as error:
+                reason = self._death_reason(f"during request {request_id}")
+                self._release()
+                raise WorkerCrashed(reason) from error
+        timings = {str(k): float(v) for k, v in dict(header.get("timings_ms", {})).items()}
+        stages = " ".join(f"{stage}={ms:.2f}ms" for stage, ms in timings.items())
+        self._log.note(
+            f"invocation status={header['status']} bytes={len(payload)} {stages}".rstrip(), request_id
+        )
+        return InvocationResult(
+            status=int(header["status"]),
+            body=payload,
+            content_type=str(header["content_type"]),
+            model_latency_us=int(header["model_latency_us"]),
+            timings_ms=timings,
+        )
+
+    def is_alive(self) -> bool:
+        if self._stopped or self._fork_server.has_exited(self.pid):
+            return False
+        try:
+            return self._process is not None and self._process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    def rss_bytes(self) -> int:
+        if self._process is None or self._stopped:
+            return 0
+        try:
+            return int(self._process.memory_info().rss)
+        except psutil.NoSuchProcess:
+            return 0
+
+    def stop(self) -> None:
+        """Idempotent. Kills the process and waits until it is reaped, so its memory is free."""
+        with self._lock:
+            if self._stopped:
+                return
+            if not self._fork_server.has_exited(self.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+            self._release()
+
+    def _release(self) -> None:
+        self._stopped = True
+        self._fork_server.exit_status(self.pid, EXIT_REPORT_WAIT_S)
+        self._channel.close()
+        self._on_release(self)
+
+
+# ----------------------------------------------------------------------------------- launcher
+
+
+class MemoryWatchdog(threading.Thread):
+    """Polls every worker's RSS; kills one over its MemorySizeInMB with a clear reason."""
+
+    def __init__(self) -> None:
+        super().__init__(name="worker-memory-watchdog", daemon=True)
+        self._workers: set[Worker] = set()
+        self._lock = threading.Lock()
+        self._stop_event = threading.Event()
+
+    def watch(self, worker: Worker) -> None:
+        with self._lock:
+            self._workers.add(worker)
+
+    def run(self) -> None:
+        while not self._stop_event.wait(WATCHDOG_INTERVAL_S):
+            with self._lock:
+                workers = list(self._workers)
+            for worker in workers:
+                if not worker.is_alive():
+                    with self._lock:
+                        self._workers.discard(worker)
+                    continue
+                rss = worker.rss_bytes()
+                cap = worker.spec.memory_mb * 2**20
+                if rss > cap:
+                    worker.kill(f"over memory ({rss // 2**20} MB > MemorySizeInMB {worker.spec.memory_mb})")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+
+class WorkerLauncher:
+    """Starts workers from per-framework fork servers (started lazily, reused). Thread-safe."""
+
+    def __init__(self, cache_dir: Path, *, pip_no_index: bool | None = None) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.requirements = RequirementsCache(self.cache_dir / "requirements", no_index=pip_no_index)
+        self._fork_servers: dict[str, ForkServer] = {}
+        self._workers: set[Worker] = set()
+        self._lock = threading.Lock()
+        self._fork_lock = threading.Lock()
+        self._watchdog = MemoryWatchdog()
+        self._watchdog.start()
+        self._closed = False
+
+    def fork_server(self, preload: str) -> ForkServer:
+        with self._fork_lock:
+            if self._closed:
+                raise WorkerStartError("the local SageMaker is shutting down")
+            server = self._fork_servers.get(preload)
+            if server is None or not server.alive():
+                if server is not None:
+                    server.close()
+                server = ForkServer(preload)
+                self._fork_servers[preload] = server
+        server.wait_ready()
+        return server
+
+    def prepare(self, spec: WorkerSpec) -> None:
+        """Detect the framework, install requirements, and load the model once in a worker."""
+        self.start(spec).stop()
+
+    def start(self, spec: WorkerSpec) -> Worker:
+        started = time.perf_counter()
+        plan = plan_for(spec)
+        extra_path = self.requirements.install(plan.code_dir) if plan.code_dir is not None else None
+        config: dict[str, Any] = {
+            "model_dir": str(spec.model_dir),
+            "framework": plan.framework,
+            "artifact": str(plan.artifact) if plan.artifact else None,
+            "code_dir": str(plan.code_dir) if plan.code_dir else None,
+            "sys_path": [str(extra_path)] if extra_path else [],
+            "environment": {str(k): str(v) for k, v in spec.environment.items()},
+            "memory_mb": spec.memory_mb,
+        }
+        server = self.fork_server(plan.preload)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        log_read, log_write = os.pipe()
+        fork_started = time.perf_counter()
+        try:
+            pid = server.fork(config, theirs.fileno(), log_write)
+        except BaseException:
+            ours.close()
+            os.close(log_read)
+            raise
+        finally:
+            theirs.close()
+            os.close(log_write)
+        log = LogPump(log_read, spec.log_path, str(pid))
+        log.start()
+        worker = Worker(pid, spec, ours, server, log, on_release=self._forget)
+        self._watchdog.watch(worker)
+        with self._lock:
+            self._workers.add(worker)
+        log.note(f"worker started ({plan.framework or 'inference.py'} on the {plan.preload} fork server)")
+        try:
+            worker.wait_ready(spec.startup_timeout_s)
+        except WorkerStartError as error:
+            log.note(f"worker failed to start: {error.reason.splitlines()[0]}")
+            raise
+        worker.setup_time_ms = (time.perf_counter() - fork_started) * 1000
+        log.note(
+            f"worker ready: setup {worker.setup_time_ms:.1f} ms (model load {worker.load_ms:.1f} ms, "
+            f"before the fork: plan, requirements, fork server {(fork_started - started) * 1000:.1f} ms)"
+        )
+        return worker
+
+    def _forget(self, worker: Worker) -> None:
+        with self._lock:
+            self._workers.discard(worker)
+
+    def close(self) -> None:
+        with self._lock:
+            workers = list(self._workers)
+            self._workers.clear()
+        for worker in workers:
+            worker.stop()
+        with self._fork_lock:
+            self._closed = True
+            servers = list(self._fork_servers.values())
+            self._fork_servers.clear()
+        for server in servers:
+            server.close()
+        self._watchdog.stop()

@@ -1,0 +1,47 @@
+"""Framing on the private channel between the launcher and a worker.
+
+A frame is a JSON header plus an opaque body: `!II` (header length, body length), header, body.
+A Unix stream socket pair carries it, so request and response bodies never pass through the
+worker's stdout/stderr, which belong to the model's code.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+from typing import Any
+
+_LENGTHS = struct.Struct("!II")
+MAX_HEADER_BYTES = 1 << 20
+
+
+class ChannelClosed(ConnectionError):
+    """The other end went away (the process exited or was killed)."""
+
+
+def send_frame(sock: socket.socket, header: dict[str, Any], body: bytes = b"") -> None:
+    encoded = json.dumps(header).encode()
+    sock.sendall(_LENGTHS.pack(len(encoded), len(body)) + encoded)
+    if body:
+        sock.sendall(body)
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    view = bytearray(size)
+    received = 0
+    while received < size:
+        count = sock.recv_into(memoryview(view)[received:], size - received)
+        if count == 0:
+            raise ChannelClosed("the channel was closed by the other end")
+        received += count
+    return bytes(view)
+
+
+def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
+    header_size, body_size = _LENGTHS.unpack(_recv_exactly(sock, _LENGTHS.size))
+    if header_size > MAX_HEADER_BYTES:
+        raise ChannelClosed(f"corrupt frame: header of {header_size} bytes")
+    header: dict[str, Any] = json.loads(_recv_exactly(sock, header_size))
+    body = _recv_exactly(sock, body_size) if body_size else b""
+    return header, body
