@@ -148,18 +148,36 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
     )
     # Recorded before any SageMaker call, so even a crash mid-way leaves the upload visible.
     deps.records.put_deployment(deployment)
+    try:
+        return _deploy_recorded(upload, deployment, config, deps)
+    except Exception as error:
+        # Unexpected (S3, DynamoDB, Step Functions, SageMaker throttling): the record must not stay Queued
+        # with nothing to follow it. Re-raised, so Lambda retries the event (as a new deployment: the
+        # idempotency record of a failed attempt is released).
+        reason = f"internal error, retried: {type(error).__name__}: {error}"
+        deps.records.update_deployment(
+            model_name, version, DeploymentStatus.FAILED, reason=reason, expected=(DeploymentStatus.QUEUED,)
+        )
+        raise
 
+
+def _deploy_recorded(
+    upload: UploadedObject, deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
+) -> UploadOutcome:
+    model_name, version = deployment.model_name, deployment.version
     try:
         _create_sagemaker_resources(deployment, config, deps)
+        status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
     except ClientError as error:
-        # SageMaker refused the model or config (e.g. an image it cannot use): the endpoint is untouched.
+        if _is_transient(error):
+            raise
+        # SageMaker refused the model, config or endpoint change (e.g. an image it cannot use, a quota).
         reason = f"SageMaker refused the deployment: {_client_error_text(error)}"
         deps.records.update_deployment(model_name, version, DeploymentStatus.FAILED, reason=reason)
         logger.warning("SageMaker refused the deployment", extra={"reason": reason})
         _count("DeploymentFailed")
         return _outcome(upload, deployment, DeploymentStatus.FAILED, reason)
 
-    status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
     deps.records.update_deployment(model_name, version, status)
     deps.records.touch_model(
         model_name,
@@ -173,6 +191,15 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
     logger.info("deployment recorded", extra={"status": status.value, "execution_arn": execution_arn})
     result = _outcome(upload, deployment, status, None)
     return result.model_copy(update={"execution_arn": execution_arn})
+
+
+_TRANSIENT_ERROR_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "InternalFailure", "ServiceUnavailable"}
+)
+
+
+def _is_transient(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in _TRANSIENT_ERROR_CODES
 
 
 def start_or_queue(deployment: Deployment, sagemaker: SageMakerAdapter) -> tuple[DeploymentStatus, str]:

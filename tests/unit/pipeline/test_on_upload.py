@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import ANY
 from modeldrop.deploy import handle_upload, idempotent_deployer
 from modeldrop.events import UploadedObject
@@ -523,3 +524,47 @@ def test_keys_that_name_no_model_are_recorded(
     (rejected,) = stack.records().rejected_keys()
     assert rejected["key"] == key
     assert rejected["reason"] == outcome.reason
+
+
+def test_endpoint_quota_refusal_is_recorded_as_failed(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given SageMaker refuses CreateEndpoint for a quota
+    uploaded = upload(stack, iris_tarball)
+    expect_model_and_config(sagemaker, uploaded)
+    sagemaker.stubber.add_client_error("describe_endpoint", **NOT_FOUND)
+    sagemaker.stubber.add_client_error(
+        "create_endpoint",
+        service_error_code="ResourceLimitExceeded",
+        service_message="The account-level service limit 'Total concurrency' is 10",
+    )
+
+    # When OnUpload handles the upload
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then the deployment failed with SageMaker's words and no execution was started
+    assert outcome.status is DeploymentStatus.FAILED
+    assert outcome.reason == (
+        "SageMaker refused the deployment: ResourceLimitExceeded: "
+        "The account-level service limit 'Total concurrency' is 10"
+    )
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    assert sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
+
+
+def test_throttling_is_raised_for_a_retry_and_recorded(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given SageMaker throttles CreateModel
+    uploaded = upload(stack, iris_tarball)
+    sagemaker.stubber.add_client_error(
+        "create_model", service_error_code="ThrottlingException", service_message="Rate exceeded"
+    )
+
+    # When OnUpload handles the upload
+    # Then the error propagates (Lambda retries the event) and the record does not stay Queued
+    with pytest.raises(ClientError):
+        handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+    record = stack.records().get_deployment("iris", 1)
+    assert record is not None and record.status is DeploymentStatus.FAILED
+    assert record.reason is not None and record.reason.startswith("internal error, retried: ClientError")
