@@ -5,7 +5,9 @@ endpoint before the new version is known to be deployable:
   1. the key names a model (else the upload is recorded under UPLOAD#REJECTED);
   2. the tarball is streamed from S3 (pinned to the event's object version) and inspected;
      the config (modeldrop.json) is parsed and resolved — any problem: status Rejected, no SageMaker call;
-  3. CreateModel + CreateEndpointConfig (new names per version, the live endpoint is untouched);
+  3. the inspected object version is copied to deployments/<name>/<deploymentId>/model.tar.gz (SageMaker
+     cannot be given a version), then CreateModel + CreateEndpointConfig (new names per version; the live
+     endpoint is untouched);
   4. CreateEndpoint / UpdateEndpoint, or Queued when the endpoint is busy with another deployment;
   5. the deploy state machine follows it (execution name = deployment id, so a retry cannot start two).
 """
