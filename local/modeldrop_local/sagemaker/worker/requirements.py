@@ -1,7 +1,10 @@
 """code/requirements.txt, installed once per content hash into a cache (`pip install --target`).
 
 pip runs with the server's interpreter, with `--find-links code/` so wheels shipped in the tarball
-are found. Offline mode (`--no-index`) is opt-in: WorkerLauncher(pip_no_index=True), or
+are found. A requirement the server's own environment already satisfies (`onnxruntime>=1.16` when
+onnxruntime is installed) is not installed again: in the container pip would answer "Requirement
+already satisfied" for the image's packages, and the fork servers have those preloaded anyway.
+Offline mode (`--no-index`) is opt-in: WorkerLauncher(pip_no_index=True), or
 MODELDROP_PIP_NO_INDEX=1. By default pip may reach its index, as the real container does; the
 tests run offline so that they are hermetic and a missing package fails in a second.
 """
@@ -15,9 +18,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+from importlib import metadata
 from pathlib import Path
 
 from modeldrop_local.sagemaker.worker.types import WorkerStartError
+from packaging.requirements import InvalidRequirement, Requirement
 
 NO_INDEX_ENV = "MODELDROP_PIP_NO_INDEX"
 PIP_TIMEOUT_S = 600.0
@@ -32,6 +37,29 @@ def effective_lines(requirements: Path) -> list[str]:
         if line and not line.startswith("#"):
             lines.append(line)
     return lines
+
+
+def _already_satisfied(line: str) -> bool:
+    """A plain `name[extras] specifier; marker` line that this interpreter's packages satisfy."""
+    if line.startswith("-") or "/" in line or line.startswith("."):
+        return False
+    try:
+        requirement = Requirement(line)
+    except InvalidRequirement:
+        return False
+    if requirement.url:
+        return False
+    if requirement.marker is not None and not requirement.marker.evaluate():
+        return True
+    try:
+        installed = metadata.version(requirement.name)
+    except metadata.PackageNotFoundError:
+        return False
+    return requirement.specifier.contains(installed, prereleases=True)
+
+
+def still_needed(lines: list[str]) -> list[str]:
+    return [line for line in lines if not _already_satisfied(line)]
 
 
 def _references_local_files(lines: list[str]) -> bool:
@@ -71,7 +99,7 @@ class RequirementsCache:
         requirements = code_dir / "requirements.txt"
         if not requirements.is_file():
             return None
-        lines = effective_lines(requirements)
+        lines = still_needed(effective_lines(requirements))
         if not lines:
             return None
         key = cache_key(code_dir, lines)
@@ -84,7 +112,7 @@ class RequirementsCache:
             self.root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=self.root))
             try:
-                self._run_pip(code_dir, staging)
+                self._run_pip(code_dir, staging, lines)
                 (staging / _COMPLETE).write_text("\n".join(lines) + "\n")
                 if target.exists():  # a stale, incomplete install from a killed server
                     shutil.rmtree(target)
@@ -93,7 +121,15 @@ class RequirementsCache:
                 shutil.rmtree(staging, ignore_errors=True)
         return target
 
-    def _run_pip(self, code_dir: Path, staging: Path) -> None:
+    def _run_pip(self, code_dir: Path, staging: Path, lines: list[str]) -> None:
+        needed = staging.parent / f"{staging.name}.requirements.txt"
+        needed.write_text("\n".join(lines) + "\n")
+        try:
+            self._pip(code_dir, staging, needed)
+        finally:
+            needed.unlink(missing_ok=True)
+
+    def _pip(self, code_dir: Path, staging: Path, requirements: Path) -> None:
         command = [
             self.python,
             "-m",
@@ -102,7 +138,7 @@ class RequirementsCache:
             "--target",
             str(staging),
             "--requirement",
-            "requirements.txt",
+            str(requirements),
             "--find-links",
             str(code_dir),
             "--disable-pip-version-check",

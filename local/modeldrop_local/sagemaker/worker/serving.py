@@ -227,6 +227,8 @@ def load_sklearn(artifact: Path) -> Any:
 def predict_sklearn(data: Any, model: Any) -> Any:
     method_name = os.environ.get(PREDICT_METHOD_ENV, "predict")
     method = getattr(model, method_name, None)
+    if method is None and method_name == "predict" and callable(model):  # a custom model_fn's function
+        method = model
     if method is None:
         raise HandlerError(500, f"{type(model).__name__} has no {method_name}() ({PREDICT_METHOD_ENV})")
     try:
