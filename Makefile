@@ -27,7 +27,7 @@ lint: venv
 # Each function folder holds an app.py: mypy checks them one by one, since they share a module name.
 typecheck: venv
 	$(BIN)/mypy
-	for dir in functions/*/; do $(BIN)/mypy --no-namespace-packages "$$dir"app.py || exit 1; done
+	for dir in functions/*/; do $(BIN)/mypy "$$dir"app.py || exit 1; done
 
 cfn-lint: venv
 	$(BIN)/cfn-lint template.yaml
