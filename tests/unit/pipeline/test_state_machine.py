@@ -279,3 +279,32 @@ def test_queued_deployment_starts_when_the_endpoint_is_free(
     assert [event["polls"] for event in engine_stack.invoked[:2]] == [0, 1]  # type: ignore[attr-defined]
     record = engine_stack.records().get_deployment("iris", 1)
     assert record is not None and record.status is DeploymentStatus.IN_SERVICE
+
+
+def test_throttled_describe_endpoint_is_retried(
+    engine_stack: Stack, iris_tarball: bytes, monkeypatch: Any
+) -> None:
+    # Given SageMaker throttles the state machine's first DescribeEndpoint
+    from moto.sagemaker.exceptions import SagemakerClientError
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    calls = {"count": 0}
+    original = SageMakerModelBackend.describe_endpoint
+
+    def throttle_once(self: SageMakerModelBackend, endpoint_name: str) -> dict[str, Any]:
+        calls["count"] += 1
+        if calls["count"] == 2:  # the first call is OnUpload's (endpoint not found yet)
+            raise SagemakerClientError("ThrottlingException", "Rate exceeded")
+        return original(self, endpoint_name)
+
+    monkeypatch.setattr(SageMakerModelBackend, "describe_endpoint", throttle_once)
+
+    # When the deployment runs
+    outcome, _ = _deploy(engine_stack, iris_tarball)
+    execution = _wait_for_execution(outcome.execution_arn)
+
+    # Then the Retry absorbed the throttling and the deployment went InService
+    assert execution["status"] == "SUCCEEDED", execution
+    assert calls["count"] == 3
+    record = engine_stack.records().get_deployment("iris", 1)
+    assert record is not None and record.status is DeploymentStatus.IN_SERVICE
