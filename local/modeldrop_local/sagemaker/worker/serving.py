@@ -250,7 +250,16 @@ def predict_xgboost(data: Any, model: Any) -> Any:
     import xgboost
 
     try:
-        matrix = data if isinstance(data, xgboost.DMatrix) else xgboost.DMatrix(np.asarray(data, dtype=float))
+        matrix = (
+            data if isinstance(data, xgboost.DMatrix) else xgboost.DMatrix(np.atleast_2d(data).astype(float))
+        )
+        expected = model.num_features()
+        # XGBoost silently treats absent trailing columns as missing values; a short row is a bad request.
+        if expected and matrix.num_col() != expected:
+            raise HandlerError(
+                400,
+                f"X has {matrix.num_col()} features, but the XGBoost model is expecting {expected} features",
+            )
         return model.predict(matrix)
     except (ValueError, TypeError, xgboost.core.XGBoostError) as error:
         raise _bad_input(error) from error

@@ -1,0 +1,269 @@
+"""Crashes, hangs, memory caps, logs, stop and close: the launcher stays usable through all of them."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from modeldrop_local.sagemaker.worker import (
+    Worker,
+    WorkerCrashed,
+    WorkerLauncher,
+    WorkerStartError,
+    WorkerTimeout,
+)
+
+from tests.integration.worker.conftest import CustomModel, SpecFactory, iris_body
+
+# Model code that misbehaves when the request body asks it to; the real iris model otherwise.
+MISBEHAVING_INFERENCE = """
+import ctypes
+import os
+import sys
+import time
+
+import numpy as np
+
+def predict_fn(data, model):
+    first = float(data[0][0])
+    if first == -1:
+        os._exit(3)
+    if first == -2:
+        ctypes.string_at(0)  # segmentation fault
+    if first == -3:
+        time.sleep(3600)
+    if first == -4:
+        hog = np.ones(int(os.environ["HOG_MB"]) * 2**20 // 8)  # touches every page
+        return [float(hog.sum())]
+    print("scoring", len(data), "rows")
+    print("a warning on stderr", file=sys.stderr)
+    return model.predict(data)
+"""
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def poll_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+@pytest.fixture
+def misbehaving(custom_model: CustomModel) -> Path:
+    return custom_model(MISBEHAVING_INFERENCE)
+
+
+@pytest.mark.parametrize(
+    ("first_value", "exit_description"),
+    [(-1, "exit code 3"), (-2, "killed by signal SIGSEGV")],
+    ids=["os._exit", "segfault"],
+)
+def test_crash_during_a_request(
+    start: Callable[..., Worker], misbehaving: Path, first_value: int, exit_description: str
+) -> None:
+    # Given a worker whose model code dies on this input
+    worker = start(misbehaving)
+
+    # When it is invoked
+    with pytest.raises(WorkerCrashed) as crashed:
+        worker.invoke(json.dumps([[first_value, 0, 0, 0]]).encode(), "application/json", "*/*", "req-crash")
+
+    # Then the error says how it died, the worker is gone, and a new worker serves the next request
+    assert exit_description in str(crashed.value)
+    assert not worker.is_alive()
+    assert gone(worker.pid)
+    replacement = start(misbehaving)
+    assert replacement.invoke(iris_body(), "application/json", "*/*", "req-next").status == 200
+
+
+def test_segfault_traceback_reaches_the_log(start: Callable[..., Worker], misbehaving: Path) -> None:
+    # Given a worker that segfaults on a request
+    worker = start(misbehaving)
+    with pytest.raises(WorkerCrashed):
+        worker.invoke(b"[[-2, 0, 0, 0]]", "application/json", "*/*", "req-segv")
+
+    # Then faulthandler's report is in the log, tagged with the request
+    log = worker.spec.log_path.read_text()
+    assert re.search(r"\[req-segv\] Fatal Python error: Segmentation fault", log), log
+
+
+def test_hang_times_out_and_the_worker_is_killed(start: Callable[..., Worker], misbehaving: Path) -> None:
+    # Given a worker whose model hangs on this input
+    worker = start(misbehaving)
+
+    # When the request exceeds its timeout
+    started = time.monotonic()
+    with pytest.raises(WorkerTimeout, match=r"did not answer within 0\.5 s"):
+        worker.invoke(b"[[-3, 0, 0, 0]]", "application/json", "*/*", "req-hang", timeout_s=0.5)
+
+    # Then it failed on time, the process is gone and a new worker serves
+    assert time.monotonic() - started < 5
+    assert gone(worker.pid)
+    assert not worker.is_alive()
+    assert start(misbehaving).invoke(iris_body(), "application/json", "*/*", "req-next").status == 200
+
+
+def test_over_memory_during_a_request(start: Callable[..., Worker], misbehaving: Path) -> None:
+    # Given a 1024 MB worker whose model allocates 1.5 GB on this input
+    worker = start(misbehaving, memory_mb=1024, environment={"HOG_MB": "1536"})
+
+    # When it is invoked
+    with pytest.raises(WorkerCrashed, match=r"over memory \(\d+ MB > MemorySizeInMB 1024\)"):
+        worker.invoke(b"[[-4, 0, 0, 0]]", "application/json", "*/*", "req-hog")
+
+    # Then the worker is gone and the log says why
+    assert gone(worker.pid)
+    assert "worker killed: over memory" in worker.spec.log_path.read_text()
+
+
+def test_over_memory_while_loading(
+    launcher: WorkerLauncher, make_spec: SpecFactory, custom_model: CustomModel
+) -> None:
+    # Given a model_fn that needs 1.5 GB, in a 1024 MB worker
+    model_dir = custom_model(
+        """
+        import numpy as np
+
+        def model_fn(model_dir):
+            return np.ones(1536 * 2**20 // 8)
+        """
+    )
+
+    # When it is prepared, Then the start fails with the memory reason
+    with pytest.raises(WorkerStartError, match=r"over memory \(\d+ MB > MemorySizeInMB 1024\)"):
+        launcher.prepare(make_spec(model_dir, memory_mb=1024))
+
+
+def test_a_huge_single_allocation_fails_inside_the_worker(
+    start: Callable[..., Worker], misbehaving: Path
+) -> None:
+    # Given a worker whose model asks for far more than the address-space backstop allows at once
+    worker = start(misbehaving, memory_mb=1024, environment={"HOG_MB": str(64 * 1024)})
+
+    # When it is invoked
+    result = worker.invoke(b"[[-4, 0, 0, 0]]", "application/json", "*/*", "req-huge")
+
+    # Then the allocation fails in the worker (the host never sees it) and the worker keeps serving
+    assert result.status == 500
+    assert "MemoryError" in result.body.decode()
+    assert worker.invoke(iris_body(), "application/json", "*/*", "req-next").status == 200
+
+
+def test_startup_timeout(launcher: WorkerLauncher, make_spec: SpecFactory, custom_model: CustomModel) -> None:
+    # Given a model_fn that never finishes
+    model_dir = custom_model(
+        """
+        import time
+
+        def model_fn(model_dir):
+            time.sleep(3600)
+        """
+    )
+
+    # When it is prepared with a short start-up limit, Then the reason is the timeout
+    with pytest.raises(WorkerStartError, match=r"start-up timeout: the model did not load within 1 s"):
+        launcher.prepare(make_spec(model_dir, startup_timeout_s=1.0))
+
+
+def test_stdout_and_stderr_are_logged_with_the_request_id(
+    start: Callable[..., Worker], misbehaving: Path
+) -> None:
+    # Given a worker whose model prints on stdout and stderr
+    worker = start(misbehaving)
+
+    # When two requests are served
+    for request_id in ("req-aaa", "req-bbb"):
+        assert worker.invoke(iris_body(3), "application/json", "*/*", request_id).status == 200
+    worker.stop()
+
+    # Then each line is in the log, with a timestamp, the pid and its request id
+    log = worker.spec.log_path.read_text()
+    pattern = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z pid=%d \[%s\] %s$"
+    for request_id in ("req-aaa", "req-bbb"):
+        assert re.search(pattern % (worker.pid, request_id, "scoring 3 rows"), log, re.M), log
+        assert re.search(pattern % (worker.pid, request_id, "a warning on stderr"), log, re.M), log
+        assert re.search(pattern % (worker.pid, request_id, r"invocation status=200 .*predict=.*"), log, re.M)
+
+
+def test_environment_is_exported_and_threads_are_capped(
+    start: Callable[..., Worker], custom_model: CustomModel
+) -> None:
+    # Given a model that reports its environment
+    worker = start(
+        custom_model(
+            """
+            import json, os
+
+            def model_fn(model_dir):
+                return None
+
+            def transform_fn(model, body, content_type, accept):
+                keys = ("GREETING", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+                return json.dumps({key: os.environ.get(key) for key in keys})
+            """
+        ),
+        environment={"GREETING": "hello"},
+    )
+
+    # When it is invoked
+    result = worker.invoke(b"{}", "application/json", "*/*", "req-env")
+
+    # Then PrimaryContainer.Environment is there, and native thread pools are held to one thread
+    assert json.loads(result.body) == {
+        "GREETING": "hello",
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+def test_stop_is_idempotent_and_frees_the_process(
+    start: Callable[..., Worker], model_dirs: dict[str, Path]
+) -> None:
+    # Given a live worker holding memory
+    worker = start(model_dirs["sklearn"])
+    assert worker.is_alive()
+    assert worker.rss_bytes() > 10 * 2**20
+
+    # When it is stopped twice
+    worker.stop()
+    worker.stop()
+
+    # Then the process is gone (reaped) and its accounting is zero
+    assert not worker.is_alive()
+    assert gone(worker.pid)
+    assert worker.rss_bytes() == 0
+    with pytest.raises(WorkerCrashed, match="stopped"):
+        worker.invoke(iris_body(), "application/json", "*/*", "req-after-stop")
+
+
+def test_close_stops_workers_and_fork_servers(
+    tmp_path: Path, make_spec: SpecFactory, model_dirs: dict[str, Path]
+) -> None:
+    # Given a launcher of its own, with a worker and its fork server running
+    own = WorkerLauncher(tmp_path / "cache", pip_no_index=True)
+    worker = own.start(make_spec(model_dirs["sklearn"]))
+    fork_server_pid = own.fork_server("sklearn").process.pid
+
+    # When it is closed
+    own.close()
+
+    # Then nothing it started is left running, and it refuses new work
+    assert gone(worker.pid)
+    assert poll_until(lambda: gone(fork_server_pid))
+    with pytest.raises(WorkerStartError, match="shutting down"):
+        own.start(make_spec(model_dirs["sklearn"]))
