@@ -364,7 +364,8 @@ def outcome_json(outcome: UploadOutcome) -> dict[str, Any]:
 
 
 # An S3 object version is immutable, so (bucket, key, version) identifies the upload for good; the
-# window only bounds how long the idempotency records are kept.
+# window only bounds how long the idempotency records are kept. The ETag joins the key for buckets
+# without versioning (no versionId): there a new upload of the same key differs by content.
 IDEMPOTENCY_WINDOW_SECONDS = 7 * 24 * 3600
 
 
@@ -377,7 +378,7 @@ def idempotent_deployer(
     """
     store = persistence or DynamoDBPersistenceLayer(table_name=deps.settings.idempotency_table)
     config = IdempotencyConfig(
-        event_key_jmespath="[bucket, key, object_version]",
+        event_key_jmespath="[bucket, key, object_version, etag]",
         raise_on_no_idempotency_key=True,
         expires_after_seconds=IDEMPOTENCY_WINDOW_SECONDS,
     )
