@@ -6,10 +6,12 @@ import json
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
 import pytest
+from modeldrop_local import example_models
 from modeldrop_local.sagemaker.worker import (
     Worker,
     WorkerCrashed,
@@ -267,3 +269,62 @@ def test_close_stops_workers_and_fork_servers(
     assert poll_until(lambda: gone(fork_server_pid))
     with pytest.raises(WorkerStartError, match="shutting down"):
         own.start(make_spec(model_dirs["sklearn"]))
+
+
+def test_concurrent_starts_and_large_payloads(
+    launcher: WorkerLauncher, make_spec: SpecFactory, model_dirs: dict[str, Path]
+) -> None:
+    # Given four workers started at once from several threads (as the server does under load)
+    spec = make_spec(model_dirs["sklearn"])
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        workers = list(pool.map(lambda _: launcher.start(spec), range(4)))
+    rows = example_models.iris_payload(180_000)  # about 4 MB of JSON, SageMaker's payload limit
+    body = json.dumps(rows).encode()
+    assert 3.5 * 2**20 < len(body) < 4.5 * 2**20
+    try:
+        # When each is invoked with a large payload, in parallel
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            calls = [
+                pool.submit(worker.invoke, body, "application/json", "*/*", f"req-{index}")
+                for index, worker in enumerate(workers)
+            ]
+            results = [call.result() for call in calls]
+
+        # Then they are distinct processes and each answers every row
+        assert len({worker.pid for worker in workers}) == 4
+        for result in results:
+            assert result.status == 200
+            assert len(json.loads(result.body)) == len(rows)
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def test_a_model_flooding_stdout_does_not_block_the_worker(
+    start: Callable[..., Worker], custom_model: CustomModel
+) -> None:
+    # Given a model that writes 8 MB to stdout per request, some of it without a final newline
+    worker = start(
+        custom_model(
+            """
+            import sys
+
+            def predict_fn(data, model):
+                for _ in range(8192):
+                    sys.stdout.write("x" * 1023 + "\\n")
+                sys.stdout.write("no newline at the end")
+                return model.predict(data)
+            """
+        )
+    )
+
+    # When it serves two requests
+    for request_id in ("req-flood-1", "req-flood-2"):
+        assert worker.invoke(iris_body(), "application/json", "*/*", request_id).status == 200
+    worker.stop()
+
+    # Then every line reached the log, tagged with its request
+    log = worker.spec.log_path.read_text()
+    assert log.count("[req-flood-1] " + "x" * 1023 + "\n") == 8192
+    assert log.count("[req-flood-2] " + "x" * 1023 + "\n") == 8192
+    assert "[req-flood-1] no newline at the end\n" in log
