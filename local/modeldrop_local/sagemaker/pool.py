@@ -1,0 +1,272 @@
+"""The serverless pool of one endpoint: on-demand workers, MaxConcurrency, scale to zero.
+
+SageMaker Serverless semantics: each worker takes one request at a time; at most MaxConcurrency
+requests are in flight; one more is throttled at once (there is no queue); a request that finds no
+idle worker cold-starts one; on-demand workers idle for idle_timeout_s are stopped by the reaper;
+ProvisionedConcurrency workers are started before the endpoint goes InService and never reaped
+(a dead one is replaced by the reaper). A worker that crashes or times out is dropped, and the
+next request starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from modeldrop_local.sagemaker.metrics import EndpointMetrics
+from modeldrop_local.sagemaker.worker import (
+    InvocationResult,
+    WorkerCrashed,
+    WorkerSpec,
+    WorkerStartError,
+    WorkerTimeout,
+)
+
+
+class WorkerLike(Protocol):
+    pid: int
+    setup_time_ms: float
+
+    def invoke(
+        self, body: bytes, content_type: str, accept: str, request_id: str, timeout_s: float = 60.0
+    ) -> InvocationResult: ...
+    def is_alive(self) -> bool: ...
+    def stop(self) -> None: ...
+    def rss_bytes(self) -> int: ...
+
+
+class LauncherLike(Protocol):
+    def prepare(self, spec: WorkerSpec) -> None: ...
+    def start(self, spec: WorkerSpec) -> Any: ...  # a WorkerLike
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What an endpoint serves: a snapshot of its model and config taken at Create/UpdateEndpoint."""
+
+    deployment_id: str
+    endpoint_config_name: str
+    model_name: str
+    variant_name: str
+    image: str
+    model_data_url: str
+    memory_mb: int
+    max_concurrency: int
+    provisioned_concurrency: int
+    model_dir: Path
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "DeploymentId": self.deployment_id,
+            "EndpointConfigName": self.endpoint_config_name,
+            "ModelName": self.model_name,
+            "VariantName": self.variant_name,
+            "Image": self.image,
+            "ModelDataUrl": self.model_data_url,
+            "MemorySizeInMB": self.memory_mb,
+            "MaxConcurrency": self.max_concurrency,
+            "ProvisionedConcurrency": self.provisioned_concurrency,
+            "ModelDir": str(self.model_dir),
+            "Environment": dict(self.environment),
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Deployment:
+        return cls(
+            deployment_id=record["DeploymentId"],
+            endpoint_config_name=record["EndpointConfigName"],
+            model_name=record["ModelName"],
+            variant_name=record["VariantName"],
+            image=record["Image"],
+            model_data_url=record["ModelDataUrl"],
+            memory_mb=int(record["MemorySizeInMB"]),
+            max_concurrency=int(record["MaxConcurrency"]),
+            provisioned_concurrency=int(record["ProvisionedConcurrency"]),
+            model_dir=Path(record["ModelDir"]),
+            environment=dict(record.get("Environment") or {}),
+        )
+
+
+class Throttled(Exception):
+    """MaxConcurrency requests are already in flight."""
+
+
+class PoolClosed(Exception):
+    """The pool was retired (update switched configs, or the endpoint is being deleted)."""
+
+
+@dataclass
+class _Slot:
+    worker: WorkerLike
+    provisioned: bool
+    last_used: float = field(default_factory=time.monotonic)
+
+
+class ServerlessPool:
+    def __init__(
+        self,
+        endpoint_name: str,
+        deployment: Deployment,
+        launcher: LauncherLike,
+        metrics: EndpointMetrics,
+        *,
+        log_path: Path,
+        idle_timeout_s: float,
+        startup_timeout_s: float = 180.0,
+    ) -> None:
+        self.endpoint_name = endpoint_name
+        self.deployment = deployment
+        self.spec = WorkerSpec(
+            model_dir=deployment.model_dir,
+            image=deployment.image,
+            environment=dict(deployment.environment),
+            memory_mb=deployment.memory_mb,
+            log_path=log_path,
+            startup_timeout_s=startup_timeout_s,
+        )
+        self._launcher = launcher
+        self._metrics = metrics
+        self._idle_timeout_s = idle_timeout_s
+        self._lock = threading.Lock()
+        self._idle: list[_Slot] = []
+        self._busy = 0
+        self._provisioned_live = 0
+        self._closed = False
+
+    # -- lifecycle
+
+    def warm(self) -> None:
+        """Start the ProvisionedConcurrency workers (before InService, and again after a crash)."""
+        while True:
+            with self._lock:
+                if self._closed or self._provisioned_live >= self.deployment.provisioned_concurrency:
+                    return
+                self._provisioned_live += 1
+            try:
+                worker = self._cold_start()
+            except BaseException:
+                with self._lock:
+                    self._provisioned_live -= 1
+                raise
+            with self._lock:
+                if self._closed:
+                    self._provisioned_live -= 1
+                    stop_now: WorkerLike | None = worker
+                else:
+                    self._idle.append(_Slot(worker, provisioned=True))
+                    stop_now = None
+            if stop_now is not None:
+                stop_now.stop()
+                return
+
+    def reap(self, now: float | None = None) -> int:
+        """Stop on-demand workers idle longer than idle_timeout_s; returns how many were stopped."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            expired = [
+                slot
+                for slot in self._idle
+                if not slot.provisioned and now - slot.last_used >= self._idle_timeout_s
+            ]
+            dead = [slot for slot in self._idle if slot not in expired and not slot.worker.is_alive()]
+            for slot in expired + dead:
+                self._idle.remove(slot)
+                if slot.provisioned:
+                    self._provisioned_live -= 1
+        for slot in expired + dead:
+            slot.worker.stop()
+        return len(expired)
+
+    def close(self) -> None:
+        """Stop idle workers now; busy ones are stopped when their request ends."""
+        with self._lock:
+            self._closed = True
+            slots, self._idle = self._idle, []
+        for slot in slots:
+            slot.worker.stop()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "busy": self._busy,
+                "idle": len(self._idle),
+                "workers": self._busy + len(self._idle),
+                "provisioned": self._provisioned_live,
+            }
+
+    # -- requests
+
+    def _cold_start(self) -> WorkerLike:
+        worker: WorkerLike = self._launcher.start(self.spec)
+        self._metrics.record("ModelSetupTime", worker.setup_time_ms * 1000)
+        return worker
+
+    def _take_idle(self) -> _Slot | None:
+        """Provisioned workers first (they never expire), then the most recently used."""
+        while self._idle:
+            provisioned = [slot for slot in self._idle if slot.provisioned]
+            slot = provisioned[-1] if provisioned else self._idle[-1]
+            self._idle.remove(slot)
+            if slot.worker.is_alive():
+                return slot
+            if slot.provisioned:
+                self._provisioned_live -= 1
+            threading.Thread(target=slot.worker.stop, daemon=True).start()
+        return None
+
+    def invoke(
+        self, body: bytes, content_type: str, accept: str, request_id: str, timeout_s: float
+    ) -> InvocationResult:
+        """Raises Throttled, PoolClosed, WorkerStartError (cold start), WorkerCrashed, WorkerTimeout."""
+        with self._lock:
+            if self._closed:
+                raise PoolClosed(self.endpoint_name)
+            if self._busy >= self.deployment.max_concurrency:
+                self._metrics.record("Throttles")
+                raise Throttled(self.endpoint_name)
+            self._busy += 1
+            self._metrics.observe_concurrency(self._busy)
+            slot = self._take_idle()
+        keep: _Slot | None = None
+        try:
+            if slot is None:
+                slot = _Slot(self._cold_start(), provisioned=False)
+            try:
+                result = slot.worker.invoke(body, content_type, accept, request_id, timeout_s)
+            except (WorkerCrashed, WorkerTimeout):
+                slot.worker.stop()
+                raise
+            keep = slot
+            return result
+        finally:
+            with self._lock:
+                self._busy -= 1
+                if keep is not None and not self._closed:
+                    keep.last_used = time.monotonic()
+                    self._idle.append(keep)
+                    keep = None
+                elif slot is not None and keep is None and slot.provisioned:
+                    self._provisioned_live -= 1
+            if keep is not None:  # the pool was closed while this request ran
+                keep.worker.stop()
+
+
+__all__ = [
+    "Deployment",
+    "LauncherLike",
+    "PoolClosed",
+    "ServerlessPool",
+    "Throttled",
+    "WorkerLike",
+    "WorkerStartError",
+]
