@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import psutil
+
 from modeldrop_local.sagemaker.worker.child import IDLE_ID, MARKER_PREFIX, MARKER_SUFFIX
 from modeldrop_local.sagemaker.worker.protocol import ChannelClosed, recv_frame, send_frame
 from modeldrop_local.sagemaker.worker.requirements import RequirementsCache

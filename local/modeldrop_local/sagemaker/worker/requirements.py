@@ -21,8 +21,9 @@ import threading
 from importlib import metadata
 from pathlib import Path
 
-from modeldrop_local.sagemaker.worker.types import WorkerStartError
 from packaging.requirements import InvalidRequirement, Requirement
+
+from modeldrop_local.sagemaker.worker.types import WorkerStartError
 
 NO_INDEX_ENV = "MODELDROP_PIP_NO_INDEX"
 PIP_TIMEOUT_S = 600.0

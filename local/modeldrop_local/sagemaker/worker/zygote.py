@@ -65,6 +65,13 @@ THREAD_ENV = {
     "MALLOC_ARENA_MAX": "2",
 }
 MAX_MESSAGE = 1 << 16
+# The zygote imports this package without running modeldrop_local.sagemaker's __init__ (the whole
+# server and its web stack): it must stay small, and free of any thread a server module may start.
+BOOTSTRAP = (
+    "import sys, types; package = types.ModuleType('modeldrop_local.sagemaker'); "
+    "package.__path__ = [sys.argv.pop(1)]; sys.modules['modeldrop_local.sagemaker'] = package; "
+    "from modeldrop_local.sagemaker.worker.zygote import main; main()"
+)
 READY_TIMEOUT_S = 120.0
 
 
@@ -197,7 +204,8 @@ class ForkServer:
             [
                 python,
                 "-c",
-                "from modeldrop_local.sagemaker.worker.zygote import main; main()",
+                BOOTSTRAP,
+                str(Path(__file__).resolve().parents[1]),
                 "--fd",
                 str(theirs.fileno()),
                 "--preload",
