@@ -38,6 +38,7 @@ def predict_fn(data, model):
     if first == -2:
         ctypes.string_at(0)  # segmentation fault
     if first == -3:
+        print("hanging", flush=True)
         time.sleep(3600)
     if first == -4:
         hog = np.ones(int(os.environ["HOG_MB"]) * 2**20 // 8)  # touches every page
@@ -328,3 +329,21 @@ def test_a_model_flooding_stdout_does_not_block_the_worker(
     assert log.count("[req-flood-1] " + "x" * 1023 + "\n") == 8192
     assert log.count("[req-flood-2] " + "x" * 1023 + "\n") == 8192
     assert "[req-flood-1] no newline at the end\n" in log
+
+
+def test_stop_during_a_request_ends_it_at_once(start: Callable[..., Worker], misbehaving: Path) -> None:
+    # Given a worker busy with a request that would hang for an hour
+    worker = start(misbehaving)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        request = pool.submit(worker.invoke, b"[[-3, 0, 0, 0]]", "application/json", "*/*", "req-busy", 20.0)
+        assert poll_until(lambda: "[req-busy] hanging" in worker.spec.log_path.read_text())
+
+        # When the server stops the worker (DeleteEndpoint) from another thread
+        started = time.monotonic()
+        worker.stop()
+
+        # Then the stop does not wait for the request, which fails as stopped, and the process is gone
+        assert time.monotonic() - started < 3
+        with pytest.raises(WorkerCrashed, match="stopped by the server"):
+            request.result(timeout=5)
+    assert gone(worker.pid)
