@@ -30,7 +30,7 @@ from tests.utils import free_port
 BUCKET = "models"
 ROLE_ARN = "arn:aws:iam::123456789012:role/modeldrop-sagemaker"
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-CLIENT_CONFIG = Config(retries={"max_attempts": 1, "mode": "standard"}, parameter_validation=False)
+CLIENT_CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"}, parameter_validation=False)
 
 # A model whose behaviour each request chooses: sleep, crash the process, or fail to load (by env).
 BEHAVIOUR_INFERENCE_PY = """

@@ -20,7 +20,7 @@ ACCOUNT = "123456789012"
 def _error(call: Any, **kwargs: Any) -> dict[str, Any]:
     with pytest.raises(ClientError) as caught:
         call(**kwargs)
-    return caught.value.response
+    return dict(caught.value.response)
 
 
 def _config_request(name: str, model: str, serverless: dict[str, int] | None) -> dict[str, Any]:
