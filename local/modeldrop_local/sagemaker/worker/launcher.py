@@ -224,9 +224,8 @@ class Worker:
     # -- used by the launcher
 
     def wait_ready(self, timeout_s: float) -> None:
-        self._channel.settimeout(timeout_s)
         try:
-            header, _ = recv_frame(self._channel)
+            header, _ = recv_frame(self._channel, time.monotonic() + timeout_s)
         except TimeoutError as error:
             self.kill(f"start-up timeout: the model did not load within {timeout_s:g} s")
             self.stop()
@@ -266,6 +265,7 @@ class Worker:
         with self._lock:
             if self._stopped:
                 raise WorkerCrashed("the worker was stopped")
+            deadline = time.monotonic() + timeout_s
             self._channel.settimeout(timeout_s)
             try:
                 send_frame(
@@ -278,7 +278,7 @@ class Worker:
                     },
                     body,
                 )
-                header, payload = recv_frame(self._channel)
+                header, payload = recv_frame(self._channel, deadline)
             except TimeoutError as error:
                 self.kill(f"the request {request_id} did not finish within {timeout_s:g} s")
                 self._release()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import time
 from typing import Any
 
 _LENGTHS = struct.Struct("!II")
@@ -27,10 +28,15 @@ def send_frame(sock: socket.socket, header: dict[str, Any], body: bytes = b"") -
         sock.sendall(body)
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+def _recv_exactly(sock: socket.socket, size: int, deadline: float | None) -> bytes:
     view = bytearray(size)
     received = 0
     while received < size:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("the deadline passed")
+            sock.settimeout(remaining)
         count = sock.recv_into(memoryview(view)[received:], size - received)
         if count == 0:
             raise ChannelClosed("the channel was closed by the other end")
@@ -38,10 +44,11 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return bytes(view)
 
 
-def recv_frame(sock: socket.socket) -> tuple[dict[str, Any], bytes]:
-    header_size, body_size = _LENGTHS.unpack(_recv_exactly(sock, _LENGTHS.size))
+def recv_frame(sock: socket.socket, deadline: float | None = None) -> tuple[dict[str, Any], bytes]:
+    """One frame. With a deadline (a time.monotonic() value): TimeoutError once it passes."""
+    header_size, body_size = _LENGTHS.unpack(_recv_exactly(sock, _LENGTHS.size, deadline))
     if header_size > MAX_HEADER_BYTES:
         raise ChannelClosed(f"corrupt frame: header of {header_size} bytes")
-    header: dict[str, Any] = json.loads(_recv_exactly(sock, header_size))
-    body = _recv_exactly(sock, body_size) if body_size else b""
+    header: dict[str, Any] = json.loads(_recv_exactly(sock, header_size, deadline))
+    body = _recv_exactly(sock, body_size, deadline) if body_size else b""
     return header, body
