@@ -1,0 +1,280 @@
+"""Run the template's functions the way Lambda does: warm worker processes, one request at a time each.
+
+A worker is a spawned Python process with the function's environment, its layers and CodeUri on
+sys.path, and its handler imported once (the cold start); then it answers invocations over a pipe
+with a Lambda-shaped context. An invocation that outlives the function's Timeout kills the worker
+(the next one starts cold), exactly like Lambda's sandbox reset. Errors come back in Lambda's shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+from modeldrop_local.stack import FunctionSpec
+
+
+@dataclass(frozen=True)
+class InvokeResult:
+    """What Lambda's Invoke returns: the payload bytes, and whether it is a function error."""
+
+    payload: bytes
+    function_error: bool
+    request_id: str
+    duration_ms: float
+
+
+def error_payload(error_type: str, message: str, stack: list[str] | None = None) -> bytes:
+    return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": stack or []}).encode()
+
+
+class LambdaContext:
+    """The attributes and method handlers read from Lambda's context object."""
+
+    def __init__(self, spec: Mapping[str, Any], request_id: str, deadline: float) -> None:
+        self.aws_request_id = request_id
+        self.function_name = spec["name"]
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = spec["arn"]
+        self.memory_limit_in_mb = spec["memory_mb"]
+        self.log_group_name = f"/aws/lambda/{spec['name']}"
+        self.log_stream_name = f"local/{os.getpid()}"
+        self.identity = None
+        self.client_context = None
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.time()) * 1000))
+
+
+def _worker_main(requests: IO[str], replies: IO[str], spec: dict[str, Any]) -> None:
+    """Child process: become the function's sandbox, then answer invocations until stdin closes."""
+
+    def reply(kind: str, body: bytes) -> None:
+        replies.write(json.dumps({"kind": kind, "body": body.decode("utf-8", "replace")}) + "\n")
+        replies.flush()
+
+    os.environ.update(spec["environment"])
+    for path in reversed([spec["code_dir"], *spec["layer_dirs"]]):
+        sys.path.insert(0, path)
+    module_name, _, function_name = spec["handler"].rpartition(".")
+    try:
+        handler = getattr(importlib.import_module(module_name), function_name)
+    except Exception as error:  # an import failure is Lambda's Runtime.ImportModuleError, for every request
+        reply(
+            "init_error",
+            error_payload("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {error}"),
+        )
+        return
+    reply("ready", b"")
+    for line in requests:
+        request = json.loads(line)
+        context = LambdaContext(spec, request["id"], request["deadline"])
+        try:
+            event = json.loads(request["payload"]) if request["payload"] else {}
+            result = handler(event, context)
+            answer = ("ok", json.dumps(result).encode())
+        except Exception as error:  # the function's own failure is the invocation's answer, as on Lambda
+            stack = traceback.format_tb(error.__traceback__)
+            answer = ("error", error_payload(type(error).__name__, str(error), stack))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        reply(*answer)
+
+
+class _Worker:
+    def __init__(self, spec: FunctionSpec, base_environment: Mapping[str, str]) -> None:
+        self.spec = spec
+        environment = dict(base_environment)
+        environment.update(spec.environment)
+        environment.update(
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": spec.name,
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
+                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+                "LAMBDA_TASK_ROOT": str(spec.code_dir),
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+        )
+        spec_json = json.dumps(
+            {
+                "name": spec.name,
+                "arn": spec.arn,
+                "memory_mb": spec.memory_mb,
+                "handler": spec.handler,
+                "code_dir": str(spec.code_dir),
+                "layer_dirs": [str(path) for path in spec.layer_dirs],
+                "environment": environment,
+            }
+        )
+        # Replies travel on their own pipe: the function's prints and logs keep stdout/stderr, as on Lambda.
+        reply_read, reply_write = os.pipe()
+        child_environment = dict(os.environ)
+        child_environment.update(environment)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "modeldrop_local.functions_host", str(reply_write), spec_json],
+            stdin=subprocess.PIPE,
+            pass_fds=(reply_write,),
+            env=child_environment,
+            text=True,
+        )
+        os.close(reply_write)
+        self._replies = os.fdopen(reply_read, "r")
+        self._ready = False
+
+    def invoke(self, payload: bytes, request_id: str) -> tuple[str, bytes]:
+        deadline = time.time() + self.spec.timeout_s
+        if not self._ready:
+            # The cold start counts against the timeout, as on Lambda.
+            kind, body = self._receive(deadline)
+            if kind != "ready":
+                return kind, body
+            self._ready = True
+        assert self.process.stdin is not None
+        request = {"id": request_id, "payload": payload.decode("utf-8", "replace"), "deadline": deadline}
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            return "crashed", b""
+        return self._receive(deadline)
+
+    def _receive(self, deadline: float) -> tuple[str, bytes]:
+        readable, _, _ = select.select([self._replies], [], [], max(0.0, deadline - time.time()))
+        if not readable:
+            return "timeout", b""
+        line = self._replies.readline()
+        if not line:
+            return "crashed", b""
+        reply = json.loads(line)
+        return str(reply["kind"]), str(reply["body"]).encode()
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        self._replies.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=5)
+        if self.process.stdin is not None:
+            with contextlib.suppress(BrokenPipeError):
+                self.process.stdin.close()
+        self._replies.close()
+
+
+class FunctionsHost:
+    """Invokes the stack's functions in warm worker processes, at most `pool_size` at once per function."""
+
+    def __init__(
+        self, functions: Mapping[str, FunctionSpec], base_environment: Mapping[str, str], pool_size: int = 4
+    ) -> None:
+        self._functions = dict(functions)
+        self._base_environment = dict(base_environment)
+        self._idle: dict[str, list[_Worker]] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._lock = threading.Lock()
+        self._pool_size = pool_size
+        self._closed = False
+        self.invocations: list[tuple[str, str, bool]] = []  # (function, request id, error) for logs/tests
+
+    def spec(self, name_or_arn: str) -> FunctionSpec:
+        name = name_or_arn.split(":")[6] if name_or_arn.startswith("arn:") else name_or_arn
+        for spec in self._functions.values():
+            if name in (spec.name, spec.logical_id):
+                return spec
+        raise KeyError(f"Function not found: {name_or_arn}")
+
+    def invoke(self, name_or_arn: str, payload: bytes) -> InvokeResult:
+        """Run one invocation; raises KeyError for an unknown function."""
+        spec = self.spec(name_or_arn)
+        request_id = str(uuid.uuid4())
+        started = time.perf_counter()
+        with self._lock:
+            slots = self._slots.setdefault(spec.name, threading.BoundedSemaphore(self._pool_size))
+        with slots:
+            worker = self._take(spec)
+            kind, body = worker.invoke(payload, request_id)
+            if kind in ("ok", "error"):
+                self._give_back(worker)
+            elif kind == "timeout":
+                worker.kill()
+                body = error_payload(
+                    "Sandbox.Timedout", f"{request_id} Task timed out after {spec.timeout_s:.2f} seconds"
+                )
+            elif kind == "crashed":
+                worker.kill()
+                body = error_payload("Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited")
+            else:  # init_error: a broken handler stays broken; start fresh next time in case it was fixed
+                worker.stop()
+        failed = kind != "ok"
+        self.invocations.append((spec.name, request_id, failed))
+        return InvokeResult(body, failed, request_id, (time.perf_counter() - started) * 1000)
+
+    def invoke_async(self, name_or_arn: str, payload: bytes) -> threading.Thread:
+        """Event invocation (S3 notifications, InvocationType=Event): runs in the background."""
+        self.spec(name_or_arn)
+        thread = threading.Thread(target=self.invoke, args=(name_or_arn, payload), daemon=True)
+        thread.start()
+        return thread
+
+    def _take(self, spec: FunctionSpec) -> _Worker:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("functions host is stopped")
+            idle = self._idle.setdefault(spec.name, [])
+            while idle:
+                worker = idle.pop()
+                if worker.alive():
+                    return worker
+        return _Worker(spec, self._base_environment)
+
+    def _give_back(self, worker: _Worker) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.setdefault(worker.spec.name, []).append(worker)
+                return
+        worker.stop()
+
+    def warm(self, name_or_arn: str) -> None:
+        """Start one worker ahead of traffic (its handler imported), so the first request is warm."""
+        spec = self.spec(name_or_arn)
+        worker = _Worker(spec, self._base_environment)
+        self._give_back(worker)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            workers = [worker for idle in self._idle.values() for worker in idle]
+            self._idle.clear()
+        for worker in workers:
+            worker.stop()
+
+
+if __name__ == "__main__":
+    # python -m modeldrop_local.functions_host REPLY_FD SPEC_JSON: one function worker (see _Worker).
+    with os.fdopen(int(sys.argv[1]), "w") as _replies:
+        _worker_main(sys.stdin, _replies, json.loads(sys.argv[2]))

@@ -1,0 +1,192 @@
+"""The local cloud as one object: edge + local SageMaker + stack + functions host + REST front.
+
+State: with a state dir, moto's backends (objects, tables, executions, keys) are pickled there on stop
+and restored on start, and the local SageMaker keeps its own endpoints under state_dir/sagemaker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import pickle
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modeldrop_local.edge import Edge
+from modeldrop_local.functions_host import FunctionsHost
+from modeldrop_local.rest_front import RestFront
+from modeldrop_local.stack import DEFAULT_REGION, DEFAULT_STACK_NAME, LocalStack, build_stack
+
+logger = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
+# moto services whose backends hold the stack's state (the modules' `<service>_backends` dicts).
+_PERSISTED_SERVICES = {
+    "s3": "moto.s3.models:s3_backends",
+    "dynamodb": "moto.dynamodb.models:dynamodb_backends",
+    "iam": "moto.iam.models:iam_backends",
+    "apigateway": "moto.apigateway.models:apigateway_backends",
+    "logs": "moto.logs.models:logs_backends",
+    "stepfunctions": "moto.stepfunctions.parser.models:stepfunctions_parser_backends",
+}
+_MOTO_STATE_FILE = "moto-state.pickle"
+
+
+def _backend_dict(path: str) -> Any:
+    module_name, attribute = path.split(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def save_moto_state(state_dir: Path) -> list[str]:
+    """Pickle each persisted moto service's backends; returns the services that could not be saved."""
+    snapshot: dict[str, Any] = {}
+    unsaved = []
+    for service, path in _PERSISTED_SERVICES.items():
+        backends = _backend_dict(path)
+        try:
+            data = {
+                account: {region: backends[account][region] for region in regions}
+                for account, regions in backends.items()
+            }
+            pickle.dumps(data)
+            snapshot[service] = data
+        except (pickle.PicklingError, TypeError, AttributeError) as error:
+            logger.warning("moto %s state cannot be saved: %s", service, error)
+            unsaved.append(service)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    temporary = state_dir / (_MOTO_STATE_FILE + ".tmp")
+    temporary.write_bytes(pickle.dumps(snapshot))
+    temporary.replace(state_dir / _MOTO_STATE_FILE)
+    return unsaved
+
+
+def restore_moto_state(state_dir: Path) -> bool:
+    """Load the pickled backends back into moto; False when there is nothing to restore."""
+    state_file = state_dir / _MOTO_STATE_FILE
+    if not state_file.is_file():
+        return False
+    snapshot = pickle.loads(state_file.read_bytes())
+    for service, data in snapshot.items():
+        backends = _backend_dict(_PERSISTED_SERVICES[service])
+        for account, regions in data.items():
+            for region, backend in regions.items():
+                backends[account][region] = backend
+    return True
+
+
+@dataclass
+class LocalCloud:
+    """Start with `start()` (or as a context manager), stop with `stop()`: no thread or process is left."""
+
+    template_path: Path = DEFAULT_TEMPLATE
+    edge_port: int = 4566
+    api_port: int = 3000
+    state_dir: Path | None = None
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    stack_name: str = DEFAULT_STACK_NAME
+    region: str = DEFAULT_REGION
+    sagemaker_idle_timeout_s: float = 300.0
+    stack: LocalStack | None = None
+    edge: Edge | None = None
+    functions: FunctionsHost | None = None
+    rest: RestFront | None = None
+    _sagemaker: Any = None
+    restored: bool = False
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.edge_port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.stack.outputs.get("ApiUrl", "") if self.stack else ""
+
+    def environment(self) -> dict[str, str]:
+        """What a client (and every function) needs to reach this cloud."""
+        return {
+            "AWS_ENDPOINT_URL": self.edge_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+        }
+
+    def start(self) -> LocalCloud:
+        try:
+            self._start()
+        except BaseException:
+            self.stop(save=False)
+            raise
+        return self
+
+    def _start(self) -> None:
+        sagemaker_app = self._sagemaker_app()
+        self.edge = Edge(self.edge_port, sagemaker_app)
+        self.edge.start()
+        if self.state_dir is not None:
+            self.restored = restore_moto_state(self.state_dir)
+        self.stack = build_stack(
+            self.template_path,
+            edge_url=self.edge_url,
+            api_url=f"http://127.0.0.1:{self.api_port}",
+            stack_name=self.stack_name,
+            region=self.region,
+            parameters=self.parameters,
+            create=not self.restored,
+        )
+        self.functions = FunctionsHost(self.stack.functions, self.environment())
+        self.edge.attach(self.stack, self.functions)
+        if self.stack.rest_api is not None:
+            self.rest = RestFront(self.api_port, self.stack.rest_api, self.functions.invoke)
+            self.rest.start()
+
+    def _sagemaker_app(self) -> Any:
+        from modeldrop_local.sagemaker import LocalSageMakerSettings, create_app
+
+        state_dir = (self.state_dir / "sagemaker") if self.state_dir else None
+        if state_dir is None:
+            import tempfile
+
+            state_dir = Path(tempfile.mkdtemp(prefix="modeldrop-sagemaker-"))
+        settings = LocalSageMakerSettings(
+            state_dir=state_dir,
+            s3_endpoint_url=self.edge_url,
+            region=self.region,
+            idle_timeout_s=self.sagemaker_idle_timeout_s,
+            port=self.edge_port,
+        )
+        self._sagemaker = create_app(settings)
+        return self._sagemaker
+
+    def stop(self, save: bool = True) -> None:
+        if self.rest is not None:
+            self.rest.stop()
+            self.rest = None
+        if self.functions is not None:
+            self.functions.close()
+            self.functions = None
+        if self._sagemaker is not None:
+            self._sagemaker.close()
+            self._sagemaker = None
+        if save and self.state_dir is not None and self.stack is not None:
+            save_moto_state(self.state_dir)
+        if self.edge is not None:
+            self.edge.stop()
+            self.edge = None
+
+    def __enter__(self) -> LocalCloud:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def running_cloud(**kwargs: Any) -> Iterator[LocalCloud]:
+    cloud = LocalCloud(**kwargs)
+    with cloud:
+        yield cloud
