@@ -71,6 +71,7 @@ def test_second_cold_start_reuses_the_fork_server(
     assert launcher.fork_server("sklearn") is server
     assert first.pid != second.pid
     assert server.ready is not None and "sklearn" in server.ready["loaded"]
+    assert server.ready["threads"] == 1  # nothing but imports: safe to fork
     assert second.invoke(iris_body(), "application/json", "*/*", "req-2").status == 200
 
 

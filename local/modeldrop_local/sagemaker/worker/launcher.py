@@ -405,6 +405,11 @@ class WorkerLauncher:
         server.wait_ready()
         return server
 
+    def warm_up(self, *preloads: str) -> None:
+        """Start fork servers ahead of the first cold start (default: all but PyTorch); idempotent."""
+        for preload in preloads or ("sklearn", "xgboost", "onnx", "generic"):
+            self.fork_server(preload)
+
     def prepare(self, spec: WorkerSpec) -> None:
         """Detect the framework, install requirements, and load the model once in a worker."""
         self.start(spec).stop()
