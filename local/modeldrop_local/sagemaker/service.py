@@ -10,6 +10,7 @@ the FailureReason set; a failed create is Failed.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import threading
@@ -297,9 +298,10 @@ class LocalSageMaker:
             if record["EndpointStatus"] in BUSY_STATUSES:
                 raise errors.validation(f'Cannot update in-progress endpoint "{arn}".')
             if record["EndpointStatus"] == "Failed" or not record.get("Deployed"):
+                # Worded so that callers matching "cannot update" (an in-progress endpoint) do not wait.
                 raise errors.validation(
-                    f'Cannot update endpoint "{arn}" in status {record["EndpointStatus"]}: delete it and '
-                    "create it again."
+                    f'Endpoint "{arn}" is in status {record["EndpointStatus"]} and cannot be updated; '
+                    "delete it and create it again."
                 )
             deployment = self._snapshot(name, params["EndpointConfigName"])
             record.update(
@@ -537,6 +539,8 @@ class LocalSageMaker:
             old_pool.close()
         if old_dir is not None:
             shutil.rmtree(old_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the endpoint's folder, once its last deployment is gone
+                old_dir.parent.rmdir()
         elapsed = time.monotonic() - started
         if reason is None:
             self._log(name, f"InService on {deployment.endpoint_config_name} after {elapsed:.2f} s")
