@@ -94,7 +94,7 @@ def serve(control_fd: int, preload: str) -> None:
     from modeldrop_local.sagemaker.worker import child, serving  # noqa: F401 (preloaded for workers)
 
     gc.collect()
-    gc.freeze()  # keeps the preloaded objects out of later collections: fewer copy-on-write pages
+    gc.freeze()  # preloaded objects stay out of every later collection, in workers too: fewer copied pages
     control = socket.socket(fileno=control_fd)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
@@ -133,7 +133,6 @@ def serve(control_fd: int, preload: str) -> None:
                         control.close()
                         os.close(wake_read)
                         os.close(wake_write)
-                        gc.unfreeze()
                         child.run_forked(request["config"], fds[0], fds[1])
                     except BaseException:
                         traceback.print_exc()
