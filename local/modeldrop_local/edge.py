@@ -110,7 +110,7 @@ class EdgeApp:
                 aws_access_key_id="testing",
                 aws_secret_access_key="testing",
             )
-            head_arguments = {"Bucket": bucket, "Key": key}
+            head_arguments: dict[str, Any] = {"Bucket": bucket, "Key": key}
             if version_id:
                 head_arguments["VersionId"] = version_id
             head = s3.head_object(**head_arguments)

@@ -21,9 +21,12 @@ import traceback
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 from modeldrop_local.stack import FunctionSpec
+
+_PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,10 @@ class _Worker:
         reply_read, reply_write = os.pipe()
         child_environment = dict(os.environ)
         child_environment.update(environment)
+        # The worker module itself must import in the child, installed or not (pytest's pythonpath).
+        child_environment["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(_PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")])
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "modeldrop_local.functions_host", str(reply_write), spec_json],
             stdin=subprocess.PIPE,

@@ -98,9 +98,9 @@ class RestFrontApp:
         if chosen is None:
             return _message(403, "Missing Authentication Token")
         route, path_parameters = chosen
-        if route.needs_api_key and self.api.api_key_value is not None:
-            if request.headers.get("x-api-key") != self.api.api_key_value:
-                return _message(403, "Forbidden")
+        key_required = route.needs_api_key and self.api.api_key_value is not None
+        if key_required and request.headers.get("x-api-key") != self.api.api_key_value:
+            return _message(403, "Forbidden")
         event = self.proxy_event(request, route, path, path_parameters)
         result = self.invoke(route.function, json.dumps(event).encode())
         if result.function_error:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 from samtranslator.yaml_helper import yaml_parse
 
 ACCOUNT_ID = "123456789012"
@@ -24,6 +25,14 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_STACK_NAME = "modeldrop-local"
 _SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
 NO_VALUE = object()
+_ALREADY_EXISTS = {
+    "BucketAlreadyOwnedByYou",
+    "BucketAlreadyExists",
+    "ResourceInUseException",
+    "EntityAlreadyExists",
+    "StateMachineAlreadyExists",
+    "ResourceAlreadyExistsException",
+}
 
 
 class TemplateError(ValueError):
@@ -31,7 +40,7 @@ class TemplateError(ValueError):
 
 
 def load_template(path: Path) -> dict[str, Any]:
-    """The template as a dict, with every `Fn::Transform: AWS::Include` replaced by the local file it names."""
+    """The template as a dict, each `Fn::Transform: AWS::Include` replaced by the local file it names."""
     template = dict(yaml_parse(path.read_text()))
     return _inline_includes(template, path.parent)
 
@@ -343,7 +352,12 @@ def build_stack(
             api_key_value = key["value"]
     if create:
         for logical_id, resource in resources.items():
-            _create_resource(clients, resolver, logical_id, resource, template_path.parent)
+            try:
+                _create_resource(clients, resolver, logical_id, resource, template_path.parent)
+            except ClientError as error:
+                # Restored state holds it already: a restart creates only what is missing.
+                if error.response["Error"]["Code"] not in _ALREADY_EXISTS:
+                    raise
     functions = {
         logical_id: _function_spec(resolver, logical_id, resource, template_path.parent)
         for logical_id, resource in resources.items()
@@ -377,7 +391,7 @@ class _Clients:
 
     def __call__(self, service: str) -> Any:
         if service not in self._cache:
-            self._cache[service] = boto3.client(
+            self._cache[service] = boto3.client(  # type: ignore[call-overload]
                 service,
                 endpoint_url=self.edge_url,
                 region_name=self.region,

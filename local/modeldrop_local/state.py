@@ -10,6 +10,7 @@ import contextlib
 import importlib
 import logging
 import pickle
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +25,23 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE = REPO_ROOT / "template.yaml"
 # moto services whose backends hold the stack's state (the modules' `<service>_backends` dicts).
+# Step Functions is not among them (its engine holds locks and threads): the state machine is created
+# again from the template on start, like every resource that is missing.
 _PERSISTED_SERVICES = {
     "s3": "moto.s3.models:s3_backends",
     "dynamodb": "moto.dynamodb.models:dynamodb_backends",
     "iam": "moto.iam.models:iam_backends",
     "apigateway": "moto.apigateway.models:apigateway_backends",
     "logs": "moto.logs.models:logs_backends",
-    "stepfunctions": "moto.stepfunctions.parser.models:stepfunctions_parser_backends",
 }
 _MOTO_STATE_FILE = "moto-state.pickle"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback, picked by the kernel."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _backend_dict(path: str) -> Any:
@@ -136,7 +145,6 @@ class LocalCloud:
             stack_name=self.stack_name,
             region=self.region,
             parameters=self.parameters,
-            create=not self.restored,
         )
         self.functions = FunctionsHost(self.stack.functions, self.environment())
         self.edge.attach(self.stack, self.functions)

@@ -1,0 +1,336 @@
+"""`modeldrop`: run the local cloud, deploy and follow models, invoke them, package tarballs.
+
+Every command except `local up`/`local invoke` and `package` talks to a deployed stack through plain
+AWS APIs: on AWS (profile/region as usual) or on the local cloud (`--endpoint-url`, or AWS_ENDPOINT_URL).
+The stack's resources are found from its Outputs (CloudFormation DescribeStacks), never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import boto3
+import httpx
+import typer
+
+from modeldrop_local.stack import DEFAULT_STACK_NAME
+
+app = typer.Typer(
+    help="modeldrop: drop a model.tar.gz, get a serverless endpoint and a REST API.", no_args_is_help=True
+)
+local_app = typer.Typer(
+    help="The local cloud: the whole stack on this machine, no AWS, no Docker.", no_args_is_help=True
+)
+app.add_typer(local_app, name="local")
+
+FINAL_STATUSES = {"InService", "Failed", "Rejected", "TimedOut", "Superseded"}
+EndpointOption = Annotated[
+    str | None, typer.Option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS edge (local cloud) URL.")
+]
+StackOption = Annotated[str, typer.Option("--stack-name", envvar="AWS_SAM_STACK_NAME", help="Stack to use.")]
+
+
+@dataclass
+class StackClient:
+    """The deployed stack, reached through its Outputs."""
+
+    endpoint_url: str | None
+    stack_name: str = DEFAULT_STACK_NAME
+
+    def client(self, service: str) -> Any:
+        return boto3.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+
+    def outputs(self) -> dict[str, str]:
+        stacks = self.client("cloudformation").describe_stacks(StackName=self.stack_name)["Stacks"]
+        return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
+
+    def records(self) -> Any:
+        from modeldrop.records import DeploymentRecords
+
+        table_name = self.outputs()["DeploymentsTableName"]
+        resource = boto3.resource("dynamodb", endpoint_url=self.endpoint_url)
+        return DeploymentRecords(resource.Table(table_name))
+
+    def api_key(self) -> str | None:
+        key_id = self.outputs().get("ApiKeyId")
+        if not key_id:
+            return None
+        return str(self.client("apigateway").get_api_key(apiKey=key_id, includeValue=True)["value"])
+
+    def upload(self, tarball: Path, model_name: str) -> str | None:
+        """Put the tarball at models/<name>/model.tar.gz; returns the S3 object version."""
+        bucket = self.outputs()["ModelsBucketName"]
+        with tarball.open("rb") as body:
+            response = self.client("s3").put_object(
+                Bucket=bucket, Key=f"models/{model_name}/model.tar.gz", Body=body
+            )
+        version = response.get("VersionId")
+        return str(version) if version else None
+
+    def follow(
+        self,
+        model_name: str,
+        object_version: str | None,
+        timeout_s: float = 600,
+        progress: Callable[[str], None] = print,
+        poll_s: float = 0.5,
+    ) -> Any:
+        """Poll the deployment of that object version until a final status; returns the deployment record."""
+        records = self.records()
+        deadline = time.monotonic() + timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            deployment = next(
+                (
+                    d
+                    for d in records.list_deployments(model_name, limit=10)
+                    if object_version is None or d.object_version == object_version
+                ),
+                None,
+            )
+            if deployment is None:
+                rejected = [
+                    item
+                    for item in records.rejected_keys()
+                    if object_version is not None and item.get("objectVersion") == object_version
+                ]
+                if rejected:
+                    progress(f"Rejected: {rejected[0].get('reason')}")
+                    return None
+            else:
+                model = records.get_model(model_name)
+                endpoint_status = model.status if model else None
+                line = f"v{deployment.version} {deployment.status}" + (
+                    f" (endpoint {endpoint_status})" if endpoint_status else ""
+                )
+                if deployment.reason:
+                    line += f": {deployment.reason}"
+                if line != last:
+                    progress(line)
+                    last = line
+                if str(deployment.status) in FINAL_STATUSES:
+                    return deployment
+            time.sleep(poll_s)
+        raise TimeoutError(f"deployment of {model_name} not final after {timeout_s:.0f} s")
+
+    def invoke(
+        self, model_name: str, body: bytes, content_type: str, timeout_s: float = 60
+    ) -> httpx.Response:
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        key = self.api_key()
+        if key:
+            headers["x-api-key"] = key
+        url = f"{self.outputs()['ApiUrl'].rstrip('/')}/models/{model_name}/invocations"
+        return httpx.post(url, content=body, headers=headers, timeout=timeout_s)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(1)
+
+
+@app.command()
+def deploy(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The model.tar.gz to deploy.")],
+    name: Annotated[str, typer.Option("--name", help="Model name (the <name> in models/<name>/).")],
+    endpoint_url: EndpointOption = None,
+    stack_name: StackOption = DEFAULT_STACK_NAME,
+    timeout: Annotated[float, typer.Option(help="Seconds to follow the deployment.")] = 900,
+) -> None:
+    """Upload PATH as models/NAME/model.tar.gz and follow the deployment to InService or Failed."""
+    stack = StackClient(endpoint_url, stack_name)
+    version = stack.upload(path, name)
+    typer.echo(f"uploaded {path} as models/{name}/model.tar.gz (version {version})")
+    deployment = stack.follow(name, version, timeout_s=timeout, progress=typer.echo)
+    if deployment is None or str(deployment.status) != "InService":
+        raise _fail(f"deployment of {name} did not reach InService")
+    typer.secho(f"{name} v{deployment.version} is InService", fg=typer.colors.GREEN)
+
+
+@app.command()
+def status(
+    name: Annotated[str | None, typer.Argument(help="A model; all models when omitted.")] = None,
+    endpoint_url: EndpointOption = None,
+    stack_name: StackOption = DEFAULT_STACK_NAME,
+) -> None:
+    """Models with their endpoint status and live version, or one model's deployments."""
+    records = StackClient(endpoint_url, stack_name).records()
+    if name is None:
+        for model in records.list_models():
+            typer.echo(
+                f"{model.model_name}\t{model.status}\tlive v{model.live_version}\t{model.endpoint_name}"
+            )
+        return
+    deployments = records.list_deployments(name)
+    if not deployments:
+        raise _fail(f"no deployments of {name}")
+    for deployment in deployments:
+        reason = f"\t{deployment.reason}" if deployment.reason else ""
+        typer.echo(f"v{deployment.version}\t{deployment.status}\t{deployment.created_at}{reason}")
+
+
+@app.command()
+def invoke(
+    name: Annotated[str, typer.Argument(help="The model to invoke.")],
+    data: Annotated[str | None, typer.Option("--data", help="Request body (e.g. JSON).")] = None,
+    file: Annotated[Path | None, typer.Option("--file", exists=True, dir_okay=False)] = None,
+    content_type: Annotated[str, typer.Option("--content-type")] = "application/json",
+    endpoint_url: EndpointOption = None,
+    stack_name: StackOption = DEFAULT_STACK_NAME,
+) -> None:
+    """Call the model through the REST API (with the stack's API key) and print the answer."""
+    if (data is None) == (file is None):
+        raise _fail("give exactly one of --data or --file")
+    body = file.read_bytes() if file is not None else str(data).encode()
+    response = StackClient(endpoint_url, stack_name).invoke(name, body, content_type)
+    typer.echo(response.text)
+    if response.status_code >= 400:
+        raise typer.Exit(1)
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="The model.")],
+    endpoint_url: EndpointOption = None,
+    stack_name: StackOption = DEFAULT_STACK_NAME,
+) -> None:
+    """The model's deployment history with reasons, then its endpoint's log events."""
+    stack = StackClient(endpoint_url, stack_name)
+    for deployment in reversed(stack.records().list_deployments(name)):
+        typer.echo(
+            f"{deployment.updated_at} v{deployment.version} {deployment.status} {deployment.reason or ''}"
+        )
+    from modeldrop.naming import endpoint_name
+
+    group = f"/aws/sagemaker/Endpoints/{endpoint_name(name)}"
+    client = stack.client("logs")
+    try:
+        events = client.filter_log_events(logGroupName=group, limit=200).get("events", [])
+    except client.exceptions.ResourceNotFoundException:
+        typer.echo(f"(no log group {group})")
+        return
+    for event in events:
+        typer.echo(event["message"].rstrip())
+
+
+@app.command()
+def package(
+    model_file: Annotated[list[Path], typer.Argument(exists=True, help="Model artifact file(s).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write model.tar.gz.")],
+    inference: Annotated[Path | None, typer.Option("--inference", exists=True, dir_okay=False)] = None,
+    requirements: Annotated[Path | None, typer.Option("--requirements", exists=True, dir_okay=False)] = None,
+) -> None:
+    """Build a model.tar.gz with the layout SageMaker expects, and check it as an upload would be."""
+    from modeldrop.model_config import ConfigRejected
+    from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
+    from modeldrop.tarball import TarballRejected
+
+    try:
+        path = build_model_tarball(model_file, output, inference_py=inference, requirements_txt=requirements)
+        report = describe_tarball(path)
+    except (PackagingError, TarballRejected, ConfigRejected) as error:
+        raise _fail(f"cannot package: {getattr(error, 'reason', error)}") from error
+    typer.echo(f"wrote {path}: {', '.join(report.members)}")
+
+
+@local_app.command("up")
+def local_up(
+    edge_port: Annotated[int, typer.Option("--edge-port")] = 4566,
+    api_port: Annotated[int, typer.Option("--api-port")] = 3000,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="Keep state here across restarts.")
+    ] = None,
+    template: Annotated[Path, typer.Option("--template")] = Path("template.yaml"),
+    parameter: Annotated[
+        list[str] | None, typer.Option("--parameter", "-p", help="Template parameter override, Key=Value.")
+    ] = None,
+) -> None:
+    """Start the local cloud in the foreground until Ctrl-C or SIGTERM."""
+    from modeldrop_local.state import LocalCloud
+
+    cloud = LocalCloud(
+        template_path=template,
+        edge_port=edge_port,
+        api_port=api_port,
+        state_dir=state_dir,
+        parameters=_parameters(parameter),
+    )
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    cloud.start()
+    try:
+        assert cloud.stack is not None
+        typer.echo(f"edge      {cloud.edge_url}   (export AWS_ENDPOINT_URL={cloud.edge_url})")
+        typer.echo(f"REST API  {cloud.api_url}")
+        restored = f" (restored from {state_dir})" if cloud.restored else ""
+        typer.echo(f"stack     {cloud.stack.name}{restored}")
+        for key, value in cloud.stack.outputs.items():
+            typer.echo(f"  {key} = {value}")
+        if cloud.stack.rest_api and cloud.stack.rest_api.api_key_value:
+            typer.echo(f"  api key value = {cloud.stack.rest_api.api_key_value}")
+        typer.echo("ready; Ctrl-C to stop")
+        stop.wait()
+    finally:
+        typer.echo("stopping")
+        cloud.stop()
+
+
+def _parameters(pairs: list[str] | None) -> dict[str, str]:
+    parameters = {}
+    for pair in pairs or []:
+        key, separator, value = pair.partition("=")
+        if not separator:
+            raise _fail(f"--parameter wants Key=Value, got {pair!r}")
+        parameters[key] = value
+    return parameters
+
+
+@local_app.command("invoke")
+def local_invoke(
+    function: Annotated[str, typer.Argument(help="Logical id (OnUploadFunction) or function name.")],
+    event: Annotated[
+        Path, typer.Option("-e", "--event", exists=True, dir_okay=False, help="Event JSON file.")
+    ],
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url", help="A running local cloud's edge; a transient cloud is started if omitted."
+        ),
+    ] = None,
+    template: Annotated[Path, typer.Option("--template")] = Path("template.yaml"),
+) -> None:
+    """Invoke one function with an event file: the Docker-free `sam local invoke`."""
+    payload = event.read_bytes()
+    json.loads(payload)
+    if endpoint_url:
+        response = boto3.client("lambda", endpoint_url=endpoint_url).invoke(
+            FunctionName=function, Payload=payload
+        )
+        answer = response["Payload"].read()
+        failed = "FunctionError" in response
+    else:
+        from modeldrop_local.state import LocalCloud, free_port
+
+        with LocalCloud(template_path=template, edge_port=free_port(), api_port=free_port()) as cloud:
+            assert cloud.functions is not None
+            try:
+                result = cloud.functions.invoke(function, payload)
+            except KeyError as error:
+                raise _fail(str(error.args[0])) from error
+            answer, failed = result.payload, result.function_error
+    sys.stdout.write(answer.decode() + "\n")
+    if failed:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
