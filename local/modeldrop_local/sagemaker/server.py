@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from dataclasses import dataclass
 
@@ -45,6 +46,11 @@ def serve(settings: LocalSageMakerSettings) -> None:
     print(
         f"local SageMaker on http://{settings.host}:{server.port} (state in {settings.state_dir})", flush=True
     )
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM too must stop the workers (fork servers are our children)
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

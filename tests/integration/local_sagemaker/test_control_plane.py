@@ -217,3 +217,51 @@ def test_unknown_operation_is_refused(local_sagemaker: Any) -> None:
     # Then it says so in SageMaker's error shape
     assert response.status_code == 400
     assert response.json()["__type"] == "UnknownOperationException"
+
+
+def test_runs_alone_on_loopback(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.utils import REPO_ROOT, free_port
+
+    # Given `python -m modeldrop_local.sagemaker` started with a port and a state directory
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(str(REPO_ROOT / p) for p in ("layers/modeldrop", "local")),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "modeldrop_local.sagemaker",
+            "--port",
+            str(port),
+            "--state-dir",
+            str(tmp_path),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        # Then it answers on 127.0.0.1 with the operations it serves
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/_modeldrop/health", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.1)
+        assert health.json()["status"] == "ok"
+        assert "UpdateEndpoint" in health.json()["operations"]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -200,3 +200,12 @@ def test_state_survives_a_restart(s3_endpoint: str, model_urls: ModelUrls, tmp_p
         assert caught.value.response["Error"]["Code"] == "ResourceLimitExceeded"
     finally:
         second.stop()
+
+
+def test_quickstart_script_matches_in_process_predictions(local_sagemaker: Any, s3_endpoint: str) -> None:
+    from modeldrop_local.sagemaker.quickstart import run
+
+    # When the quickstart deploys the iris model with plain boto3 and its waiter
+    result = run(local_sagemaker.url, s3_endpoint, bucket="quickstart", name="lc-quickstart")
+    # Then the endpoint answers exactly what the model predicts in-process
+    assert result["answer"] == result["in_process"] == IRIS_PREDICTIONS
