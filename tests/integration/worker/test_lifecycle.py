@@ -234,6 +234,39 @@ def test_environment_is_exported_and_threads_are_capped(
     }
 
 
+def test_the_servers_own_environment_does_not_leak_into_workers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, make_spec: SpecFactory, custom_model: CustomModel
+) -> None:
+    # Given a server process with a variable of its own, and a launcher started in it
+    monkeypatch.setenv("H5_HOST_ONLY_SECRET", "do-not-share")
+    own = WorkerLauncher(tmp_path / "cache", pip_no_index=True)
+    model_dir = custom_model(
+        """
+        import json, os
+
+        def model_fn(model_dir):
+            return None
+
+        def transform_fn(model, body, content_type, accept):
+            keys = ("H5_HOST_ONLY_SECRET", "AWS_DEFAULT_REGION", "GREETING")
+            return json.dumps({key: os.environ.get(key) for key in keys})
+        """
+    )
+    try:
+        # When a worker reports its environment
+        worker = own.start(make_spec(model_dir, environment={"GREETING": "hi"}))
+        result = worker.invoke(b"{}", "application/json", "*/*", "req-env")
+
+        # Then it sees the AWS settings and its own Environment, not the host's other variables
+        assert json.loads(result.body) == {
+            "H5_HOST_ONLY_SECRET": None,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "GREETING": "hi",
+        }
+    finally:
+        own.close()
+
+
 def test_stop_is_idempotent_and_frees_the_process(
     start: Callable[..., Worker], model_dirs: dict[str, Path]
 ) -> None:

@@ -177,6 +177,37 @@ def main() -> None:
 
 # ------------------------------------------------------------------------------------ client side
 
+# What a worker inherits from the server's environment: what Python and pip need, and the AWS
+# settings (on SageMaker the container gets its region and role credentials). Nothing else of the
+# host leaks into model code; PrimaryContainer.Environment is added per worker.
+INHERITED_VARIABLES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TMPDIR",
+        "TZ",
+        "LD_LIBRARY_PATH",
+        "VIRTUAL_ENV",
+        "PYTHONPATH",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+    }
+)
+INHERITED_PREFIXES = ("AWS_", "MODELDROP_", "PIP_")
+
+
+def container_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    return {
+        key: value
+        for key, value in environ.items()
+        if key in INHERITED_VARIABLES or key.startswith(INHERITED_PREFIXES)
+    }
+
 
 def describe_exit(status: int | None) -> str:
     if status is None:
@@ -196,7 +227,7 @@ class ForkServer:
     def __init__(self, preload: str, python: str = sys.executable) -> None:
         self.preload = preload
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = {**os.environ, **THREAD_ENV}
+        env = {**container_environment(os.environ), **THREAD_ENV}
         local_root = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [local_root, env.get("PYTHONPATH", "")]))
         self.process = subprocess.Popen(
