@@ -2,8 +2,9 @@
 
 A cold start forks from it, so it pays for the model load, not for Python and library imports.
 Forking a process that has threads or native sessions is unsafe, so the zygote only imports: it
-never loads a model. (onnxruntime starts one idle native thread at import; forking after it is
-fine in practice, and the worker creates its own session after the fork.)
+never loads a model. (Importing onnxruntime starts idle native threads that wait on a futex; a
+fork only copies the calling thread, the worker creates its own session and thread pool after the
+fork, and 60 forks in a row that each built and ran a session all succeeded.)
 
 Wire: a SOCK_SEQPACKET Unix socket pair. The launcher sends {"type": "fork", "seq", "config"}
 with two file descriptors attached (the worker's channel and its log pipe); the zygote answers
