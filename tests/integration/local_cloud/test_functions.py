@@ -1,0 +1,138 @@
+"""The functions host behind the edge's Lambda Invoke API, S3 notifications and the state machine engine."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from modeldrop_local.state import LocalCloud
+
+from tests.integration.local_cloud.conftest import wait_for
+
+
+def _invoke(client: Callable[[str], Any], payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    response = client("lambda").invoke(FunctionName="fixture-EchoFunction", Payload=json.dumps(payload))
+    return response, json.loads(response["Payload"].read())
+
+
+def test_function_runs_with_its_template_environment_layer_and_context(
+    cloud: LocalCloud, client: Callable[[str], Any]
+) -> None:
+    # When EchoFunction is invoked through the edge's Lambda Invoke API
+    response, answer = _invoke(client, {"ping": 1})
+    # Then it ran from its CodeUri with the layer, resolved environment and a Lambda-shaped context
+    assert "FunctionError" not in response
+    assert answer["event"] == {"ping": 1}
+    assert answer["layer"] == "from-the-layer"
+    assert answer["env"] == {
+        "GREETING": "hi-from-params",
+        "TABLE_NAME": "fixture-EventsTable",
+        "FLOW_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:fixture-Flow",
+        "BUCKET_ARN": "arn:aws:s3:::fixture-uploads-123456789012",
+        "AWS_ENDPOINT_URL": cloud.edge_url,
+        "AWS_LAMBDA_FUNCTION_NAME": "fixture-EchoFunction",
+    }
+    context = answer["context"]
+    assert context["function_name"] == "fixture-EchoFunction"
+    assert context["memory_limit_in_mb"] == 256
+    assert context["invoked_function_arn"].endswith(":function:fixture-EchoFunction")
+    assert 0 < context["remaining_ms"] <= 2000
+
+
+def test_worker_stays_warm_between_invocations(client: Callable[[str], Any]) -> None:
+    # When the function is invoked twice in a row
+    _, first = _invoke(client, {})
+    _, second = _invoke(client, {})
+    # Then the same warm process answered both
+    assert first["pid"] == second["pid"]
+    assert first["context"]["aws_request_id"] != second["context"]["aws_request_id"]
+
+
+def test_exception_comes_back_in_lambdas_error_shape(client: Callable[[str], Any]) -> None:
+    # When the handler raises
+    response, answer = _invoke(client, {"fail": "on purpose"})
+    # Then Invoke reports an Unhandled function error with Lambda's error document
+    assert response["FunctionError"] == "Unhandled"
+    assert answer["errorType"] == "ValueError"
+    assert answer["errorMessage"] == "asked to fail: on purpose"
+    assert isinstance(answer["stackTrace"], list) and answer["stackTrace"]
+
+
+def test_timeout_kills_the_worker_and_the_next_call_starts_fresh(client: Callable[[str], Any]) -> None:
+    # Given a warm worker
+    _, before = _invoke(client, {})
+    # When an invocation outlives the template's Timeout (2 s)
+    response, answer = _invoke(client, {"sleep": 5})
+    # Then it fails as Lambda's timeout, and the next invocation runs in a new process
+    assert response["FunctionError"] == "Unhandled"
+    assert answer["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 2.00 seconds" in answer["errorMessage"]
+    _, after = _invoke(client, {})
+    assert after["pid"] != before["pid"]
+
+
+def test_unknown_function_is_a_404(client: Callable[[str], Any]) -> None:
+    # When a function the template does not declare is invoked
+    lambda_client = client("lambda")
+    try:
+        lambda_client.invoke(FunctionName="nope", Payload=b"{}")
+    except lambda_client.exceptions.ResourceNotFoundException as error:
+        # Then Lambda's ResourceNotFoundException comes back
+        assert "nope" in str(error)
+    else:
+        raise AssertionError("expected ResourceNotFoundException")
+
+
+def test_s3_upload_notifies_the_subscribed_function_like_s3(
+    cloud: LocalCloud, client: Callable[[str], Any]
+) -> None:
+    # Given the bucket whose notification targets RecorderFunction for in/*.bin
+    bucket = "fixture-uploads-123456789012"
+    s3 = client("s3")
+    table = "fixture-EventsTable"
+    # When one object outside the filter and then one inside it are uploaded
+    s3.put_object(Bucket=bucket, Key="other/skip.bin", Body=b"x")
+    put = s3.put_object(Bucket=bucket, Key="in/data.bin", Body=b"12345")
+    # Then RecorderFunction receives S3's event shape for the matching object only
+    item = wait_for(
+        lambda: client("dynamodb").get_item(TableName=table, Key={"id": {"S": "in/data.bin"}}).get("Item")
+    )
+    record = json.loads(item["record"]["S"])
+    assert record["eventSource"] == "aws:s3"
+    assert record["eventName"] == "ObjectCreated:Put"
+    assert record["s3"]["bucket"]["name"] == bucket
+    assert record["s3"]["object"]["size"] == 5
+    assert record["s3"]["object"]["versionId"] == put["VersionId"]
+    assert record["s3"]["object"]["eTag"] == put["ETag"].strip('"')
+    assert len(record["s3"]["object"]["sequencer"]) == 18
+    assert record["s3"]["configurationId"] == "fixture-Uploaded"
+    skipped = client("dynamodb").get_item(TableName=table, Key={"id": {"S": "other/skip.bin"}})
+    assert "Item" not in skipped
+
+
+def test_state_machine_runs_the_asl_and_calls_back_through_the_edge(client: Callable[[str], Any]) -> None:
+    # Given the fixture state machine whose Task invokes EchoFunction
+    sfn = client("stepfunctions")
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:fixture-Flow"
+    # When one execution succeeds and one makes the function raise
+    run = uuid.uuid4().hex[:8]
+    good = sfn.start_execution(stateMachineArn=arn, name=f"good-{run}", input=json.dumps({"x": 1}))[
+        "executionArn"
+    ]
+    bad = sfn.start_execution(stateMachineArn=arn, name=f"bad-{run}", input=json.dumps({"fail": "in-asl"}))[
+        "executionArn"
+    ]
+
+    def finished(execution_arn: str) -> dict[str, Any] | None:
+        described = sfn.describe_execution(executionArn=execution_arn)
+        return None if described["status"] == "RUNNING" else described
+
+    # Then the first returns the function's answer, the second is caught with Lambda's error type
+    assert json.loads(wait_for(lambda: finished(good))["output"]) == {"greeting": "hi-from-params"}
+    bad_result = wait_for(lambda: finished(bad))
+    assert bad_result["status"] == "SUCCEEDED"
+    error = json.loads(bad_result["output"])["error"]
+    assert error["Error"] == "ValueError"
+    assert "asked to fail: in-asl" in error["Cause"]

@@ -1,0 +1,85 @@
+"""The REST front: API Gateway REST proxy events from the OpenAPI routes, API key, binary bodies."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+from modeldrop_local.state import LocalCloud
+
+
+def _key(cloud: LocalCloud) -> str:
+    assert cloud.stack is not None and cloud.stack.rest_api is not None
+    value = cloud.stack.rest_api.api_key_value
+    assert value
+    return value
+
+
+def test_missing_or_wrong_key_is_forbidden_like_api_gateway(cloud: LocalCloud) -> None:
+    # When the route is called without the key, and with a wrong one
+    missing = httpx.get(f"{cloud.api_url}/items/1")
+    wrong = httpx.get(f"{cloud.api_url}/items/1", headers={"x-api-key": "wrong"})
+    # Then API Gateway's 403 comes back
+    assert missing.status_code == wrong.status_code == 403
+    assert missing.json() == {"message": "Forbidden"}
+
+
+def test_unknown_path_is_missing_authentication_token(cloud: LocalCloud) -> None:
+    response = httpx.get(f"{cloud.api_url}/nowhere", headers={"x-api-key": _key(cloud)})
+    assert response.status_code == 403
+    assert response.json() == {"message": "Missing Authentication Token"}
+
+
+def test_request_becomes_a_rest_proxy_event(cloud: LocalCloud) -> None:
+    # When a GET with path and repeated query parameters is sent with the key
+    response = httpx.get(
+        f"{cloud.api_url}/items/abc?tag=a&tag=b&one=1", headers={"x-api-key": _key(cloud), "X-Custom": "v"}
+    )
+    # Then the function received the REST API proxy event (payload format 1.0)
+    assert response.status_code == 200
+    event = response.json()
+    assert event["resource"] == "/items/{id}"
+    assert event["path"] == "/items/abc"
+    assert event["httpMethod"] == "GET"
+    assert event["pathParameters"] == {"id": "abc"}
+    assert event["queryStringParameters"] == {"tag": "b", "one": "1"}
+    assert event["multiValueQueryStringParameters"] == {"tag": ["a", "b"], "one": ["1"]}
+    assert event["headers"]["X-Custom"] == "v"
+    assert event["multiValueHeaders"]["X-Custom"] == ["v"]
+    assert event["requestContext"]["stage"] == "test"
+    assert event["requestContext"]["identity"]["apiKey"] == _key(cloud)
+    assert event["requestContext"]["requestId"]
+    assert event["body"] is None
+    assert event["isBase64Encoded"] is False
+
+
+def test_binary_media_types_travel_base64_and_come_back_as_bytes(cloud: LocalCloud) -> None:
+    # Given bytes that are not valid UTF-8
+    payload = bytes(range(256))
+    # When they are POSTed as a binary media type, asking for a binary answer
+    response = httpx.post(
+        f"{cloud.api_url}/items/abc",
+        content=payload,
+        headers={
+            "x-api-key": _key(cloud),
+            "Content-Type": "application/octet-stream",
+            "Accept": "application/octet-stream",
+        },
+    )
+    # Then the function got them base64-encoded and its base64 answer is decoded back to the same bytes
+    assert response.status_code == 201
+    assert response.content == payload
+    assert response.headers.get_list("X-Seen") == ["a", "b"]
+
+
+def test_text_bodies_stay_text(cloud: LocalCloud) -> None:
+    # When JSON is POSTed (not a binary media type) and JSON is accepted
+    body = json.dumps({"a": 1})
+    response = httpx.post(
+        f"{cloud.api_url}/items/abc",
+        content=body,
+        headers={"x-api-key": _key(cloud), "Content-Type": "application/json", "Accept": "application/json"},
+    )
+    # Then the body reached the function as text and came back as is
+    assert response.status_code == 201
+    assert response.text == body

@@ -1,0 +1,74 @@
+"""The template reader: parameters, conditions, intrinsics, outputs and the resources it creates."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from modeldrop_local.stack import TemplateError, plan_stack, state_machine_definition
+from modeldrop_local.state import LocalCloud
+
+from tests.integration.local_cloud.conftest import FIXTURE_TEMPLATE
+
+
+def test_outputs_are_served_by_describe_stacks(cloud: LocalCloud, client: Callable[[str], Any]) -> None:
+    # Given the fixture stack running locally
+    # When a client asks CloudFormation for the stack, as it would on AWS
+    stack = client("cloudformation").describe_stacks(StackName="fixture")["Stacks"][0]
+    # Then the template's Outputs come back resolved, the API URL pointing at the REST front
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert outputs["BucketName"] == "fixture-uploads-123456789012"
+    assert outputs["TableName"] == "fixture-EventsTable"
+    assert outputs["FlowArn"] == "arn:aws:states:us-east-1:123456789012:stateMachine:fixture-Flow"
+    assert outputs["ApiUrl"] == f"http://127.0.0.1:{cloud.api_port}/test"
+    assert outputs["Mode"] == "with-key"
+    assert {"ParameterKey": "Greeting", "ParameterValue": "hi-from-params"} in stack["Parameters"]
+
+
+def test_resources_exist_as_the_template_declares(cloud: LocalCloud, client: Callable[[str], Any]) -> None:
+    # Given the fixture stack; When its resources are read back through the edge
+    outputs = cloud.stack.outputs if cloud.stack else {}
+    versioning = client("s3").get_bucket_versioning(Bucket=outputs["BucketName"])
+    table = client("dynamodb").describe_table(TableName=outputs["TableName"])["Table"]
+    ttl = client("dynamodb").describe_time_to_live(TableName=outputs["TableName"])["TimeToLiveDescription"]
+    key = client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)
+    machine = client("stepfunctions").describe_state_machine(stateMachineArn=outputs["FlowArn"])
+    # Then they carry the template's properties
+    assert versioning["Status"] == "Enabled"
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires"}
+    assert (
+        key["value"] == cloud.stack.rest_api.api_key_value if cloud.stack and cloud.stack.rest_api else False
+    )
+    definition = json.loads(machine["definition"])
+    assert definition["States"]["CallEcho"]["Parameters"]["FunctionName"] == (
+        "arn:aws:lambda:us-east-1:123456789012:function:fixture-EchoFunction"
+    )
+
+
+def test_conditions_follow_parameter_overrides() -> None:
+    # Given the fixture template with AuthMode=NONE
+    resolver = plan_stack(FIXTURE_TEMPLATE, stack_name="other", parameters={"AuthMode": "NONE"})
+    # Then the condition is false and Fn::If picks the other branch
+    assert resolver.conditions == {"UseKey": False}
+    assert resolver.resolve({"Fn::If": ["UseKey", "with-key", "open"]}) == "open"
+    assert resolver.resolve({"Fn::Sub": "${AWS::StackName}-${Greeting}"}) == "other-hello"
+
+
+def test_unknown_parameter_is_refused_by_name() -> None:
+    # When a parameter the template does not declare is passed
+    with pytest.raises(TemplateError, match="unknown template parameters: Nope"):
+        plan_stack(FIXTURE_TEMPLATE, parameters={"Nope": "1"})
+
+
+def test_definition_substitutions_are_applied() -> None:
+    # Given the planned fixture stack
+    resolver = plan_stack(FIXTURE_TEMPLATE, stack_name="sub")
+    resource = resolver.template["Resources"]["Flow"]
+    # When the state machine definition is read
+    text = state_machine_definition(resolver, resource, FIXTURE_TEMPLATE.parent)
+    # Then no placeholder is left
+    assert "${" not in text
+    assert "function:sub-EchoFunction" in text
