@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from modeldrop.tarball import TarballRejected, safe_extract
 
 from modeldrop_local.sagemaker import errors
+from modeldrop_local.sagemaker.logship import LogShipper
 from modeldrop_local.sagemaker.metrics import EndpointMetrics
 from modeldrop_local.sagemaker.pool import (
     Deployment,
@@ -111,6 +112,14 @@ class LocalSageMaker:
             "ListTags": self.list_tags,
             "DeleteTags": self.delete_tags,
         }
+        self._shipper: LogShipper | None = None
+        if settings.cloudwatch_logs_endpoint_url:
+            logs_dir = self.store.root / "logs"
+            logs_dir.mkdir(parents=True, exist_ok=True)
+            self._shipper = LogShipper(
+                logs_dir, settings.cloudwatch_logs_endpoint_url, settings.region, settings.log_ship_interval_s
+            )
+            self._shipper.start()
         self._recover()
         self._reaper = threading.Thread(target=self._reap_forever, name="sagemaker-reaper", daemon=True)
         self._reaper.start()
@@ -757,3 +766,5 @@ class LocalSageMaker:
         for pool in pools:
             pool.close()
         self.launcher.close()
+        if self._shipper is not None:
+            self._shipper.stop()

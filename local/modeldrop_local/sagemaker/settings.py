@@ -25,6 +25,9 @@ class LocalSageMakerSettings(BaseModel):
     max_payload_bytes: int = Field(default=SERVERLESS_MAX_PAYLOAD_BYTES, gt=0)
     startup_timeout_s: float = Field(default=180.0, gt=0)
     max_endpoints: int = Field(default=50, ge=1)  # the account quota: ResourceLimitExceeded beyond it
+    # When set, endpoint logs are also shipped to CloudWatch Logs there (/aws/sagemaker/Endpoints/<name>).
+    cloudwatch_logs_endpoint_url: str | None = None
+    log_ship_interval_s: float = Field(default=1.0, gt=0)
 
     @property
     def reaper_interval_s(self) -> float:

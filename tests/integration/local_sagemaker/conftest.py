@@ -129,6 +129,8 @@ def settings_for(state_dir: Path, s3_endpoint: str, **overrides: Any) -> LocalSa
         "port": 0,
         "idle_timeout_s": 1.0,
         "invocation_timeout_s": 3.0,
+        "cloudwatch_logs_endpoint_url": s3_endpoint,  # moto serves CloudWatch Logs on the same port
+        "log_ship_interval_s": 0.2,
         **overrides,
     }
     return LocalSageMakerSettings(**values)

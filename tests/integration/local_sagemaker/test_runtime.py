@@ -236,3 +236,27 @@ def test_metrics_and_logs_endpoints(local_sagemaker: Any, runtime: Any, iris_end
     assert f"[{request_id}]" in log
     # And unknown endpoints are refused there too
     assert httpx.get(f"{local_sagemaker.url}/_modeldrop/metrics/rt-ghost").status_code == 400
+
+
+def test_logs_reach_cloudwatch_like_sagemakers(runtime: Any, iris_endpoint: str, s3_endpoint: str) -> None:
+    import boto3
+
+    # Given a served request
+    response = runtime.invoke_endpoint(
+        EndpointName=iris_endpoint, Body=json.dumps(iris_sample()), ContentType="application/json"
+    )
+    request_id = response["ResponseMetadata"]["RequestId"]
+    logs = boto3.client("logs", endpoint_url=s3_endpoint, region_name="us-east-1")
+    group = f"/aws/sagemaker/Endpoints/{iris_endpoint}"
+
+    # Then its worker's line shows up in the endpoint's CloudWatch log group, as on SageMaker
+    def shipped() -> bool:
+        try:
+            events = logs.filter_log_events(logGroupName=group)["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            return False
+        return any(f"[{request_id}]" in event["message"] for event in events)
+
+    _wait_for(shipped, 10, "the request's log line in CloudWatch")
+    streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
+    assert [stream["logStreamName"] for stream in streams] == ["AllTraffic/local"]
