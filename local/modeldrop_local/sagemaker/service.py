@@ -57,6 +57,7 @@ _ARN_KEY = {MODELS: "ModelArn", CONFIGS: "EndpointConfigArn", ENDPOINTS: "Endpoi
 BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 MAX_TAGS = 50
 DEFAULT_CONTENT_TYPE = "application/json"
+WARM_RETRY_S = 5.0  # a provisioned worker that failed to start is retried after this long
 
 
 class DeploymentFailed(Exception):
@@ -471,7 +472,7 @@ class LocalSageMaker:
         except (ClientError, BotoCoreError) as error:
             raise DeploymentFailed(
                 f'Failed to download model data for container "primary" from URL: "{url}". '
-                "Please ensure that there is an object located at the URL and that it can be read ({error})."
+                f"Please ensure that there is an object located at the URL and that it can be read ({error})."
             ) from error
         except TarballRejected as rejected:
             raise DeploymentFailed(
@@ -605,6 +606,7 @@ class LocalSageMaker:
         try:
             pool.warm()
         except WorkerStartError as error:
+            pool.last_warm_failure = time.monotonic()
             self._log(pool.endpoint_name, f"provisioned worker failed to start: {error.reason}")
 
     def _reap_forever(self) -> None:
@@ -613,7 +615,9 @@ class LocalSageMaker:
                 stopped = pool.reap()
                 if stopped:
                     self._log(pool.endpoint_name, f"scaled in: stopped {stopped} idle worker(s)")
-                if pool.stats()["provisioned"] < pool.deployment.provisioned_concurrency:
+                failed_at = pool.last_warm_failure
+                backing_off = failed_at is not None and time.monotonic() - failed_at < WARM_RETRY_S
+                if not backing_off and pool.stats()["provisioned"] < pool.deployment.provisioned_concurrency:
                     self._warm(pool)
 
     # ------------------------------------------------------------------------------- runtime
