@@ -1,0 +1,50 @@
+"""One local cloud per e2e module, running the real template.yaml (stack "modeldrop", 1 s polls)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from modeldrop_local.cli import StackClient
+from modeldrop_local.state import LocalCloud
+
+from tests.utils import REPO_ROOT, free_port
+
+# The sample events in events/ name the bucket of a stack called "modeldrop": use that name locally too.
+STACK_NAME = "modeldrop"
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    local_cloud = LocalCloud(
+        template_path=REPO_ROOT / "template.yaml",
+        edge_port=free_port(),
+        api_port=free_port(),
+        state_dir=tmp_path_factory.mktemp("local-cloud-state"),
+        stack_name=STACK_NAME,
+        parameters={"PollIntervalSeconds": "1", "DeployTimeoutSeconds": "120"},
+        sagemaker_idle_timeout_s=60,
+    )
+    saved = {key: os.environ.get(key) for key in local_cloud.environment()}
+    with local_cloud:
+        os.environ.update(local_cloud.environment())
+        yield local_cloud
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def stack(cloud: LocalCloud) -> StackClient:
+    return StackClient(cloud.edge_url, STACK_NAME)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
