@@ -138,6 +138,7 @@ class ServerlessPool:
         self._busy = 0
         self._provisioned_live = 0
         self._closed = False
+        self.last_warm_failure: float | None = None  # monotonic; the reaper backs off after a failure
 
     # -- lifecycle
 

@@ -54,7 +54,7 @@ def _wait_for(condition: Any, timeout_s: float, what: str) -> None:
 def test_max_concurrency_holds_and_no_request_is_lost(
     local_sagemaker: Any, runtime: Any, behaviour_endpoint: str
 ) -> None:
-    # Given an endpoint with MaxConcurrency 2 and a model that takes 0.5 s per request
+    # Given an endpoint with MaxConcurrency 2 and a model that takes 1 s per request
     before = _metrics(local_sagemaker, behaviour_endpoint)["Metrics"]
     requests = 8
     start = threading.Barrier(requests)
@@ -62,7 +62,7 @@ def test_max_concurrency_holds_and_no_request_is_lost(
     def call(_: int) -> tuple[str, Any]:
         start.wait()
         try:
-            return "ok", invoke_json(runtime, behaviour_endpoint, {"rows": iris_sample(), "sleep": 0.5})
+            return "ok", invoke_json(runtime, behaviour_endpoint, {"rows": iris_sample(), "sleep": 1.0})
         except ClientError as error:
             return error.response["Error"]["Code"], error.response["ResponseMetadata"]["HTTPStatusCode"]
 
