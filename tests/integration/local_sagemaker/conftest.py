@@ -32,7 +32,8 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/modeldrop-sagemaker"
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 CLIENT_CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"}, parameter_validation=False)
 
-# A model whose behaviour each request chooses: sleep, crash the process, or fail to load (by env).
+# A model whose behaviour each request chooses (sleep, crash the process) or its environment does
+# (FAIL_TO_LOAD, LOAD_SLEEP).
 BEHAVIOUR_INFERENCE_PY = """
 import json
 import os
@@ -44,6 +45,7 @@ import joblib
 def model_fn(model_dir):
     if os.environ.get("FAIL_TO_LOAD"):
         raise RuntimeError("model_fn refused to load because FAIL_TO_LOAD is set")
+    time.sleep(float(os.environ.get("LOAD_SLEEP", "0")))
     return joblib.load(os.path.join(model_dir, "model.joblib"))
 
 

@@ -209,3 +209,19 @@ def test_quickstart_script_matches_in_process_predictions(local_sagemaker: Any, 
     result = run(local_sagemaker.url, s3_endpoint, bucket="quickstart", name="lc-quickstart")
     # Then the endpoint answers exactly what the model predicts in-process
     assert result["answer"] == result["in_process"] == IRIS_PREDICTIONS
+
+
+def test_a_model_that_loads_too_slowly_fails(s3_endpoint: str, model_urls: ModelUrls, tmp_path: Path) -> None:
+    # Given a local SageMaker whose workers must be up within 1 s
+    server = start_in_thread(settings_for(tmp_path / "state", s3_endpoint, startup_timeout_s=1.0))
+    try:
+        sm = boto3.client("sagemaker", endpoint_url=server.url, config=CLIENT_CONFIG)
+        # When the model takes 20 s to load
+        create_serverless_endpoint(sm, "lc-slow", model_urls.behaviour, environment={"LOAD_SLEEP": "20"})
+        description = wait_until_settled(sm, "lc-slow")
+        # Then the endpoint fails on the start-up limit rather than waiting for it
+        assert description["EndpointStatus"] == "Failed"
+        assert "did not pass the ping health check" in description["FailureReason"]
+        assert "start-up timeout" in description["FailureReason"]
+    finally:
+        server.stop()
