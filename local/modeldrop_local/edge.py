@@ -273,6 +273,8 @@ class Edge:
     """The edge server on 127.0.0.1:port, in a background thread of this process."""
 
     def __init__(self, port: int, sagemaker_app: WSGIApp | None = None) -> None:
+        # A transient cloud (e.g. `local invoke`) must hand MOTO_PORT back to the one it interrupted.
+        self._previous_moto_port = os.environ.get("MOTO_PORT")
         configure_moto(port)
         self.app = EdgeApp(sagemaker_app)
         self.port = port
@@ -294,3 +296,7 @@ class Edge:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+        if self._previous_moto_port is None:
+            os.environ.pop("MOTO_PORT", None)
+        else:
+            os.environ["MOTO_PORT"] = self._previous_moto_port
