@@ -1,0 +1,151 @@
+"""`modeldrop local up` as users run it (a process), driven by `modeldrop deploy/status/invoke/logs`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from modeldrop_local.cli import app
+from modeldrop_local.example_models import build_sklearn_iris, iris_sample, predict_in_process
+from typer.testing import CliRunner, Result
+
+from tests.utils import REPO_ROOT, free_port
+
+pytestmark = pytest.mark.e2e
+
+
+class LocalUp:
+    """`modeldrop local up` in a child process; its stdout is collected line by line."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.edge_port, self.api_port = free_port(), free_port()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(str(REPO_ROOT / part) for part in ("local", "layers/modeldrop"))
+        env.pop("AWS_ENDPOINT_URL", None)
+        self.process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "modeldrop_local.cli", "local", "up"),
+                *("--edge-port", str(self.edge_port), "--api-port", str(self.api_port)),
+                *("--state-dir", str(state_dir), "-p", "PollIntervalSeconds=1"),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+            if line.startswith("ready"):
+                self._ready.set()
+
+    def wait_ready(self, timeout_s: float = 60) -> None:
+        assert self._ready.wait(timeout_s), f"local up never got ready: {self.lines}"
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.edge_port}"
+
+    def cli(self, *args: str) -> Result:
+        return CliRunner().invoke(app, [*args, "--endpoint-url", self.edge_url])
+
+    def terminate(self) -> tuple[int, list[int]]:
+        """SIGTERM; returns the exit code and the pids of its children still alive afterwards."""
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        return code, [child.pid for child in children if child.is_running() and child.status() != "zombie"]
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def local_up(state_dir: Path) -> Iterator[LocalUp]:
+    cloud = LocalUp(state_dir)
+    yield cloud
+    if cloud.process.poll() is None:
+        cloud.process.kill()
+        cloud.process.wait(timeout=10)
+
+
+def test_local_up_deploy_invoke_stop_and_restart_with_state(
+    local_up: LocalUp, state_dir: Path, tmp_path: Path
+) -> None:
+    # Given `modeldrop local up` running with a state dir
+    local_up.wait_ready()
+    output = "\n".join(local_up.lines)
+    assert local_up.edge_url in output and "ApiKeyId = " in output and "api key value = " in output
+    # When a packaged model is deployed with the CLI
+    package = CliRunner().invoke(
+        app, ["package", str(_joblib_model(tmp_path)), "-o", str(tmp_path / "model.tar.gz")]
+    )
+    assert package.exit_code == 0, package.stdout
+    deployed = local_up.cli("deploy", str(tmp_path / "model.tar.gz"), "--name", "iris")
+    # Then it follows the deployment to InService, and status, invoke and logs show it
+    assert deployed.exit_code == 0, deployed.stdout
+    assert "InService" in deployed.stdout
+    status = local_up.cli("status")
+    assert status.exit_code == 0 and status.stdout.startswith("iris\tInService\tlive v1")
+    invoked = local_up.cli("invoke", "iris", "--data", json.dumps(iris_sample()))
+    expected = predict_in_process(tmp_path / "model.tar.gz", iris_sample())
+    assert invoked.exit_code == 0 and json.loads(invoked.stdout) == expected
+    logs = local_up.cli("logs", "iris")
+    assert logs.exit_code == 0 and "v1 InService" in logs.stdout
+    # When it is stopped with SIGTERM
+    code, leftovers = local_up.terminate()
+    # Then it exits cleanly, leaving no process behind
+    assert code == 0
+    assert leftovers == []
+    # When it starts again on the same state dir
+    restarted = LocalUp(state_dir)
+    try:
+        restarted.wait_ready()
+        # Then the deployed model is still there and answers, without a new upload
+        assert any("restored" in line for line in restarted.lines)
+        again = restarted.cli("invoke", "iris", "--data", json.dumps(iris_sample()))
+        assert again.exit_code == 0, again.stdout
+        assert json.loads(again.stdout) == expected
+    finally:
+        code, leftovers = restarted.terminate()
+    assert code == 0 and leftovers == []
+
+
+def _joblib_model(tmp_path: Path) -> Path:
+    """The iris model file alone (what a user has before packaging)."""
+    import tarfile
+
+    tarball = build_sklearn_iris(tmp_path / "built")
+    with tarfile.open(tarball) as archive:
+        archive.extract("model.joblib", tmp_path / "raw", filter="data")
+    return tmp_path / "raw" / "model.joblib"
+
+
+def test_package_refuses_a_missing_inference_file(tmp_path: Path) -> None:
+    # Given a model file and an inference.py that does not exist
+    model = _joblib_model(tmp_path)
+    # When packaging
+    result = CliRunner().invoke(
+        app,
+        ["package", str(model), "--inference", str(tmp_path / "nope.py"), "-o", str(tmp_path / "m.tar.gz")],
+    )
+    # Then the command fails naming the problem, and writes nothing
+    assert result.exit_code == 2
+    assert "nope.py" in result.output
+    assert not (tmp_path / "m.tar.gz").exists()
