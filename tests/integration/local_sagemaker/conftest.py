@@ -20,7 +20,13 @@ import boto3
 import pytest
 from botocore.config import Config
 from modeldrop.packaging import build_model_tarball
-from modeldrop_local.example_models import build_sklearn_iris
+from modeldrop_local.example_models import (
+    build_onnx_iris,
+    build_sklearn_iris,
+    build_xgboost_iris,
+    iris_sample,
+    predict_in_process,
+)
 from modeldrop_local.sagemaker import LocalSageMakerSettings, start_in_thread
 from modeldrop_local.sagemaker.server import RunningServer
 from moto.server import ThreadedMotoServer
@@ -72,6 +78,9 @@ class ModelUrls:
     broken: str  # not a gzip file
     traversal: str  # a member that climbs out of the model directory
     missing: str  # no object at this key
+    onnx: str  # model.onnx (built-in onnxruntime loader)
+    xgboost: str  # xgboost-model (built-in XGBoost loader)
+    expected: dict[str, Any]  # in-process predictions of iris_sample(), by model
 
 
 def _traversal_tarball() -> bytes:
@@ -111,6 +120,10 @@ def model_urls(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Mo
     behaviour = build_model_tarball(
         [staging / "model.joblib"], build / "behaviour.tar.gz", inference_py=staging / "inference.py"
     )
+    onnx = build_onnx_iris(build / "onnx")
+    xgboost = build_xgboost_iris(build / "xgboost")
+    s3.upload_file(str(onnx), BUCKET, "onnx/model.tar.gz")
+    s3.upload_file(str(xgboost), BUCKET, "xgboost/model.tar.gz")
     s3.upload_file(str(iris), BUCKET, "iris/model.tar.gz")
     s3.upload_file(str(behaviour), BUCKET, "behaviour/model.tar.gz")
     s3.put_object(Bucket=BUCKET, Key="broken/model.tar.gz", Body=b"this is not a tarball")
@@ -121,6 +134,12 @@ def model_urls(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Mo
         broken=f"s3://{BUCKET}/broken/model.tar.gz",
         traversal=f"s3://{BUCKET}/traversal/model.tar.gz",
         missing=f"s3://{BUCKET}/missing/model.tar.gz",
+        onnx=f"s3://{BUCKET}/onnx/model.tar.gz",
+        xgboost=f"s3://{BUCKET}/xgboost/model.tar.gz",
+        expected={
+            name: predict_in_process(path, iris_sample())
+            for name, path in {"iris": iris, "onnx": onnx, "xgboost": xgboost}.items()
+        },
     )
 
 
@@ -168,11 +187,12 @@ def create_serverless_endpoint(
     provisioned: int | None = None,
     config_name: str | None = None,
     create_endpoint: bool = True,
+    image: str = SKLEARN_IMAGE,
 ) -> str:
     """CreateModel + CreateEndpointConfig (+ CreateEndpoint); returns the config name."""
     config_name = config_name or f"{name}-config"
     model_name = f"{config_name}-model"
-    container: dict[str, Any] = {"Image": SKLEARN_IMAGE, "ModelDataUrl": model_data_url}
+    container: dict[str, Any] = {"Image": image, "ModelDataUrl": model_data_url}
     if environment:
         container["Environment"] = environment
     sm.create_model(ModelName=model_name, PrimaryContainer=container, ExecutionRoleArn=ROLE_ARN)

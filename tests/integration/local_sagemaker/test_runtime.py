@@ -260,3 +260,46 @@ def test_logs_reach_cloudwatch_like_sagemakers(runtime: Any, iris_endpoint: str,
     _wait_for(shipped, 10, "the request's log line in CloudWatch")
     streams = logs.describe_log_streams(logGroupName=group)["logStreams"]
     assert [stream["logStreamName"] for stream in streams] == ["AllTraffic/local"]
+
+
+@pytest.mark.parametrize("framework", ["onnx", "xgboost"])
+def test_built_in_loaders_answer_like_the_model(
+    sm: Any, runtime: Any, model_urls: ModelUrls, framework: str
+) -> None:
+    from modeldrop.frameworks import image_for
+
+    # Given a tarball of this framework on its SageMaker image
+    name = f"rt-{framework}"
+    create_serverless_endpoint(
+        sm, name, getattr(model_urls, framework), image=image_for(framework, None, "us-east-1")
+    )
+    assert wait_until_settled(sm, name)["EndpointStatus"] == "InService"
+    # When invoked with JSON, Then it answers what the model predicts in-process
+    assert invoke_json(runtime, name, iris_sample()) == model_urls.expected[framework]
+
+
+def test_csv_and_npy_in_and_out(runtime: Any, iris_endpoint: str, model_urls: ModelUrls) -> None:
+    import io
+
+    import numpy as np
+
+    expected = model_urls.expected["iris"]
+    # CSV in, CSV out
+    csv_rows = "\n".join(",".join(str(value) for value in row) for row in iris_sample())
+    response = runtime.invoke_endpoint(
+        EndpointName=iris_endpoint, Body=csv_rows, ContentType="text/csv", Accept="text/csv"
+    )
+    assert response["ContentType"].startswith("text/csv")
+    answer = response["Body"].read().decode().split()
+    assert [int(float(value)) for value in answer] == expected
+    # NPY in, NPY out
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(iris_sample()))
+    response = runtime.invoke_endpoint(
+        EndpointName=iris_endpoint,
+        Body=buffer.getvalue(),
+        ContentType="application/x-npy",
+        Accept="application/x-npy",
+    )
+    assert response["ContentType"] == "application/x-npy"
+    assert np.load(io.BytesIO(response["Body"].read())).tolist() == expected
