@@ -136,3 +136,38 @@ def test_state_machine_runs_the_asl_and_calls_back_through_the_edge(client: Call
     error = json.loads(bad_result["output"])["error"]
     assert error["Error"] == "ValueError"
     assert "asked to fail: in-asl" in error["Cause"]
+
+
+def test_multipart_upload_notifies_with_the_whole_objects_size(client: Callable[[str], Any]) -> None:
+    # Given an object big enough for a multipart upload (two parts)
+    bucket, key = "fixture-uploads-123456789012", "in/big.bin"
+    s3 = client("s3")
+    upload_id = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    parts = []
+    for number, size in ((1, 5 * 2**20), (2, 1024)):
+        etag = s3.upload_part(
+            Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=b"x" * size
+        )["ETag"]
+        parts.append({"PartNumber": number, "ETag": etag})
+    # When the upload is completed
+    s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+    # Then one CompleteMultipartUpload notification carries the whole object's size
+    table = "fixture-EventsTable"
+    item = wait_for(lambda: client("dynamodb").get_item(TableName=table, Key={"id": {"S": key}}).get("Item"))
+    record = json.loads(item["record"]["S"])
+    assert record["eventName"] == "ObjectCreated:CompleteMultipartUpload"
+    assert record["s3"]["object"]["size"] == 5 * 2**20 + 1024
+
+
+def test_event_invocation_is_accepted_and_runs_in_the_background(client: Callable[[str], Any]) -> None:
+    # Given an S3-shaped event for RecorderFunction
+    event = {"Records": [{"s3": {"object": {"key": f"async-{uuid.uuid4().hex}"}}}]}
+    key = event["Records"][0]["s3"]["object"]["key"]
+    # When it is invoked with InvocationType=Event
+    response = client("lambda").invoke(
+        FunctionName="fixture-RecorderFunction", InvocationType="Event", Payload=json.dumps(event)
+    )
+    # Then Lambda's 202 comes back at once and the function still runs
+    assert response["StatusCode"] == 202
+    table = "fixture-EventsTable"
+    assert wait_for(lambda: client("dynamodb").get_item(TableName=table, Key={"id": {"S": key}}).get("Item"))
