@@ -13,6 +13,7 @@ The app does not own its port: the local cloud's edge mounts it next to moto.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +29,7 @@ from modeldrop_local.sagemaker.settings import LocalSageMakerSettings
 
 JSON_1_1 = "application/x-amz-json-1.1"
 TARGET_PREFIX = "SageMaker."
+_logger = logging.getLogger(__name__)
 
 
 def is_sagemaker_request(environ: dict[str, Any]) -> bool:
@@ -86,6 +88,9 @@ class LocalSageMakerApp:
             response = _error(
                 errors.SageMakerError("SerializationException", str(error.description), 400), rest=True
             )
+        except Exception as error:  # a bug here must still answer in SageMaker's shape, and be seen
+            _logger.exception("local SageMaker failed on %s %s", request.method, request.path)
+            response = _error(errors.internal_failure(f"{type(error).__name__}: {error}"), rest=True)
         response.headers["x-amzn-RequestId"] = request_id
         return response(environ, start_response)
 
