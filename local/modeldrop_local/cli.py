@@ -252,6 +252,9 @@ def local_up(
     parameter: Annotated[
         list[str] | None, typer.Option("--parameter", "-p", help="Template parameter override, Key=Value.")
     ] = None,
+    function_logs: Annotated[
+        Path | None, typer.Option("--function-logs", help="Write each function's log to DIR/<name>.log.")
+    ] = None,
 ) -> None:
     """Start the local cloud in the foreground until Ctrl-C or SIGTERM."""
     from modeldrop_local.state import LocalCloud
@@ -262,6 +265,7 @@ def local_up(
         api_port=api_port,
         state_dir=state_dir,
         parameters=_parameters(parameter),
+        function_log_dir=function_logs,
     )
     stop = threading.Event()
     for signal_number in (signal.SIGINT, signal.SIGTERM):

@@ -35,6 +35,7 @@ def run(workdir: Path) -> bool:
         state_dir=workdir / "state",
         # Poll the endpoint every second instead of every 30: a local endpoint is ready in seconds.
         parameters={"PollIntervalSeconds": "1"},
+        function_log_dir=workdir / "logs",
     )
     step("starting the local cloud (edge, functions host, local SageMaker, REST front)")
     with cloud:

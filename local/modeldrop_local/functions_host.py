@@ -98,7 +98,7 @@ def _worker_main(requests: IO[str], replies: IO[str], spec: dict[str, Any]) -> N
 
 
 class _Worker:
-    def __init__(self, spec: FunctionSpec, base_environment: Mapping[str, str]) -> None:
+    def __init__(self, spec: FunctionSpec, base_environment: Mapping[str, str], log_dir: Path | None) -> None:
         self.spec = spec
         environment = dict(base_environment)
         environment.update(spec.environment)
@@ -132,14 +132,23 @@ class _Worker:
         child_environment["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(_PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")])
         )
+        # Like CloudWatch Logs: one log file per function when a log dir is given, else this console.
+        log_file = None
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            log_file = (log_dir / f"{spec.name}.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "modeldrop_local.functions_host", str(reply_write), spec_json],
             stdin=subprocess.PIPE,
+            stdout=log_file,
+            stderr=subprocess.STDOUT if log_file is not None else None,
             pass_fds=(reply_write,),
             env=child_environment,
             text=True,
         )
         os.close(reply_write)
+        if log_file is not None:
+            log_file.close()  # the child holds its own descriptor
         self._replies = os.fdopen(reply_read, "r")
         self._ready = False
 
@@ -197,8 +206,13 @@ class FunctionsHost:
     """Invokes the stack's functions in warm worker processes, at most `pool_size` at once per function."""
 
     def __init__(
-        self, functions: Mapping[str, FunctionSpec], base_environment: Mapping[str, str], pool_size: int = 4
+        self,
+        functions: Mapping[str, FunctionSpec],
+        base_environment: Mapping[str, str],
+        pool_size: int = 4,
+        log_dir: Path | None = None,
     ) -> None:
+        self.log_dir = log_dir
         self._functions = dict(functions)
         self._base_environment = dict(base_environment)
         self._idle: dict[str, list[_Worker]] = {}
@@ -257,7 +271,7 @@ class FunctionsHost:
                 worker = idle.pop()
                 if worker.alive():
                     return worker
-        return _Worker(spec, self._base_environment)
+        return _Worker(spec, self._base_environment, self.log_dir)
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
@@ -269,7 +283,7 @@ class FunctionsHost:
     def warm(self, name_or_arn: str) -> None:
         """Start one worker ahead of traffic (its handler imported), so the first request is warm."""
         spec = self.spec(name_or_arn)
-        worker = _Worker(spec, self._base_environment)
+        worker = _Worker(spec, self._base_environment, self.log_dir)
         self._give_back(worker)
 
     def close(self) -> None:

@@ -98,6 +98,7 @@ class LocalCloud:
     stack_name: str = DEFAULT_STACK_NAME
     region: str = DEFAULT_REGION
     sagemaker_idle_timeout_s: float = 300.0
+    function_log_dir: Path | None = None  # None: functions log to this console
     stack: LocalStack | None = None
     edge: Edge | None = None
     functions: FunctionsHost | None = None
@@ -146,7 +147,9 @@ class LocalCloud:
             region=self.region,
             parameters=self.parameters,
         )
-        self.functions = FunctionsHost(self.stack.functions, self.environment())
+        self.functions = FunctionsHost(
+            self.stack.functions, self.environment(), log_dir=self.function_log_dir
+        )
         self.edge.attach(self.stack, self.functions)
         if self.stack.rest_api is not None:
             self.rest = RestFront(self.api_port, self.stack.rest_api, self.functions.invoke)

@@ -28,6 +28,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
         stack_name=STACK_NAME,
         parameters={"PollIntervalSeconds": "1", "DeployTimeoutSeconds": "120"},
         sagemaker_idle_timeout_s=60,
+        function_log_dir=tmp_path_factory.mktemp("function-logs"),
     )
     saved = {key: os.environ.get(key) for key in local_cloud.environment()}
     with local_cloud:

@@ -19,7 +19,7 @@ T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
-def cloud() -> Iterator[LocalCloud]:
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     local_cloud = LocalCloud(
         template_path=FIXTURE_TEMPLATE,
@@ -27,6 +27,7 @@ def cloud() -> Iterator[LocalCloud]:
         api_port=free_port(),
         stack_name="fixture",
         parameters={"Greeting": "hi-from-params"},
+        function_log_dir=tmp_path_factory.mktemp("function-logs"),
     )
     with local_cloud:
         yield local_cloud
