@@ -32,7 +32,7 @@ def handler_module(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
 
 
 def test_handler_answers_get_model_from_the_table(
-    handler_module: ModuleType, table: Any, lambda_context: LambdaContext
+    handler_module: ModuleType, table: Any, lambda_context: LambdaContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Given iris in the DeploymentsTable the environment names
     put_model(table, "iris")
@@ -42,6 +42,9 @@ def test_handler_answers_get_model_from_the_table(
     # Then the model comes back
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["liveVersion"] == 1
+    # And the request is counted in the embedded-metric line Powertools prints
+    metric_lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    assert [line.get("ModelQueries") for line in metric_lines] == [[1.0]]
 
 
 def test_unexpected_failure_is_500_without_internals(

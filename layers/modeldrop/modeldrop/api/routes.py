@@ -35,11 +35,13 @@ def create_resolver(dependencies: Callable[[], ApiDependencies]) -> APIGatewayRe
     @app.get("/models")
     def list_models() -> Response:
         listing = logic.list_models(dependencies().records)
+        metrics.add_metric(name="ModelQueries", unit=MetricUnit.Count, value=1)
         return _json(200, listing.model_dump_json(by_alias=True))
 
     @app.get("/models/<name>")
     def get_model(name: str) -> Response:
         detail = logic.describe_model(name, dependencies().records)
+        metrics.add_metric(name="ModelQueries", unit=MetricUnit.Count, value=1)
         return _json(200, detail.model_dump_json(by_alias=True))
 
     @app.post("/models/<name>/invocations")
