@@ -5,7 +5,11 @@ from __future__ import annotations
 import json
 
 import httpx
+from modeldrop_local.rest_front import routes_from_openapi
+from modeldrop_local.stack import plan_stack
 from modeldrop_local.state import LocalCloud
+
+from tests.utils import REPO_ROOT
 
 
 def _key(cloud: LocalCloud) -> str:
@@ -83,3 +87,32 @@ def test_text_bodies_stay_text(cloud: LocalCloud) -> None:
     # Then the body reached the function as text and came back as is
     assert response.status_code == 201
     assert response.text == body
+
+
+def test_function_failure_is_api_gateways_502(cloud: LocalCloud) -> None:
+    # When the integration's function raises
+    response = httpx.get(f"{cloud.api_url}/items/boom", headers={"x-api-key": _key(cloud)})
+    # Then API Gateway's answer for a failed Lambda integration comes back
+    assert response.status_code == 502
+    assert response.json() == {"message": "Internal server error"}
+
+
+def test_routes_of_the_real_api_come_from_its_openapi_document() -> None:
+    # Given the project's template, whose API body is included from openapi/api.yaml
+    resolver = plan_stack(REPO_ROOT / "template.yaml", stack_name="modeldrop")
+    body = resolver.resolve(resolver.template["Resources"]["ModeldropApi"]["Properties"]["DefinitionBody"])
+    # When the REST front reads its routes
+    routes = routes_from_openapi(body)
+    # Then each operation is routed to ApiFunction, behind the API key
+    assert {(route.method, route.resource) for route in routes} == {
+        ("GET", "/models"),
+        ("GET", "/models/{name}"),
+        ("POST", "/models/{name}/invocations"),
+    }
+    assert {route.function for route in routes} == {
+        "arn:aws:lambda:us-east-1:123456789012:function:modeldrop-ApiFunction"
+    }
+    assert all(route.needs_api_key for route in routes)
+    invocations = next(route for route in routes if route.resource.endswith("/invocations"))
+    assert invocations.match("/models/iris/invocations") == {"name": "iris"}
+    assert invocations.match("/models/iris/extra/invocations") is None
