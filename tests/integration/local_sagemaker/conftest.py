@@ -39,7 +39,7 @@ SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-l
 CLIENT_CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"}, parameter_validation=False)
 
 # A model whose behaviour each request chooses (sleep, crash the process) or its environment does
-# (FAIL_TO_LOAD, LOAD_SLEEP).
+# (FAIL_TO_LOAD, LOAD_SLEEP, LOAD_ALLOCATE_MB).
 BEHAVIOUR_INFERENCE_PY = """
 import json
 import os
@@ -52,7 +52,10 @@ def model_fn(model_dir):
     if os.environ.get("FAIL_TO_LOAD"):
         raise RuntimeError("model_fn refused to load because FAIL_TO_LOAD is set")
     time.sleep(float(os.environ.get("LOAD_SLEEP", "0")))
-    return joblib.load(os.path.join(model_dir, "model.joblib"))
+    ballast = b"x" * (int(os.environ.get("LOAD_ALLOCATE_MB", "0")) * 2**20)
+    model = joblib.load(os.path.join(model_dir, "model.joblib"))
+    model.ballast_ = ballast
+    return model
 
 
 def input_fn(body, content_type):
@@ -63,6 +66,10 @@ def predict_fn(data, model):
     if data.get("crash"):
         os._exit(3)
     time.sleep(float(data.get("sleep", 0)))
+    if data.get("allocate_mb"):
+        ballast = b"x" * (int(data["allocate_mb"]) * 2**20)
+        time.sleep(1)  # hold it for the memory watchdog to see
+        del ballast
     return model.predict(data["rows"]).tolist()
 
 

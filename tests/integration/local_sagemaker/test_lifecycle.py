@@ -225,3 +225,23 @@ def test_a_model_that_loads_too_slowly_fails(s3_endpoint: str, model_urls: Model
         assert "start-up timeout" in description["FailureReason"]
     finally:
         server.stop()
+
+
+def test_memory_size_holds_at_load_and_at_request_time(sm: Any, runtime: Any, model_urls: ModelUrls) -> None:
+    # Given MemorySizeInMB 1024, When the model needs 1300 MB to load
+    create_serverless_endpoint(
+        sm, "lc-greedy", model_urls.behaviour, memory_mb=1024, environment={"LOAD_ALLOCATE_MB": "1300"}
+    )
+    description = wait_until_settled(sm, "lc-greedy")
+    # Then the endpoint fails, saying it is over memory
+    assert description["EndpointStatus"] == "Failed"
+    assert "over memory" in description["FailureReason"]
+    # Given a model that fits, When one request makes it grow past 1024 MB
+    create_serverless_endpoint(sm, "lc-grows", model_urls.behaviour, memory_mb=1024)
+    assert wait_until_settled(sm, "lc-grows")["EndpointStatus"] == "InService"
+    with pytest.raises(ClientError) as caught:
+        invoke_json(runtime, "lc-grows", {"rows": iris_sample(), "allocate_mb": 1300})
+    # Then that request is a ModelError naming the limit, and the next request is served
+    assert caught.value.response["Error"]["Code"] == "ModelError"
+    assert "over memory" in caught.value.response["Error"]["Message"]
+    assert invoke_json(runtime, "lc-grows", {"rows": iris_sample()}) == {"predictions": IRIS_PREDICTIONS}
