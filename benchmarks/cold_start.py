@@ -12,7 +12,6 @@ Run alone: `python -m benchmarks.cold_start [--samples N]`.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import statistics
@@ -26,7 +25,7 @@ from typing import Any
 
 from modeldrop_local import example_models
 
-from benchmarks.common import percentile, write_result
+from benchmarks.common import NoDelayHTTPConnection, percentile, write_result
 from benchmarks.local_cloud import LocalSageMaker, local_sagemaker
 
 IDLE_TIMEOUT_S = 1.0
@@ -72,7 +71,7 @@ def artifact(tarball: Path, suffix: str, into: Path) -> Path:
 
 
 def invoke_ms(port: int, endpoint: str, body: bytes) -> float:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    conn = NoDelayHTTPConnection("127.0.0.1", port, timeout=300)
     t0 = time.perf_counter()
     conn.request(
         "POST",

@@ -82,6 +82,15 @@ def percentile(values: Sequence[float], pct: float) -> float:
     return ordered[index]
 
 
+class NoDelayHTTPConnection(http.client.HTTPConnection):
+    """http.client writes headers and body in two sends; without TCP_NODELAY, Nagle's algorithm and the
+    server's delayed ACK add ~40 ms to every request, which would measure the kernel, not the servers."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 @dataclass
 class LoadResult:
     """Latencies (ms) of the requests that succeeded, plus counts, for one target at one concurrency."""
@@ -126,7 +135,7 @@ def http_load(
     start_barrier = threading.Barrier(concurrency + 1)
 
     def client() -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        conn = NoDelayHTTPConnection("127.0.0.1", port, timeout=120)
         local: list[float] = []
         errors = 0
         for i in range(warmup_per_client + requests_per_client):
@@ -140,7 +149,7 @@ def http_load(
                 good = ok(response.status, payload)
             except (OSError, http.client.HTTPException):
                 conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+                conn = NoDelayHTTPConnection("127.0.0.1", port, timeout=120)
                 good = False
             elapsed = (time.perf_counter() - t0) * 1000
             if i >= warmup_per_client:

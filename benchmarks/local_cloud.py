@@ -19,6 +19,12 @@ from benchmarks.common import free_port, subprocess_server
 ROLE_ARN = "arn:aws:iam::123456789012:role/modeldrop-bench"
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
+# The servers are separate processes: they need the same fake credentials to sign their own S3 calls.
+SERVER_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @dataclass
@@ -81,6 +87,7 @@ def local_sagemaker(idle_timeout_s: float = 300.0) -> Iterator[LocalSageMaker]:
             subprocess_server(
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
                 s3_port,
+                env=SERVER_ENV,
                 log_name="moto",
             )
         )
@@ -102,6 +109,7 @@ def local_sagemaker(idle_timeout_s: float = 300.0) -> Iterator[LocalSageMaker]:
                     str(idle_timeout_s),
                 ],
                 sm_port,
+                env=SERVER_ENV,
                 log_name="local-sagemaker",
             )
         )

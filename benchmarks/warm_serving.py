@@ -69,20 +69,7 @@ def bench_model(label: str, tarball: Path, requests: int, workdir: Path) -> list
 
     port = free_port()
     with subprocess_server(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "benchmarks.servers.fastapi_floor:app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, "-m", "benchmarks.servers.fastapi_floor", str(port), "2"],
         port,
         env={"MODEL_PATH": str(model_path), **THREAD_ENV},
         log_name=f"fastapi-{label}",
