@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,17 @@ def test_state_survives_a_restart(s3_endpoint: str, model_urls: ModelUrls, tmp_p
         assert caught.value.response["Error"]["Code"] == "ResourceLimitExceeded"
     finally:
         second.stop()
+    # When the extracted model is lost between runs
+    shutil.rmtree(settings.state_dir / "model-data")
+    third = start_in_thread(settings)
+    try:
+        sm = boto3.client("sagemaker", endpoint_url=third.url, config=CLIENT_CONFIG)
+        runtime = boto3.client("sagemaker-runtime", endpoint_url=third.url, config=CLIENT_CONFIG)
+        # Then the endpoint is deployed again from its ModelDataUrl and serves
+        assert wait_until_settled(sm, "lc-persist")["EndpointStatus"] == "InService"
+        assert invoke_json(runtime, "lc-persist", iris_sample()) == IRIS_PREDICTIONS
+    finally:
+        third.stop()
 
 
 def test_quickstart_script_matches_in_process_predictions(local_sagemaker: Any, s3_endpoint: str) -> None:

@@ -223,6 +223,31 @@ def test_a_cold_start_failure_is_service_unavailable(
     assert _invoke(runtime, "tr-cold")["tag"] == "cold"
 
 
+def test_a_deployment_interrupted_by_a_restart_resumes(
+    s3_endpoint: str, model_urls: ModelUrls, tmp_path: Path
+) -> None:
+    # Given an endpoint still Creating when its local SageMaker stops
+    stuck = GatedLauncher()
+    settings = settings_for(tmp_path / "state", s3_endpoint)
+    first = start_in_thread(settings, stuck)
+    sm = boto3.client("sagemaker", endpoint_url=first.url, config=CLIENT_CONFIG)
+    create_serverless_endpoint(sm, "tr-resume", model_urls.iris, environment={"TAG": "resume"})
+    first.stop()
+    stuck.gate("resume").set()  # the old process's deployment thread ends without writing anything
+    # When a new process starts on the same state
+    ready = GatedLauncher()
+    ready.gate("resume").set()
+    second = start_in_thread(settings, ready)
+    try:
+        sm = boto3.client("sagemaker", endpoint_url=second.url, config=CLIENT_CONFIG)
+        runtime = boto3.client("sagemaker-runtime", endpoint_url=second.url, config=CLIENT_CONFIG)
+        # Then it finishes the deployment and serves
+        assert wait_until_settled(sm, "tr-resume")["EndpointStatus"] == "InService"
+        assert _invoke(runtime, "tr-resume")["tag"] == "resume"
+    finally:
+        second.stop()
+
+
 # ---------------------------------------------------------------- the pool on its own
 
 
