@@ -21,7 +21,7 @@ import boto3
 import httpx
 import typer
 
-from modeldrop_local.stack import DEFAULT_STACK_NAME
+from modeldrop_local.stack import DEFAULT_STACK_NAME, TemplateError
 
 app = typer.Typer(
     help="modeldrop: drop a model.tar.gz, get a serverless endpoint and a REST API.", no_args_is_help=True
@@ -267,10 +267,28 @@ def local_up(
         parameters=_parameters(parameter),
         function_log_dir=function_logs,
     )
+    if not template.is_file():
+        raise _fail(f"template not found: {template} (run from the project root, or pass --template)")
     stop = threading.Event()
-    for signal_number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signal_number, lambda *_: stop.set())
-    cloud.start()
+    previous = {
+        number: signal.signal(number, lambda *_: stop.set()) for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        _run_until_stopped(cloud, stop, state_dir)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _run_until_stopped(cloud: Any, stop: threading.Event, state_dir: Path | None) -> None:
+    try:
+        cloud.start()
+    except TemplateError as error:
+        raise _fail(f"cannot run {cloud.template_path}: {error}") from error
+    except OSError as error:
+        raise _fail(
+            f"cannot start the local cloud (edge {cloud.edge_port}, REST {cloud.api_port}): {error}"
+        ) from error
     try:
         assert cloud.stack is not None
         typer.echo(f"edge      {cloud.edge_url}   (export AWS_ENDPOINT_URL={cloud.edge_url})")

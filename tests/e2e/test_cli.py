@@ -149,3 +149,14 @@ def test_package_refuses_a_missing_inference_file(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "nope.py" in result.output
     assert not (tmp_path / "m.tar.gz").exists()
+
+
+def test_local_up_refuses_an_unknown_parameter_by_name(tmp_path: Path) -> None:
+    # When `local up` is given a parameter the template does not declare
+    result = CliRunner().invoke(
+        app,
+        ["local", "up", "--edge-port", str(free_port()), "--api-port", str(free_port()), "-p", "Bogus=1"],
+    )
+    # Then it stops with a message naming it (and nothing keeps running)
+    assert result.exit_code == 1
+    assert "unknown template parameters: Bogus" in result.output
