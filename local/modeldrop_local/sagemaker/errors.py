@@ -45,10 +45,6 @@ def resource_limit_exceeded(message: str) -> SageMakerError:
     return SageMakerError("ResourceLimitExceeded", message)
 
 
-def resource_in_use(message: str) -> SageMakerError:
-    return SageMakerError("ResourceInUse", message)
-
-
 def serialization(message: str) -> SageMakerError:
     return SageMakerError("SerializationException", message)
 

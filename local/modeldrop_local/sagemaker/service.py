@@ -515,6 +515,7 @@ class LocalSageMaker:
                 or (current.get("DeploymentId") != deployment.deployment_id)
             ):
                 retired = (pool, deployment.model_dir)  # superseded or deleted meanwhile
+                reason = reason or "superseded by a later UpdateEndpoint or DeleteEndpoint"
             elif reason is None:
                 assert pool is not None
                 previous = record.get("Deployed")
