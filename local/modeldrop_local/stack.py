@@ -84,6 +84,7 @@ class S3Notification:
     prefix: str
     suffix: str
     function: str
+    function_arn: str
     configuration_id: str
 
     def matches(self, bucket: str, key: str, event_name: str) -> bool:
@@ -369,6 +370,8 @@ def build_stack(
         if resource["Type"] == "AWS::Serverless::Function"
         for notification in _s3_notifications(resolver, logical_id, resource)
     ]
+    if create:
+        _put_bucket_notifications(clients, notifications)
     rest_api = _rest_api(resolver, resources, api_key_value)
     outputs = _outputs(resolver, rest_api, api_url)
     return LocalStack(
@@ -559,10 +562,37 @@ def _s3_notifications(resolver: Resolver, logical_id: str, resource: dict[str, A
                 prefix=rules.get("prefix", ""),
                 suffix=rules.get("suffix", ""),
                 function=resolver.refs[logical_id],
+                function_arn=resolver.attributes[(logical_id, "Arn")],
                 configuration_id=f"{resolver.refs['AWS::StackName']}-{event_id}",
             )
         )
     return notifications
+
+
+def _put_bucket_notifications(clients: _Clients, notifications: list[S3Notification]) -> None:
+    """Record the notifications on the buckets too, so GetBucketNotificationConfiguration shows them.
+
+    The edge delivers them (moto's own delivery targets its Lambda backend, which holds no function).
+    """
+    by_bucket: dict[str, list[dict[str, Any]]] = {}
+    for notification in notifications:
+        rules = [
+            {"Name": name, "Value": value}
+            for name, value in (("prefix", notification.prefix), ("suffix", notification.suffix))
+            if value
+        ]
+        configuration: dict[str, Any] = {
+            "Id": notification.configuration_id,
+            "LambdaFunctionArn": notification.function_arn,
+            "Events": list(notification.events),
+        }
+        if rules:
+            configuration["Filter"] = {"Key": {"FilterRules": rules}}
+        by_bucket.setdefault(notification.bucket, []).append(configuration)
+    for bucket, configurations in by_bucket.items():
+        clients("s3").put_bucket_notification_configuration(
+            Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": configurations}
+        )
 
 
 def _rest_api(resolver: Resolver, resources: dict[str, Any], api_key_value: str | None) -> RestApiSpec | None:

@@ -35,6 +35,7 @@ def test_resources_exist_as_the_template_declares(cloud: LocalCloud, client: Cal
     ttl = client("dynamodb").describe_time_to_live(TableName=outputs["TableName"])["TimeToLiveDescription"]
     key = client("apigateway").get_api_key(apiKey=outputs["ApiKeyId"], includeValue=True)
     machine = client("stepfunctions").describe_state_machine(stateMachineArn=outputs["FlowArn"])
+    notifications = client("s3").get_bucket_notification_configuration(Bucket=outputs["BucketName"])
     # Then they carry the template's properties
     assert versioning["Status"] == "Enabled"
     assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
@@ -42,6 +43,18 @@ def test_resources_exist_as_the_template_declares(cloud: LocalCloud, client: Cal
     assert (
         key["value"] == cloud.stack.rest_api.api_key_value if cloud.stack and cloud.stack.rest_api else False
     )
+    assert notifications["LambdaFunctionConfigurations"] == [
+        {
+            "Id": "fixture-Uploaded",
+            "LambdaFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:fixture-RecorderFunction",
+            "Events": ["s3:ObjectCreated:*"],
+            "Filter": {
+                "Key": {
+                    "FilterRules": [{"Name": "prefix", "Value": "in/"}, {"Name": "suffix", "Value": ".bin"}]
+                }
+            },
+        }
+    ]
     definition = json.loads(machine["definition"])
     assert definition["States"]["CallEcho"]["Parameters"]["FunctionName"] == (
         "arn:aws:lambda:us-east-1:123456789012:function:fixture-EchoFunction"
