@@ -1,0 +1,76 @@
+"""Pipeline: upload → InService on the local cloud, by model size.
+
+The whole path runs: S3 PutObject → OnUpload (streams and checks the tarball, copies the pinned version)
+→ CreateModel/CreateEndpointConfig/CreateEndpoint → local SageMaker downloads, extracts and test-loads
+the model → the deploy state machine sees InService (it polls every PollIntervalSeconds = 1 here, so
+up to a second of each figure is the poll interval) → the deployment record says InService.
+Baseline: the S3 upload alone, and the 1 MB model's time (ratios).
+Run alone: `python -m benchmarks.pipeline [--sizes 1 100 500]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from modeldrop_local.cli import StackClient
+from modeldrop_local.example_models import build_padded_model
+from modeldrop_local.state import LocalCloud, free_port
+
+from benchmarks.common import write_result
+
+SIZES_MB = (1, 100, 500)
+
+
+def run(sizes_mb: tuple[int, ...] = SIZES_MB) -> dict[str, Any]:
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="modeldrop-pipeline-") as tmp:
+        workdir = Path(tmp)
+        cloud = LocalCloud(
+            edge_port=free_port(),
+            api_port=free_port(),
+            state_dir=workdir / "state",
+            parameters={"PollIntervalSeconds": "1"},
+            function_log_dir=workdir / "logs",
+        )
+        with cloud:
+            os.environ.update(cloud.environment())  # boto3 clients below reach the local cloud
+            stack = StackClient(cloud.edge_url, cloud.stack_name)
+            for size in sizes_mb:
+                tarball = build_padded_model(workdir / f"model-{size}", size)
+                name = f"size-{size}mb"
+                t0 = time.perf_counter()
+                version = stack.upload(tarball, name)
+                uploaded = time.perf_counter() - t0
+                deployment = stack.follow(
+                    name, version, timeout_s=900, progress=lambda _line: None, poll_s=0.1
+                )
+                total = time.perf_counter() - t0
+                if deployment is None or str(deployment.status) != "InService":
+                    raise RuntimeError(f"{name} did not reach InService: {deployment}")
+                rows.append(
+                    {
+                        "size_mb": round(tarball.stat().st_size / 2**20, 1),
+                        "upload_s": round(uploaded, 2),
+                        "upload_to_inservice_s": round(total, 2),
+                        "after_upload_s": round(total - uploaded, 2),
+                    }
+                )
+                tarball.unlink()
+    smallest = rows[0]["upload_to_inservice_s"]
+    for row in rows:
+        row["ratio_to_smallest"] = round(row["upload_to_inservice_s"] / smallest, 2)
+    result = {"poll_interval_s": 1, "rows": rows}
+    write_result("pipeline", result)
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES_MB))
+    print(json.dumps(run(tuple(parser.parse_args().sizes)), indent=2))
