@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from modeldrop_local.stack import TemplateError, plan_stack, state_machine_definition
+from modeldrop_local.stack import Resolver, TemplateError, plan_stack, state_machine_definition
 from modeldrop_local.state import LocalCloud
 
 from tests.integration.local_cloud.conftest import FIXTURE_TEMPLATE
@@ -85,3 +85,32 @@ def test_definition_substitutions_are_applied() -> None:
     # Then no placeholder is left
     assert "${" not in text
     assert "function:sub-EchoFunction" in text
+
+
+def test_resolver_handles_the_intrinsics_and_condition_functions() -> None:
+    # Given a template with parameters and composite conditions
+    template = {
+        "Parameters": {"Env": {"Default": "prod"}, "Size": {"Default": "3"}},
+        "Conditions": {
+            "IsProd": {"Fn::Equals": [{"Ref": "Env"}, "prod"]},
+            "IsBig": {"Fn::Not": [{"Fn::Equals": [{"Ref": "Size"}, "1"]}]},
+            "Both": {"Fn::And": [{"Condition": "IsProd"}, {"Condition": "IsBig"}]},
+            "Either": {"Fn::Or": [{"Fn::Equals": ["a", "b"]}, {"Condition": "IsBig"}]},
+        },
+    }
+    resolver = Resolver(template, {"Env": "prod", "Size": "3", "AWS::Region": "eu-west-1"})
+    # When conditions and values are resolved
+    resolver.evaluate_conditions()
+    # Then each intrinsic gives CloudFormation's answer
+    assert resolver.conditions == {"IsProd": True, "IsBig": True, "Both": True, "Either": True}
+    assert resolver.resolve({"Fn::Join": ["-", ["a", {"Ref": "Env"}]]}) == "a-prod"
+    assert resolver.resolve({"Fn::Select": ["1", {"Fn::Split": [",", "x,y,z"]}]}) == "y"
+    assert (
+        resolver.resolve({"Fn::Sub": ["${Name}@${AWS::Region}", {"Name": {"Ref": "Env"}}]})
+        == "prod@eu-west-1"
+    )
+    assert resolver.resolve({"List": ["keep", {"Fn::If": ["IsProd", {"Ref": "AWS::NoValue"}, "x"]}]}) == {
+        "List": ["keep"]
+    }
+    with pytest.raises(TemplateError, match="cannot resolve Ref Missing"):
+        resolver.resolve({"Ref": "Missing"})
