@@ -36,11 +36,27 @@ _LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations
 _SAGEMAKER_RUNTIME = re.compile(r"^/endpoints/[^/]+/invocations")
 
 
-def configure_moto(port: int) -> None:
-    """moto's Step Functions engine runs the real ASL and calls back to MOTO_PORT: make that the edge."""
+def configure_moto(port: int) -> Callable[[], None]:
+    """moto's Step Functions engine runs the real ASL and calls back to MOTO_PORT: make that the edge.
+
+    Returns the function that puts the previous settings back (moto's config is process-wide, and a
+    transient cloud or a test process must not leave it changed).
+    """
+    previous_env = {key: os.environ.get(key) for key in ("MOTO_PORT", "MOTO_CALL_RESET_API")}
+    previous_sfn = dict(default_user_config.get("stepfunctions", {}))
     os.environ["MOTO_PORT"] = str(port)
     os.environ.setdefault("MOTO_CALL_RESET_API", "false")
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
+
+    def restore() -> None:
+        for key, value in previous_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        default_user_config["stepfunctions"] = previous_sfn  # type: ignore[typeddict-item]
+
+    return restore
 
 
 class EdgeApp:
@@ -273,9 +289,8 @@ class Edge:
     """The edge server on 127.0.0.1:port, in a background thread of this process."""
 
     def __init__(self, port: int, sagemaker_app: WSGIApp | None = None) -> None:
-        # A transient cloud (e.g. `local invoke`) must hand MOTO_PORT back to the one it interrupted.
-        self._previous_moto_port = os.environ.get("MOTO_PORT")
-        configure_moto(port)
+        # A transient cloud (e.g. `local invoke`) hands MOTO_PORT back to the one it interrupted.
+        self._restore_moto = configure_moto(port)
         self.app = EdgeApp(sagemaker_app)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -296,7 +311,4 @@ class Edge:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-        if self._previous_moto_port is None:
-            os.environ.pop("MOTO_PORT", None)
-        else:
-            os.environ["MOTO_PORT"] = self._previous_moto_port
+        self._restore_moto()
