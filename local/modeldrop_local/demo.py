@@ -7,12 +7,14 @@ predictions equal the same model's predictions in this process. Exit code 1 on a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from modeldrop_local.cli import StackClient
@@ -24,6 +26,21 @@ MODEL_NAME = "iris"
 
 def step(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """The local cloud's endpoint and fake credentials for this process's clients, only while it runs."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def run(workdir: Path) -> bool:
@@ -38,8 +55,7 @@ def run(workdir: Path) -> bool:
         function_log_dir=workdir / "logs",
     )
     step("starting the local cloud (edge, functions host, local SageMaker, REST front)")
-    with cloud:
-        os.environ.update(cloud.environment())
+    with cloud, _environment(cloud.environment()):
         step(f"edge {cloud.edge_url}, REST API {cloud.api_url}")
         stack = StackClient(cloud.edge_url, cloud.stack_name)
         version = stack.upload(Path(tarball), MODEL_NAME)
