@@ -22,11 +22,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from modeldrop_local.stack import FunctionSpec
+if TYPE_CHECKING:  # the worker process imports this module too: keep its cold start light
+    from modeldrop_local.stack import FunctionSpec
 
 _PACKAGE_PARENT = Path(__file__).resolve().parents[1]
+INIT_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -153,13 +155,13 @@ class _Worker:
         self._ready = False
 
     def invoke(self, payload: bytes, request_id: str) -> tuple[str, bytes]:
-        deadline = time.time() + self.spec.timeout_s
         if not self._ready:
-            # The cold start counts against the timeout, as on Lambda.
-            kind, body = self._receive(deadline)
+            # Lambda's init phase (imports) has its own limit, 10 s, before the handler's timeout starts.
+            kind, body = self._receive(time.time() + max(INIT_TIMEOUT_S, self.spec.timeout_s))
             if kind != "ready":
                 return kind, body
             self._ready = True
+        deadline = time.time() + self.spec.timeout_s
         assert self.process.stdin is not None
         request = {"id": request_id, "payload": payload.decode("utf-8", "replace"), "deadline": deadline}
         try:

@@ -171,3 +171,13 @@ def test_event_invocation_is_accepted_and_runs_in_the_background(client: Callabl
     assert response["StatusCode"] == 202
     table = "fixture-EventsTable"
     assert wait_for(lambda: client("dynamodb").get_item(TableName=table, Key={"id": {"S": key}}).get("Item"))
+
+
+def test_import_failure_is_lambdas_import_module_error(client: Callable[[str], Any]) -> None:
+    # When a function whose module fails to import is invoked
+    response = client("lambda").invoke(FunctionName="fixture-BrokenFunction", Payload=b"{}")
+    answer = json.loads(response["Payload"].read())
+    # Then Lambda's Runtime.ImportModuleError comes back with the import's message
+    assert response["FunctionError"] == "Unhandled"
+    assert answer["errorType"] == "Runtime.ImportModuleError"
+    assert "a_missing_dependency" in answer["errorMessage"]
