@@ -299,5 +299,9 @@ class FunctionsHost:
 
 if __name__ == "__main__":
     # python -m modeldrop_local.functions_host REPLY_FD SPEC_JSON: one function worker (see _Worker).
+    # Ctrl-C reaches the whole process group: the host, not each worker, decides when workers stop.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with os.fdopen(int(sys.argv[1]), "w") as _replies:
         _worker_main(sys.stdin, _replies, json.loads(sys.argv[2]))

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from modeldrop_local.cli import app
 from modeldrop_local.state import LocalCloud
 from typer.testing import CliRunner
 
-from tests.utils import EVENTS_DIR
+from tests.utils import EVENTS_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -71,12 +74,22 @@ def test_local_invoke_runs_the_function_with_the_event(cloud: LocalCloud, event_
 
 
 def test_local_invoke_without_a_running_cloud_starts_a_transient_one() -> None:
-    # When no endpoint is given, the command runs the function in a cloud of its own and stops it
-    result = CliRunner().invoke(
-        app, ["local", "invoke", "ApiFunction", "-e", str(EVENTS_DIR / "api_list_models.json")]
+    # When no endpoint is given, the command (run as users run it) starts a cloud of its own and stops it
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(str(REPO_ROOT / part) for part in ("local", "layers/modeldrop"))
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "modeldrop_local.cli", "local", "invoke", "ApiFunction"),
+            *("-e", str(EVENTS_DIR / "api_list_models.json")),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    # Then the function answered (no models in a fresh cloud)
-    assert result.exit_code == 0, result.stdout
+    # Then the function answered from a fresh cloud (no models yet)
+    assert result.returncode == 0, result.stderr[-2000:]
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["statusCode"] == 200
     assert json.loads(answer["body"])["models"] == []
