@@ -137,6 +137,11 @@ class LocalCloud:
         sagemaker_app = self._sagemaker_app()
         self.edge = Edge(self.edge_port, sagemaker_app)
         self.edge.start()
+        # moto's backends are process-wide: start from a clean slate (or the saved state), never from
+        # what an earlier cloud in this process left. One local cloud per process at a time.
+        from moto.moto_api._internal.models import moto_api_backend
+
+        moto_api_backend.reset()
         if self.state_dir is not None:
             self.restored = restore_moto_state(self.state_dir)
         self.stack = build_stack(
