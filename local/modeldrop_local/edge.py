@@ -146,7 +146,7 @@ class EdgeApp:
                 self.functions.invoke(notification.function, json.dumps(event).encode())
 
         thread = threading.Thread(target=send, daemon=True, name=f"s3-notify-{key}")
-        self.notification_threads.append(thread)
+        self.notification_threads = [t for t in self.notification_threads if t.is_alive()] + [thread]
         thread.start()
 
     def _lambda_invoke(self, environ: dict[str, Any], name: str) -> Response:

@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,7 +223,8 @@ class FunctionsHost:
         self._lock = threading.Lock()
         self._pool_size = pool_size
         self._closed = False
-        self.invocations: list[tuple[str, str, bool]] = []  # (function, request id, error) for logs/tests
+        # The latest invocations (function, request id, failed), bounded: `local up` may run for days.
+        self.invocations: deque[tuple[str, str, bool]] = deque(maxlen=1000)
 
     def spec(self, name_or_arn: str) -> FunctionSpec:
         name = name_or_arn.split(":")[6] if name_or_arn.startswith("arn:") else name_or_arn
