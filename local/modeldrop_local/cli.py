@@ -225,10 +225,15 @@ def logs(
 def package(
     model_file: Annotated[list[Path], typer.Argument(exists=True, help="Model artifact file(s).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Where to write model.tar.gz.")],
-    inference: Annotated[Path | None, typer.Option("--inference", exists=True, dir_okay=False)] = None,
-    requirements: Annotated[Path | None, typer.Option("--requirements", exists=True, dir_okay=False)] = None,
+    inference: Annotated[Path | None, typer.Option("--inference", help="code/inference.py handlers.")] = None,
+    requirements: Annotated[
+        Path | None, typer.Option("--requirements", help="code/requirements.txt.")
+    ] = None,
 ) -> None:
     """Build a model.tar.gz with the layout SageMaker expects, and check it as an upload would be."""
+    for label, path in (("inference file", inference), ("requirements file", requirements)):
+        if path is not None and not path.is_file():
+            raise _fail(f"{label} not found: {path}")
     from modeldrop.model_config import ConfigRejected
     from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
     from modeldrop.tarball import TarballRejected

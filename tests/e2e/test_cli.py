@@ -146,8 +146,8 @@ def test_package_refuses_a_missing_inference_file(tmp_path: Path) -> None:
         ["package", str(model), "--inference", str(tmp_path / "nope.py"), "-o", str(tmp_path / "m.tar.gz")],
     )
     # Then the command fails naming the problem, and writes nothing
-    assert result.exit_code == 2
-    assert "nope.py" in result.output
+    assert result.exit_code == 1
+    assert f"inference file not found: {tmp_path / 'nope.py'}" in result.output
     assert not (tmp_path / "m.tar.gz").exists()
 
 
