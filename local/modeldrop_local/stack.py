@@ -227,7 +227,6 @@ def plan_stack(
     stack_name: str = DEFAULT_STACK_NAME,
     region: str = DEFAULT_REGION,
     parameters: Mapping[str, str] | None = None,
-    api_url: str = "",
 ) -> Resolver:
     """Decide every physical name and attribute; returns a resolver that knows them all."""
     template = load_template(template_path)
@@ -254,12 +253,12 @@ def plan_stack(
     resolver = Resolver(template, refs)
     resolver.evaluate_conditions()
     for logical_id, resource in template.get("Resources", {}).items():
-        _plan_resource(resolver, logical_id, resource, stack_name, region, api_url)
+        _plan_resource(resolver, logical_id, resource, stack_name, region)
     return resolver
 
 
 def _plan_resource(
-    resolver: Resolver, logical_id: str, resource: dict[str, Any], stack: str, region: str, api_url: str
+    resolver: Resolver, logical_id: str, resource: dict[str, Any], stack: str, region: str
 ) -> None:
     kind = resource.get("Type", "")
     refs, attributes = resolver.refs, resolver.attributes
@@ -307,8 +306,6 @@ def _plan_resource(
         stage = str(resource.get("Properties", {}).get("StageName", "Prod"))
         refs[f"{logical_id}.Stage"] = stage
         attributes[(logical_id, "RootResourceId")] = "root"
-        if api_url:
-            attributes[(logical_id, "LocalUrl")] = f"{api_url.rstrip('/')}/{stage}"
     elif kind == "AWS::Logs::LogGroup":
         refs[logical_id] = resolver.resolve(resource.get("Properties", {}).get("LogGroupName"))
     else:
@@ -330,11 +327,12 @@ def build_stack(
     parameters: Mapping[str, str] | None = None,
     create: bool = True,
 ) -> LocalStack:
-    """Plan the stack and (unless create=False, e.g. resources restored from state) create it via the edge."""
+    """Plan the stack and create its resources via the edge (create=False: only read the template).
+
+    Creating is idempotent: resources a restored state already holds are left as they are.
+    """
     template_path = template_path.resolve()
-    resolver = plan_stack(
-        template_path, stack_name=stack_name, region=region, parameters=parameters, api_url=api_url
-    )
+    resolver = plan_stack(template_path, stack_name=stack_name, region=region, parameters=parameters)
     template = resolver.template
     resources = {
         logical_id: resource
@@ -404,12 +402,13 @@ class _Clients:
         return self._cache[service]
 
     def find_or_create_api_key(self, name: str, properties: dict[str, Any], create: bool) -> dict[str, Any]:
+        """The key named `name` (a restored state keeps its id and value), else a new one."""
         apigateway = self("apigateway")
         for key in apigateway.get_api_keys(includeValues=True).get("items", []):
             if key["name"] == name:
                 return dict(key)
         if not create:
-            raise TemplateError(f"API key {name} missing from the restored state")
+            raise TemplateError(f"API key {name} does not exist (and create=False)")
         return dict(
             apigateway.create_api_key(
                 name=name,
