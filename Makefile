@@ -47,13 +47,23 @@ demo: venv
 	$(BIN)/python -m modeldrop_local.demo
 
 BENCH_STAMP := $(VENV)/.installed-bench
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed
 
 $(BENCH_STAMP): $(STAMP) requirements-bench.lock
 	$(BIN)/python -m pip install --quiet -r requirements.lock -r requirements-bench.lock
 	touch $(BENCH_STAMP)
 
+# MLflow lives in a venv of its own: it brings pandas and pyarrow, which start threads at import and
+# would change the product's environment (the local SageMaker's fork servers must stay thread-free).
+$(MLFLOW_STAMP): requirements.lock requirements-mlflow.lock
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet -r requirements.lock -r requirements-mlflow.lock
+	touch $(MLFLOW_STAMP)
+
 # Writes benchmarks/RESULTS.md and the PNG plots beside it; `python -m benchmarks.<name>` runs one.
-bench: $(BENCH_STAMP) build
+bench: $(BENCH_STAMP) $(MLFLOW_STAMP) build
 	$(BIN)/python -m benchmarks.run_all
 
 lock:
@@ -61,4 +71,4 @@ lock:
 	$(BIN)/python -m pip freeze --exclude-editable | sort -f > requirements.lock
 
 clean:
-	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache $(MLFLOW_VENV)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -25,7 +25,15 @@ import joblib
 import numpy as np
 from modeldrop_local import example_models
 
-from benchmarks.common import LoadResult, free_port, http_load, percentile, subprocess_server, write_result
+from benchmarks.common import (
+    REPO_ROOT,
+    LoadResult,
+    free_port,
+    http_load,
+    percentile,
+    subprocess_server,
+    write_result,
+)
 from benchmarks.local_cloud import local_sagemaker
 
 CONCURRENCY = (1, 2, 8)
@@ -56,8 +64,15 @@ def in_process(model: Any, body: bytes, concurrency: int, requests: int) -> Load
     return result
 
 
+# `make bench` installs MLflow in a venv of its own (see the Makefile for why).
+MLFLOW_BIN = REPO_ROOT / ".venv-mlflow" / "bin"
+SAVE_MLFLOW_MODEL = (
+    "import sys, joblib, mlflow.sklearn; mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2])"
+)
+
+
 def mlflow_available() -> bool:
-    return shutil.which("mlflow", path=str(Path(sys.executable).parent)) is not None
+    return (MLFLOW_BIN / "mlflow").exists()
 
 
 def bench_model(label: str, tarball: Path, requests: int, workdir: Path) -> list[dict[str, Any]]:
@@ -99,15 +114,23 @@ def bench_model(label: str, tarball: Path, requests: int, workdir: Path) -> list
             )
 
     if mlflow_available():
-        import mlflow.sklearn
-
         mlflow_dir = workdir / f"mlflow-{label}"
-        mlflow.sklearn.save_model(model, str(mlflow_dir))
+        subprocess.run(
+            [
+                str(MLFLOW_BIN / "python"),
+                "-c",
+                SAVE_MLFLOW_MODEL,
+                str(model_path),
+                str(mlflow_dir),
+            ],
+            check=True,
+            capture_output=True,
+        )
         port = free_port()
         mlflow_body = json.dumps({"inputs": rows}).encode()
         with subprocess_server(
             [
-                str(Path(sys.executable).parent / "mlflow"),
+                str(MLFLOW_BIN / "mlflow"),
                 "models",
                 "serve",
                 "-m",
