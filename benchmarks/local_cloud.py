@@ -1,7 +1,9 @@
-"""Start the pieces the benchmarks measure: moto S3 and a standalone local SageMaker, as subprocesses."""
+"""Start the pieces the benchmarks measure: a standalone local SageMaker (with moto S3) as subprocesses,
+or the whole local cloud in-process."""
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -13,6 +15,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from modeldrop_local.cli import StackClient
+from modeldrop_local.state import LocalCloud
 
 from benchmarks.common import free_port, subprocess_server
 
@@ -125,3 +129,29 @@ def local_sagemaker(idle_timeout_s: float = 300.0) -> Iterator[LocalSageMaker]:
             runtime=boto3.client("sagemaker-runtime", endpoint_url=sm_url, config=no_retry, **CREDENTIALS),
             s3=s3,
         )
+
+
+@contextmanager
+def whole_local_cloud(workdir: Path) -> Iterator[tuple[LocalCloud, StackClient]]:
+    """The whole local cloud (edge, functions host, REST front, local SageMaker) as `make demo` runs it,
+    on free ports, polling endpoints every second; boto3 clients made inside reach it."""
+    cloud = LocalCloud(
+        edge_port=free_port(),
+        api_port=free_port(),
+        state_dir=workdir / "state",
+        parameters={"PollIntervalSeconds": "1"},
+        function_log_dir=workdir / "logs",
+    )
+    with cloud:
+        os.environ.update(cloud.environment())
+        yield cloud, StackClient(cloud.edge_url, cloud.stack_name)
+
+
+def upload_and_follow(stack: StackClient, tarball: Path, name: str, timeout_s: float = 900) -> float:
+    """Upload the tarball as models/<name>/model.tar.gz; seconds until its deployment is InService."""
+    t0 = time.perf_counter()
+    version = stack.upload(tarball, name)
+    deployment = stack.follow(name, version, timeout_s=timeout_s, progress=lambda _line: None, poll_s=0.1)
+    if deployment is None or str(deployment.status) != "InService":
+        raise RuntimeError(f"{name} did not reach InService: {deployment}")
+    return time.perf_counter() - t0

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from modeldrop_local.cli import StackClient
 from modeldrop_local.example_models import build_padded_model
-from modeldrop_local.state import LocalCloud, free_port
 
 from benchmarks.common import write_result
+from benchmarks.local_cloud import upload_and_follow, whole_local_cloud
 
 SIZES_MB = (1, 100, 500)
 
@@ -31,34 +28,14 @@ def run(sizes_mb: tuple[int, ...] = SIZES_MB) -> dict[str, Any]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="modeldrop-pipeline-") as tmp:
         workdir = Path(tmp)
-        cloud = LocalCloud(
-            edge_port=free_port(),
-            api_port=free_port(),
-            state_dir=workdir / "state",
-            parameters={"PollIntervalSeconds": "1"},
-            function_log_dir=workdir / "logs",
-        )
-        with cloud:
-            os.environ.update(cloud.environment())  # boto3 clients below reach the local cloud
-            stack = StackClient(cloud.edge_url, cloud.stack_name)
+        with whole_local_cloud(workdir) as (_cloud, stack):
             for size in sizes_mb:
                 tarball = build_padded_model(workdir / f"model-{size}", size)
-                name = f"size-{size}mb"
-                t0 = time.perf_counter()
-                version = stack.upload(tarball, name)
-                uploaded = time.perf_counter() - t0
-                deployment = stack.follow(
-                    name, version, timeout_s=900, progress=lambda _line: None, poll_s=0.1
-                )
-                total = time.perf_counter() - t0
-                if deployment is None or str(deployment.status) != "InService":
-                    raise RuntimeError(f"{name} did not reach InService: {deployment}")
+                total = upload_and_follow(stack, tarball, f"size-{size}mb")
                 rows.append(
                     {
                         "size_mb": round(tarball.stat().st_size / 2**20, 1),
-                        "upload_s": round(uploaded, 2),
                         "upload_to_inservice_s": round(total, 2),
-                        "after_upload_s": round(total - uploaded, 2),
                     }
                 )
                 tarball.unlink()

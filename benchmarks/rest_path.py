@@ -9,18 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from modeldrop.naming import endpoint_name
-from modeldrop_local.cli import StackClient
 from modeldrop_local.example_models import build_sklearn_iris, iris_payload
-from modeldrop_local.state import LocalCloud, free_port
 
 from benchmarks.common import http_load, percentile, write_result
+from benchmarks.local_cloud import upload_and_follow, whole_local_cloud
 
 MODEL = "iris"
 CONCURRENCY = (1, 2)
@@ -34,20 +32,8 @@ def run(requests: int = 200) -> dict[str, Any]:
         tarball = build_sklearn_iris(
             workdir / "build", config={"provisioned_concurrency": 2, "max_concurrency": 2}
         )
-        cloud = LocalCloud(
-            edge_port=free_port(),
-            api_port=free_port(),
-            state_dir=workdir / "state",
-            parameters={"PollIntervalSeconds": "1"},
-            function_log_dir=workdir / "logs",
-        )
-        with cloud:
-            os.environ.update(cloud.environment())  # boto3 clients below reach the local cloud
-            stack = StackClient(cloud.edge_url, cloud.stack_name)
-            version = stack.upload(tarball, MODEL)
-            deployment = stack.follow(MODEL, version, timeout_s=300, progress=lambda _line: None)
-            if deployment is None or str(deployment.status) != "InService":
-                raise RuntimeError(f"deployment did not reach InService: {deployment}")
+        with whole_local_cloud(workdir) as (cloud, stack):
+            upload_and_follow(stack, tarball, MODEL)
             api = urlparse(stack.outputs()["ApiUrl"])
             rest_headers = {"Content-Type": "application/json", "Accept": "application/json"}
             key = stack.api_key()
