@@ -62,11 +62,14 @@ class LocalSageMakerApp:
         request = Request(environ)
         request_id = str(uuid.uuid4())
         try:
+            endpoint_name = _invocation_endpoint(environ)
+            if endpoint_name is not None:  # the hot path: no route table, no Response object
+                return self._invoke_direct(request, endpoint_name, request_id, start_response)
             route, args = self._routes.bind_to_environ(environ).match()
             if route == "control":
                 response = self._control(request, request_id)
-            elif route == "invoke":
-                response = self._invoke(request, args["name"], request_id)
+            elif route == "invoke":  # not reached while _invocation_endpoint matches what the rule does
+                return self._invoke_direct(request, args["name"], request_id, start_response)
             elif route == "health":
                 response = _json({"status": "ok", "operations": self.service.operations})
             elif route == "metrics":
@@ -105,27 +108,56 @@ class LocalSageMakerApp:
         result = self.service.call(target[len(TARGET_PREFIX) :], params)
         return Response(json.dumps(result), content_type=JSON_1_1)
 
-    def _invoke(self, request: Request, name: str, request_id: str) -> Response:
+    def _invoke_direct(
+        self, request: Request, name: str, request_id: str, start_response: Any
+    ) -> Iterable[bytes]:
+        """What `_invoke` answers, written straight to start_response (the same headers, in the same order).
+
+        Everything that can fail runs before start_response, so errors still take __call__'s paths.
+        """
+        environ = request.environ
         limit = self.service.settings.max_payload_bytes
         if (request.content_length or 0) > limit:
             raise errors.runtime_validation(f"Request {request_id} has oversize body.")
         body = request.stream.read(limit + 1)
         answer = self.service.invoke(
-            name,
-            body,
-            request.headers.get("Content-Type"),
-            request.headers.get("Accept"),
-            request_id,
+            name, body, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"), request_id
         )
-        response = Response(answer.result.body, content_type=answer.result.content_type)
-        response.headers["x-Amzn-Invoked-Production-Variant"] = answer.variant_name
-        custom = request.headers.get("X-Amzn-SageMaker-Custom-Attributes")
+        payload = answer.result.body
+        headers = [
+            ("Content-Type", answer.result.content_type),
+            ("Content-Length", str(len(payload))),
+            ("x-Amzn-Invoked-Production-Variant", answer.variant_name),
+        ]
+        custom = environ.get("HTTP_X_AMZN_SAGEMAKER_CUSTOM_ATTRIBUTES")
         if custom:
-            response.headers["X-Amzn-SageMaker-Custom-Attributes"] = custom
-        return response
+            headers.append(("X-Amzn-SageMaker-Custom-Attributes", custom))
+        headers.append(("x-amzn-RequestId", request_id))
+        start_response("200 OK", headers)
+        return [payload]
 
     def close(self) -> None:
         self.service.close()
+
+
+_INVOCATIONS_PREFIX, _INVOCATIONS_SUFFIX = "/endpoints/", "/invocations"
+
+
+def _invocation_endpoint(environ: dict[str, Any]) -> str | None:
+    """The endpoint name of `POST /endpoints/<name>/invocations`, else None (the route table decides).
+
+    Matches exactly what the `/endpoints/<name>/invocations` rule matches: one non-empty path segment.
+    """
+    if environ.get("REQUEST_METHOD") != "POST":
+        return None
+    path: str = environ.get("PATH_INFO", "")
+    if not (path.startswith(_INVOCATIONS_PREFIX) and path.endswith(_INVOCATIONS_SUFFIX)):
+        return None
+    name = path[len(_INVOCATIONS_PREFIX) : -len(_INVOCATIONS_SUFFIX)]
+    if not name or "/" in name:
+        return None
+    # PATH_INFO holds WSGI's latin-1 view of the UTF-8 bytes; the route table decodes it the same way.
+    return name.encode("latin-1").decode("utf-8", "replace")
 
 
 def _json(data: Any, status: int = 200) -> Response:

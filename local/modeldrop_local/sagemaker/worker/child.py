@@ -34,10 +34,14 @@ def marker(request_id: str) -> bytes:
     return MARKER_PREFIX + request_id.encode("utf-8", "replace") + MARKER_SUFFIX
 
 
-def _mark(request_id: str) -> None:
+def _flush_output() -> None:
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
+
+
+def _mark(request_id: str) -> None:
+    _flush_output()
     os.write(1, marker(request_id))
 
 
@@ -125,7 +129,7 @@ def serve(config: dict[str, Any], channel: socket.socket) -> None:
         started = time.perf_counter()
         outcome = handler.invoke(body, header["content_type"], header["accept"], request_id)
         latency_us = int((time.perf_counter() - started) * 1_000_000)
-        _mark(IDLE_ID)
+        _flush_output()  # what the request printed is in the pipe before its answer leaves
         send_frame(
             channel,
             {
@@ -137,6 +141,10 @@ def serve(config: dict[str, Any], channel: socket.socket) -> None:
             },
             outcome.body,
         )
+        # The idle marker goes after the answer: writing it first woke the launcher's log thread just as
+        # the answer was due, and that thread then competed for the GIL with the request it belongs to.
+        # Nothing runs in between (the worker is single-threaded), so every line keeps the same tag.
+        _mark(IDLE_ID)
 
 
 def _fail(channel: socket.socket, reason: str) -> None:

@@ -15,6 +15,9 @@ from typing import Any
 
 _LENGTHS = struct.Struct("!II")
 MAX_HEADER_BYTES = 1 << 20
+# Up to this size a frame goes out in one send (one syscall, one wake-up of the reader); a bigger body
+# is sent on its own rather than copied.
+COALESCE_BYTES = 256 * 1024
 
 
 class ChannelClosed(ConnectionError):
@@ -23,12 +26,15 @@ class ChannelClosed(ConnectionError):
 
 def send_frame(sock: socket.socket, header: dict[str, Any], body: bytes = b"") -> None:
     encoded = json.dumps(header).encode()
-    sock.sendall(_LENGTHS.pack(len(encoded), len(body)) + encoded)
-    if body:
+    prefix = _LENGTHS.pack(len(encoded), len(body))
+    if len(body) <= COALESCE_BYTES:
+        sock.sendall(b"".join((prefix, encoded, body)))
+    else:
+        sock.sendall(prefix + encoded)
         sock.sendall(body)
 
 
-def _recv_exactly(sock: socket.socket, size: int, deadline: float | None) -> bytes:
+def _recv_exactly(sock: socket.socket, size: int, deadline: float | None) -> bytearray:
     view = bytearray(size)
     received = 0
     while received < size:
@@ -41,7 +47,7 @@ def _recv_exactly(sock: socket.socket, size: int, deadline: float | None) -> byt
         if count == 0:
             raise ChannelClosed("the channel was closed by the other end")
         received += count
-    return bytes(view)
+    return view
 
 
 def recv_frame(sock: socket.socket, deadline: float | None = None) -> tuple[dict[str, Any], bytes]:
@@ -49,6 +55,8 @@ def recv_frame(sock: socket.socket, deadline: float | None = None) -> tuple[dict
     header_size, body_size = _LENGTHS.unpack(_recv_exactly(sock, _LENGTHS.size, deadline))
     if header_size > MAX_HEADER_BYTES:
         raise ChannelClosed(f"corrupt frame: header of {header_size} bytes")
-    header: dict[str, Any] = json.loads(_recv_exactly(sock, header_size, deadline))
-    body = _recv_exactly(sock, body_size, deadline) if body_size else b""
+    # Header and body in one read: the sender wrote them together.
+    data = _recv_exactly(sock, header_size + body_size, deadline)
+    header: dict[str, Any] = json.loads(data[:header_size])
+    body = bytes(memoryview(data)[header_size:]) if body_size else b""
     return header, body
