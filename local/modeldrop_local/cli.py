@@ -7,21 +7,26 @@ The stack's resources are found from its Outputs (CloudFormation DescribeStacks)
 
 from __future__ import annotations
 
+import collections
+import functools
 import json
+import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import boto3
 import httpx
 import typer
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
 
-from modeldrop_local.stack import DEFAULT_STACK_NAME, TemplateError
+from modeldrop_local.credentials import FAKE_CREDENTIALS, credentials_configured, is_loopback
+from modeldrop_local.stack import DEFAULT_REGION, DEFAULT_STACK_NAME, TemplateError
 
 app = typer.Typer(
     help="modeldrop: drop a model.tar.gz, get a serverless endpoint and a REST API.", no_args_is_help=True
@@ -36,6 +41,12 @@ EndpointOption = Annotated[
     str | None, typer.Option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS edge (local cloud) URL.")
 ]
 StackOption = Annotated[str, typer.Option("--stack-name", envvar="AWS_SAM_STACK_NAME", help="Stack to use.")]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class StackNotFound(Exception):
+    pass
 
 
 @dataclass
@@ -44,19 +55,40 @@ class StackClient:
 
     endpoint_url: str | None
     stack_name: str = DEFAULT_STACK_NAME
+    _session: boto3.Session | None = field(default=None, init=False, repr=False)
+
+    @property
+    def session(self) -> boto3.Session:
+        """boto3 as configured; against a loopback edge, fake credentials and the local region when unset."""
+        if self._session is None:
+            arguments: dict[str, str] = {}
+            if is_loopback(self.endpoint_url):
+                if not credentials_configured():
+                    arguments["aws_access_key_id"] = FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]
+                    arguments["aws_secret_access_key"] = FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+                if boto3.Session().region_name is None:
+                    arguments["region_name"] = DEFAULT_REGION
+            self._session = boto3.Session(**arguments)  # type: ignore[arg-type]
+        return self._session
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+        return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
 
     def outputs(self) -> dict[str, str]:
-        stacks = self.client("cloudformation").describe_stacks(StackName=self.stack_name)["Stacks"]
+        client = self.client("cloudformation")
+        try:
+            stacks = client.describe_stacks(StackName=self.stack_name)["Stacks"]
+        except ClientError as error:
+            if "does not exist" not in str(error):
+                raise
+            raise StackNotFound(self.stack_name) from error
         return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
 
     def records(self) -> Any:
         from modeldrop.records import DeploymentRecords
 
         table_name = self.outputs()["DeploymentsTableName"]
-        resource = boto3.resource("dynamodb", endpoint_url=self.endpoint_url)
+        resource = self.session.resource("dynamodb", endpoint_url=self.endpoint_url)
         return DeploymentRecords(resource.Table(table_name))
 
     def api_key(self) -> str | None:
@@ -137,7 +169,46 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _where(endpoint_url: str | None) -> str:
+    return endpoint_url or "AWS"
+
+
+def reaching_the_stack(command: Callable[P, R]) -> Callable[P, R]:
+    """One clear line, exit code 1, instead of a traceback when the cloud or the stack is not there."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        endpoint_url = kwargs.get("endpoint_url")
+        url = str(endpoint_url) if endpoint_url else None
+        try:
+            return command(*args, **kwargs)
+        except (EndpointConnectionError, httpx.ConnectError) as error:
+            target = url if isinstance(error, EndpointConnectionError) and url else _failed_url(error)
+            hint = ": is `modeldrop local up` running?" if is_loopback(target) else f" ({error})"
+            raise _fail(f"cannot reach {target}{hint}") from error
+        except StackNotFound as error:
+            raise _fail(
+                f"no stack named {error} at {_where(url)} "
+                "(choose one with --stack-name or AWS_SAM_STACK_NAME)"
+            ) from error
+        except (NoCredentialsError, NoRegionError) as error:
+            raise _fail(f"cannot call {_where(url)}: {error}") from error
+
+    return run
+
+
+def _failed_url(error: Exception) -> str:
+    if isinstance(error, EndpointConnectionError):
+        return str(error.kwargs.get("endpoint_url", ""))
+    try:
+        url = error.request.url  # type: ignore[attr-defined]  # httpx: the request that could not be sent
+    except RuntimeError:
+        return str(error)
+    return f"{url.scheme}://{url.netloc.decode()}"
+
+
 @app.command()
+@reaching_the_stack
 def deploy(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The model.tar.gz to deploy.")],
     name: Annotated[str, typer.Option("--name", help="Model name (the <name> in models/<name>/).")],
@@ -156,6 +227,7 @@ def deploy(
 
 
 @app.command()
+@reaching_the_stack
 def status(
     name: Annotated[str | None, typer.Argument(help="A model; all models when omitted.")] = None,
     endpoint_url: EndpointOption = None,
@@ -178,6 +250,7 @@ def status(
 
 
 @app.command()
+@reaching_the_stack
 def invoke(
     name: Annotated[str, typer.Argument(help="The model to invoke.")],
     data: Annotated[str | None, typer.Option("--data", help="Request body (e.g. JSON).")] = None,
@@ -197,12 +270,14 @@ def invoke(
 
 
 @app.command()
+@reaching_the_stack
 def logs(
     name: Annotated[str, typer.Argument(help="The model.")],
     endpoint_url: EndpointOption = None,
     stack_name: StackOption = DEFAULT_STACK_NAME,
+    tail: Annotated[int, typer.Option("--tail", min=1, help="How many of the latest log events.")] = 200,
 ) -> None:
-    """The model's deployment history with reasons, then its endpoint's log events."""
+    """The model's deployment history with reasons, then its endpoint's latest log events."""
     stack = StackClient(endpoint_url, stack_name)
     for deployment in reversed(stack.records().list_deployments(name)):
         typer.echo(
@@ -212,13 +287,15 @@ def logs(
 
     group = f"/aws/sagemaker/Endpoints/{endpoint_name(name)}"
     client = stack.client("logs")
+    latest: collections.deque[str] = collections.deque(maxlen=tail)
     try:
-        events = client.filter_log_events(logGroupName=group, limit=200).get("events", [])
+        for page in client.get_paginator("filter_log_events").paginate(logGroupName=group):
+            latest.extend(event["message"].rstrip() for event in page.get("events", []))
     except client.exceptions.ResourceNotFoundException:
         typer.echo(f"(no log group {group})")
         return
-    for event in events:
-        typer.echo(event["message"].rstrip())
+    for message in latest:
+        typer.echo(message)
 
 
 @app.command()
@@ -260,9 +337,14 @@ def local_up(
     function_logs: Annotated[
         Path | None, typer.Option("--function-logs", help="Write each function's log to DIR/<name>.log.")
     ] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also log every HTTP request the servers answer.")
+    ] = False,
 ) -> None:
     """Start the local cloud in the foreground until Ctrl-C or SIGTERM."""
     from modeldrop_local.state import LocalCloud
+
+    configure_console(verbose)
 
     cloud = LocalCloud(
         template_path=template,
@@ -283,6 +365,24 @@ def local_up(
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+# Loggers that are only noise on a console at their default level, with the level they get unless
+# --verbose: werkzeug writes an access-log line for every call between the cloud's own parts (its
+# warnings and errors still show), and moto's ASL engine logs each Fail state with the whole state's
+# repr at ERROR (the deployment's reason is in the logs of the function that recorded it).
+_QUIET_LOGGERS = {
+    "werkzeug": logging.WARNING,
+    "moto.stepfunctions.parser.asl.component.eval_component": logging.CRITICAL,
+}
+
+
+def configure_console(verbose: bool) -> None:
+    """Warnings and errors of every part on stderr; access logs and Fail-state dumps only when verbose."""
+    if not logging.root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for name, quiet_level in _QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(logging.INFO if verbose else quiet_level)
 
 
 def _run_until_stopped(cloud: Any, stop: threading.Event, state_dir: Path | None) -> None:
@@ -322,6 +422,7 @@ def _parameters(pairs: list[str] | None) -> dict[str, str]:
 
 
 @local_app.command("invoke")
+@reaching_the_stack
 def local_invoke(
     function: Annotated[str, typer.Argument(help="Logical id (OnUploadFunction) or function name.")],
     event: Annotated[
@@ -339,9 +440,7 @@ def local_invoke(
     payload = event.read_bytes()
     json.loads(payload)
     if endpoint_url:
-        response = boto3.client("lambda", endpoint_url=endpoint_url).invoke(
-            FunctionName=function, Payload=payload
-        )
+        response = StackClient(endpoint_url).client("lambda").invoke(FunctionName=function, Payload=payload)
         answer = response["Payload"].read()
         failed = "FunctionError" in response
     else:

@@ -25,10 +25,10 @@ from xml.sax.saxutils import escape
 import boto3
 from moto.core.config import default_user_config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Response
 
 from modeldrop_local.functions_host import FunctionsHost
+from modeldrop_local.http_server import NoDelayWSGIServer, make_server
 from modeldrop_local.stack import ACCOUNT_ID, LocalStack
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -295,8 +295,8 @@ class Edge:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.app.edge_url = self.url
-        self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, self.app, threaded=True, request_handler=MotoRequestHandler
+        self._server: NoDelayWSGIServer = make_server(
+            "127.0.0.1", port, self.app, request_handler=MotoRequestHandler
         )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="edge")
 

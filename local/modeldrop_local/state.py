@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modeldrop_local.credentials import use_fake_credentials_if_none
 from modeldrop_local.edge import Edge
 from modeldrop_local.functions_host import FunctionsHost
 from modeldrop_local.rest_front import RestFront
@@ -104,6 +105,7 @@ class LocalCloud:
     functions: FunctionsHost | None = None
     rest: RestFront | None = None
     _sagemaker: Any = None
+    _restore_credentials: Any = None
     restored: bool = False
 
     @property
@@ -134,6 +136,9 @@ class LocalCloud:
         return self
 
     def _start(self) -> None:
+        # The cloud's own clients (the local SageMaker's S3 download, its log shipper) need some
+        # credentials to sign with; a user who configured none still gets a working cloud.
+        self._restore_credentials = use_fake_credentials_if_none()
         sagemaker_app = self._sagemaker_app()
         self.edge = Edge(self.edge_port, sagemaker_app)
         self.edge.start()
@@ -174,6 +179,8 @@ class LocalCloud:
             region=self.region,
             idle_timeout_s=self.sagemaker_idle_timeout_s,
             port=self.edge_port,
+            # Endpoint logs go to CloudWatch Logs on the edge, where `modeldrop logs` reads them.
+            cloudwatch_logs_endpoint_url=self.edge_url,
         )
         self._sagemaker = create_app(settings)
         return self._sagemaker
@@ -193,6 +200,9 @@ class LocalCloud:
         if self.edge is not None:
             self.edge.stop()
             self.edge = None
+        if self._restore_credentials is not None:
+            self._restore_credentials()
+            self._restore_credentials = None
 
     def __enter__(self) -> LocalCloud:
         return self.start()

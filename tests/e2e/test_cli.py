@@ -23,13 +23,17 @@ pytestmark = pytest.mark.e2e
 
 
 class LocalUp:
-    """`modeldrop local up` in a child process; its stdout is collected line by line."""
+    """`modeldrop local up` in a child process; its console (stdout and stderr) is collected line by line."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, home: Path | None = None) -> None:
+        """home: run as a new user would, with no AWS variable at all and this (empty) home dir."""
         self.edge_port, self.api_port = free_port(), free_port()
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(str(REPO_ROOT / part) for part in ("local", "layers/modeldrop"))
         env.pop("AWS_ENDPOINT_URL", None)
+        if home is not None:
+            env = {key: value for key, value in env.items() if not key.startswith("AWS_")}
+            env["HOME"] = str(home)
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "modeldrop_local.cli", "local", "up"),
@@ -39,7 +43,7 @@ class LocalUp:
             cwd=REPO_ROOT,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
             text=True,
         )
         self.lines: list[str] = []
@@ -50,7 +54,7 @@ class LocalUp:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line.rstrip())
-            if line.startswith("ready"):
+            if line.startswith("ready;"):
                 self._ready.set()
 
     def wait_ready(self, timeout_s: float = 60) -> None:
@@ -108,6 +112,10 @@ def test_local_up_deploy_invoke_stop_and_restart_with_state(
     assert invoked.exit_code == 0 and json.loads(invoked.stdout) == expected
     logs = local_up.cli("logs", "iris")
     assert logs.exit_code == 0 and "v1 InService" in logs.stdout
+    # And the console showed the deployment's progress, without an access-log line per internal call
+    console = "\n".join(local_up.lines)
+    assert "deployment recorded" in console
+    assert "HTTP/1.1" not in console, [line for line in local_up.lines if "HTTP/1.1" in line][:3]
     # When it is stopped with SIGTERM
     code, leftovers = local_up.terminate()
     # Then it exits cleanly, leaving no process behind
@@ -124,6 +132,24 @@ def test_local_up_deploy_invoke_stop_and_restart_with_state(
         assert json.loads(again.stdout) == expected
     finally:
         code, leftovers = restarted.terminate()
+    assert code == 0 and leftovers == []
+
+
+def test_local_up_needs_no_aws_credentials(tmp_path: Path) -> None:
+    # Given `modeldrop local up` started as a new user: no AWS variable, an empty home (no ~/.aws)
+    home = tmp_path / "home"
+    home.mkdir()
+    cloud = LocalUp(tmp_path / "state", home=home)
+    try:
+        cloud.wait_ready()
+        # When the iris model is deployed to it
+        tarball = build_sklearn_iris(tmp_path / "iris")
+        deployed = cloud.cli("deploy", str(tarball), "--name", "iris", "--timeout", "120")
+        # Then the local SageMaker downloads it from the local S3 and it goes InService
+        assert deployed.exit_code == 0, deployed.stdout
+        assert "iris v1 is InService" in deployed.stdout
+    finally:
+        code, leftovers = cloud.terminate()
     assert code == 0 and leftovers == []
 
 

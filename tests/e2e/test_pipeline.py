@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from modeldrop_local.cli import StackClient
+from modeldrop_local.cli import StackClient, app
 from modeldrop_local.example_models import (
     build_custom_inference,
     build_sklearn_iris,
     iris_sample,
     predict_in_process,
 )
+from typer.testing import CliRunner
 
 pytestmark = pytest.mark.e2e
 MODEL = "iris"
@@ -50,6 +53,26 @@ def test_upload_reaches_in_service_and_rest_predicts_like_in_process(stack: Stac
     # And the REST API refuses a call without the key, as API Gateway does
     url = f"{stack.outputs()['ApiUrl']}/models/{MODEL}/invocations"
     assert httpx.post(url, json=iris_sample()).status_code == 403
+
+
+def test_logs_show_the_endpoint_log_lines_with_request_ids(stack: StackClient, iris: Path) -> None:
+    # Given the iris model InService and called through the REST API
+    assert _predict(stack).status_code == 200
+    # When `modeldrop logs iris` runs (the endpoint's logs reach CloudWatch Logs within a ship interval)
+    invocation = re.compile(r"\[[0-9a-f-]{36}\] invocation status=200")
+    deadline = time.monotonic() + 20
+    while True:
+        result = CliRunner().invoke(
+            app, ["logs", MODEL, "--endpoint-url", str(stack.endpoint_url), "--stack-name", stack.stack_name]
+        )
+        assert result.exit_code == 0, result.output
+        if invocation.search(result.stdout) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    # Then it shows the deployment history and the endpoint's own lines: its deployment and the request
+    assert "v1 InService" in result.stdout
+    assert "[sagemaker] InService on modeldrop-iris-v1" in result.stdout
+    assert invocation.search(result.stdout), result.stdout
 
 
 def test_not_a_tarball_is_rejected_with_its_reason_and_the_live_model_keeps_answering(
