@@ -338,7 +338,7 @@ def local_up(
         Path | None, typer.Option("--function-logs", help="Write each function's log to DIR/<name>.log.")
     ] = None,
     verbose: Annotated[
-        bool, typer.Option("--verbose", "-v", help="Also log every HTTP request the servers answer.")
+        bool, typer.Option("--verbose", "-v", help="Log every HTTP request; function logs as written.")
     ] = False,
 ) -> None:
     """Start the local cloud in the foreground until Ctrl-C or SIGTERM."""
@@ -353,6 +353,7 @@ def local_up(
         state_dir=state_dir,
         parameters=_parameters(parameter),
         function_log_dir=function_logs,
+        condensed_function_logs=not verbose,
     )
     if not template.is_file():
         raise _fail(f"template not found: {template} (run from the project root, or pass --template)")

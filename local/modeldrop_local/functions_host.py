@@ -100,8 +100,55 @@ def _worker_main(requests: IO[str], replies: IO[str], spec: dict[str, Any]) -> N
         reply(*answer)
 
 
+# Fields of the functions' structured logs worth a place on the console line.
+_CONSOLE_FIELDS = ("model", "deployment_id", "action", "status", "reason")
+
+
+def console_line(function: str, line: str) -> str | None:
+    """A function's log line as the `local up` console shows it, None to leave it out.
+
+    Powertools' JSON records become `function LEVEL message key=value…`; CloudWatch metrics (EMF
+    records) and logged events (non-text messages below WARNING) stay out; anything else (prints,
+    tracebacks) passes as it is.
+    """
+    text = line.rstrip("\n")
+    if not text.strip():
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return f"{function}: {text}"
+    if not isinstance(record, dict) or "message" not in record:
+        return None if isinstance(record, dict) and "_aws" in record else f"{function}: {text}"
+    level = str(record.get("level", "INFO"))
+    message = record["message"]
+    if not isinstance(message, str):
+        if level in ("DEBUG", "INFO"):
+            return None
+        message = json.dumps(message)
+    details = "".join(f" {key}={record[key]}" for key in _CONSOLE_FIELDS if record.get(key) is not None)
+    condensed = f"{function} {level} {message}{details}"
+    if record.get("exception"):
+        condensed += "\n" + str(record["exception"])
+    return condensed
+
+
+def _copy_to_console(function: str, stream: IO[str]) -> None:
+    for line in stream:
+        condensed = console_line(function, line)
+        if condensed is not None:
+            sys.stdout.write(condensed + "\n")
+            sys.stdout.flush()
+
+
 class _Worker:
-    def __init__(self, spec: FunctionSpec, base_environment: Mapping[str, str], log_dir: Path | None) -> None:
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        base_environment: Mapping[str, str],
+        log_dir: Path | None,
+        condensed_console: bool = False,
+    ) -> None:
         self.spec = spec
         environment = dict(base_environment)
         environment.update(spec.environment)
@@ -135,11 +182,14 @@ class _Worker:
         child_environment["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(_PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")])
         )
-        # Like CloudWatch Logs: one log file per function when a log dir is given, else this console.
-        log_file = None
+        # Like CloudWatch Logs: one log file per function when a log dir is given, else this console
+        # (as written, or condensed to one readable line per record).
+        log_file: IO[bytes] | int | None = None
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
             log_file = (log_dir / f"{spec.name}.log").open("ab")
+        elif condensed_console:
+            log_file = subprocess.PIPE
         self.process = subprocess.Popen(
             [sys.executable, "-m", "modeldrop_local.functions_host", str(reply_write), spec_json],
             stdin=subprocess.PIPE,
@@ -150,7 +200,15 @@ class _Worker:
             text=True,
         )
         os.close(reply_write)
-        if log_file is not None:
+        if log_file is subprocess.PIPE:
+            assert self.process.stdout is not None
+            threading.Thread(
+                target=_copy_to_console,
+                args=(spec.logical_id, self.process.stdout),
+                daemon=True,
+                name=f"console-{spec.logical_id}",
+            ).start()
+        elif log_file is not None and not isinstance(log_file, int):
             log_file.close()  # the child holds its own descriptor
         self._replies = os.fdopen(reply_read, "r")
         self._ready = False
@@ -214,8 +272,12 @@ class FunctionsHost:
         base_environment: Mapping[str, str],
         pool_size: int = 4,
         log_dir: Path | None = None,
+        condensed_console: bool = False,
     ) -> None:
+        """log_dir: each function's log in log_dir/<name>.log; else on this console, as written or,
+        with condensed_console, one readable line per record (see console_line)."""
         self.log_dir = log_dir
+        self.condensed_console = condensed_console
         self._functions = dict(functions)
         self._base_environment = dict(base_environment)
         self._idle: dict[str, list[_Worker]] = {}
@@ -275,7 +337,7 @@ class FunctionsHost:
                 worker = idle.pop()
                 if worker.alive():
                     return worker
-        return _Worker(spec, self._base_environment, self.log_dir)
+        return _Worker(spec, self._base_environment, self.log_dir, self.condensed_console)
 
     def _give_back(self, worker: _Worker) -> None:
         with self._lock:
@@ -287,7 +349,7 @@ class FunctionsHost:
     def warm(self, name_or_arn: str) -> None:
         """Start one worker ahead of traffic (its handler imported), so the first request is warm."""
         spec = self.spec(name_or_arn)
-        worker = _Worker(spec, self._base_environment, self.log_dir)
+        worker = _Worker(spec, self._base_environment, self.log_dir, self.condensed_console)
         self._give_back(worker)
 
     def close(self) -> None:

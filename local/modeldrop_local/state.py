@@ -100,6 +100,7 @@ class LocalCloud:
     region: str = DEFAULT_REGION
     sagemaker_idle_timeout_s: float = 300.0
     function_log_dir: Path | None = None  # None: functions log to this console
+    condensed_function_logs: bool = False  # on the console: one readable line per record, no metrics
     stack: LocalStack | None = None
     edge: Edge | None = None
     functions: FunctionsHost | None = None
@@ -158,7 +159,10 @@ class LocalCloud:
             parameters=self.parameters,
         )
         self.functions = FunctionsHost(
-            self.stack.functions, self.environment(), log_dir=self.function_log_dir
+            self.stack.functions,
+            self.environment(),
+            log_dir=self.function_log_dir,
+            condensed_console=self.condensed_function_logs,
         )
         self.edge.attach(self.stack, self.functions)
         if self.stack.rest_api is not None:

@@ -114,7 +114,8 @@ def test_local_up_deploy_invoke_stop_and_restart_with_state(
     assert logs.exit_code == 0 and "v1 InService" in logs.stdout
     # And the console showed the deployment's progress, without an access-log line per internal call
     console = "\n".join(local_up.lines)
-    assert "deployment recorded" in console
+    assert "OnUploadFunction INFO deployment recorded model=iris" in console
+    assert '"_aws"' not in console  # CloudWatch metrics are not progress
     assert "HTTP/1.1" not in console, [line for line in local_up.lines if "HTTP/1.1" in line][:3]
     # When it is stopped with SIGTERM
     code, leftovers = local_up.terminate()

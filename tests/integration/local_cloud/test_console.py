@@ -1,8 +1,10 @@
 """What a user sees at the console: one clear line when the cloud or the stack is not there, no
-access-log line per internal call unless --verbose, and servers that do not wait on Nagle."""
+access-log line per internal call unless --verbose, condensed function logs, and servers that do
+not wait on Nagle."""
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ import httpx
 import psutil
 import pytest
 from modeldrop_local.cli import app, configure_console
+from modeldrop_local.functions_host import console_line
 from modeldrop_local.state import LocalCloud
 from typer.testing import CliRunner
 
@@ -93,3 +96,23 @@ def test_edge_and_rest_front_send_without_waiting_on_nagle(cloud: LocalCloud) ->
     # Then the socket each server accepted has TCP_NODELAY set (head and body leave at once)
     assert _accepted_socket_nodelay(cloud.edge_port) == 1
     assert _accepted_socket_nodelay(cloud.rest.port) == 1
+
+
+def test_function_logs_are_condensed_for_the_console() -> None:
+    # Given the lines a Powertools function writes: a record, an EMF metric, an error, a logged event
+    record = {"level": "INFO", "message": "deployment recorded", "model": "iris", "status": "Deploying"}
+    metric = {"_aws": {"CloudWatchMetrics": []}, "DeploymentStarted": [1.0]}
+    error = {"level": "ERROR", "message": "boom", "exception": "Traceback ...\nValueError: x"}
+    event = {"level": "INFO", "message": {"Records": []}}
+    # When each is shown on the console
+    lines = (record, metric, error, event)
+    shown = [console_line("OnUploadFunction", json.dumps(line) + "\n") for line in lines]
+    # Then the record and the error are one readable line (the error with its traceback), the rest stays out
+    assert shown == [
+        "OnUploadFunction INFO deployment recorded model=iris status=Deploying",
+        None,
+        "OnUploadFunction ERROR boom\nTraceback ...\nValueError: x",
+        None,
+    ]
+    # And a plain print passes as it is
+    assert console_line("ApiFunction", "hello\n") == "ApiFunction: hello"
