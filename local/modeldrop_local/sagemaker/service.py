@@ -94,6 +94,9 @@ class LocalSageMaker:
         self._pools: dict[str, ServerlessPool] = {}
         self._metrics: dict[str, EndpointMetrics] = {}
         self._threads: set[threading.Thread] = set()
+        # Endpoints whose record says Deleting. With a pool and no entry here, an endpoint is servable,
+        # so InvokeEndpoint skips the copy of its record (StateStore.get) on the hot path.
+        self._deleting: set[str] = set()
         self._stopping = threading.Event()
         self._operations: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "CreateModel": self.create_model,
@@ -387,6 +390,7 @@ class LocalSageMaker:
             if record["EndpointStatus"] != "Deleting":
                 record.update(EndpointStatus="Deleting", LastModifiedTime=_now())
                 self.store.put(ENDPOINTS, name, record)
+            self._deleting.add(name)
         self._log(name, "DeleteEndpoint: Deleting")
         self._spawn(f"delete-{name}", lambda: self._finish_delete(name))
         return {}
@@ -579,6 +583,7 @@ class LocalSageMaker:
             record = self.store.get(ENDPOINTS, name)
             if record is not None and record["EndpointStatus"] == "Deleting":
                 self.store.delete(ENDPOINTS, name)
+                self._deleting.discard(name)
                 self._metrics.pop(name, None)
         self._log(name, "deleted")
 
@@ -587,6 +592,7 @@ class LocalSageMaker:
         for record in self.store.all(ENDPOINTS):
             name = record["EndpointName"]
             if record["EndpointStatus"] == "Deleting":
+                self._deleting.add(name)
                 self._spawn(f"delete-{name}", functools.partial(self._finish_delete, name))
                 continue
             deployed = record.get("Deployed")
@@ -654,12 +660,17 @@ class LocalSageMaker:
         self, name: str, body: bytes, content_type: str | None, accept: str | None, request_id: str
     ) -> InvokeAnswer:
         """InvokeEndpoint; raises SageMakerError with the runtime's codes."""
-        record = self._runtime_record(name)
+        pool = self._pools.get(name)
+        record: dict[str, Any] | None = None
+        if pool is None or name in self._deleting:
+            # A pool is only ever held for an endpoint whose record exists (it is dropped before the
+            # record is), so only these cases need the record: unknown, deleting, or still creating.
+            record = self._runtime_record(name)
+            pool = self._pools.get(name)
         if len(body) > self.settings.max_payload_bytes:
             raise errors.runtime_validation(f"Request {request_id} has oversize body.")
-        pool = self._pools.get(name)
         if pool is None:
-            if record["EndpointStatus"] == "Creating":
+            if record is not None and record["EndpointStatus"] == "Creating":
                 raise errors.model_not_ready(
                     f"Endpoint {name} is still being created: its serverless capacity is being provisioned."
                 )
