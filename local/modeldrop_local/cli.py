@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
+from urllib.parse import urlparse
 
 import boto3
 import httpx
@@ -56,6 +58,7 @@ class StackClient:
     endpoint_url: str | None
     stack_name: str = DEFAULT_STACK_NAME
     _session: boto3.Session | None = field(default=None, init=False, repr=False)
+    _edge_checked: bool = field(default=False, init=False, repr=False)
 
     @property
     def session(self) -> boto3.Session:
@@ -72,7 +75,19 @@ class StackClient:
         return self._session
 
     def client(self, service: str) -> Any:
+        self._check_local_edge()
         return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
+
+    def _check_local_edge(self) -> None:
+        """Nothing on a loopback edge is known at once: skip botocore's retries (seconds of backoff)."""
+        if self._edge_checked or not is_loopback(self.endpoint_url):
+            return
+        address = urlparse(str(self.endpoint_url))
+        try:
+            socket.create_connection((address.hostname, address.port or 80), timeout=5).close()
+        except ConnectionRefusedError as error:
+            raise EndpointConnectionError(endpoint_url=str(self.endpoint_url)) from error
+        self._edge_checked = True
 
     def outputs(self) -> dict[str, str]:
         client = self.client("cloudformation")
