@@ -48,6 +48,19 @@ def wait_for_port(port: int, timeout_s: float = 60.0, process: subprocess.Popen[
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
 
 
+def _version_in_mlflow_venv(package: str) -> str:
+    """MLflow runs from a venv of its own (see the Makefile); ask that interpreter."""
+    python = REPO_ROOT / ".venv-mlflow" / "bin" / "python"
+    if not python.exists():
+        return "not installed"
+    probe = subprocess.run(
+        [str(python), "-c", f"from importlib.metadata import version; print(version({package!r}))"],
+        capture_output=True,
+        text=True,
+    )
+    return probe.stdout.strip() if probe.returncode == 0 else "not installed"
+
+
 def machine_info() -> dict[str, Any]:
     versions = {}
     for package in (
@@ -63,7 +76,7 @@ def machine_info() -> dict[str, Any]:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
+            versions[package] = _version_in_mlflow_venv(package)
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),

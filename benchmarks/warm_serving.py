@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -66,8 +67,10 @@ def in_process(model: Any, body: bytes, concurrency: int, requests: int) -> Load
 
 # `make bench` installs MLflow in a venv of its own (see the Makefile for why).
 MLFLOW_BIN = REPO_ROOT / ".venv-mlflow" / "bin"
+# cloudpickle, as the model's own joblib file is: MLflow's default (skops) refuses tree models.
 SAVE_MLFLOW_MODEL = (
-    "import sys, joblib, mlflow.sklearn; mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2])"
+    "import sys, joblib, mlflow.sklearn; "
+    "mlflow.sklearn.save_model(joblib.load(sys.argv[1]), sys.argv[2], serialization_format='cloudpickle')"
 )
 
 
@@ -145,7 +148,8 @@ def bench_model(label: str, tarball: Path, requests: int, workdir: Path) -> list
                 str(port),
             ],
             port,
-            env=THREAD_ENV,
+            # mlflow starts `uvicorn` by name: it must be the one in its own venv.
+            env={**THREAD_ENV, "PATH": f"{MLFLOW_BIN}{os.pathsep}{os.environ['PATH']}"},
             timeout_s=180,
             log_name=f"mlflow-{label}",
         ):
