@@ -138,7 +138,7 @@ class StageTimers:
                 "pool checkout + check-in (ServerlessPool.invoke, outside the worker)",
                 "worker round trip: frames, wake-ups, log note (Worker.invoke minus the handler)",
                 "model handler in the worker (input_fn + predict_fn + output_fn)",
-                "response (werkzeug Response, headers; after LocalSageMaker.invoke)",
+                "response: status and headers (after LocalSageMaker.invoke)",
                 "WSGI app total",
             )
         }
