@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
@@ -257,6 +258,9 @@ def start_execution(
     return str(response["executionArn"])
 
 
+_SINGLE_COPY_UP_TO_5_GIB = TransferConfig(multipart_threshold=5 * 2**30, multipart_chunksize=512 * 2**20)
+
+
 def _create_sagemaker_resources(
     deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
 ) -> None:
@@ -269,8 +273,9 @@ def _create_sagemaker_resources(
     copy_source: dict[str, str] = {"Bucket": deployment.bucket, "Key": deployment.key}
     if deployment.object_version:
         copy_source["VersionId"] = deployment.object_version
-    # Managed copy: a single CopyObject up to 5 GB, multipart above (tarballs may be up to MaxUncompressedMB).
-    deps.s3.copy(copy_source, deployment.bucket, deployment.model_data_key)
+    # A single server-side CopyObject up to S3's 5 GiB limit, multipart only above (tarballs may be up to
+    # MaxUncompressedMB). boto3's default threshold (8 MiB) would turn every real model into a multipart copy.
+    deps.s3.copy(copy_source, deployment.bucket, deployment.model_data_key, Config=_SINGLE_COPY_UP_TO_5_GIB)
     deps.sagemaker.create_model(
         name,
         image=config.image,

@@ -568,3 +568,36 @@ def test_throttling_is_raised_for_a_retry_and_recorded(
     record = stack.records().get_deployment("iris", 1)
     assert record is not None and record.status is DeploymentStatus.FAILED
     assert record.reason is not None and record.reason.startswith("internal error, retried: ClientError")
+
+
+def test_a_model_above_multipart_size_is_pinned_with_one_server_side_copy(
+    stack: Stack, sagemaker: StubbedSageMaker, tmp_path: Any
+) -> None:
+    # Given a real 12 MiB model tarball (above boto3's 8 MiB multipart threshold) and no endpoint yet
+    from modeldrop_local.example_models import build_padded_model
+
+    body = build_padded_model(tmp_path, 12).read_bytes()
+    uploaded = upload(stack, body)
+    expect_model_and_config(sagemaker, uploaded)
+    sagemaker.stubber.add_client_error(
+        "describe_endpoint", **NOT_FOUND, expected_params={"EndpointName": "modeldrop-iris"}
+    )
+    sagemaker.stubber.add_response(
+        "create_endpoint",
+        {"EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/modeldrop-iris"},
+        {"EndpointName": "modeldrop-iris", "EndpointConfigName": "modeldrop-iris-v1", "Tags": ANY},
+    )
+    dependencies = deploy_dependencies(stack, sagemaker)
+    operations: list[str] = []
+    dependencies.s3.meta.events.register("before-call.s3.*", lambda model, **_: operations.append(model.name))
+
+    # When OnUpload handles it
+    handle_upload(uploaded, dependencies)
+
+    # Then the pinned copy is one CopyObject of that exact version (no multipart part copies)
+    assert operations.count("CopyObject") == 1
+    assert not {"CreateMultipartUpload", "UploadPartCopy"} & set(operations)
+    record = stack.records().get_deployment("iris", 1)
+    assert record is not None and record.model_data_key is not None
+    s3 = boto3.client("s3", region_name=REGION)
+    assert s3.get_object(Bucket=stack.bucket, Key=record.model_data_key)["Body"].read() == body
