@@ -99,6 +99,79 @@ def plot(name: str, data: dict[str, Any]) -> Path | None:
     return path
 
 
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS_DIR / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def targets_table() -> str:
+    """Where we stand against the targets of issue 5 (recorded, never asserted in tests)."""
+    rows: list[dict[str, Any]] = []
+    warm = _load("warm_serving")
+    if warm:
+        for concurrency in (1, 2):
+            sm = next(
+                (
+                    r
+                    for r in warm["rows"]
+                    if r["model"] == "iris"
+                    and r["concurrency"] == concurrency
+                    and r["target"].startswith("local SageMaker")
+                ),
+                None,
+            )
+            if sm:
+                rows.append(
+                    {
+                        "target": f"warm p50 ≤ 1.3x floor (iris, concurrency {concurrency})",
+                        "measured": f"{sm['p50_vs_floor']}x",
+                        "met": sm["p50_vs_floor"] <= 1.3,
+                    }
+                )
+                rows.append(
+                    {
+                        "target": f"warm throughput ≥ 0.8x floor (iris, concurrency {concurrency})",
+                        "measured": f"{sm['rps_vs_floor']}x",
+                        "met": (sm["rps_vs_floor"] or 0) >= 0.8,
+                    }
+                )
+    cold = _load("cold_start")
+    if cold:
+        iris = next((r for r in cold["rows"] if r["model"] == "sklearn-iris"), None)
+        if iris:
+            rows.append(
+                {
+                    "target": "cold start p50 < 100 ms (iris)",
+                    "measured": f"{iris['cold_p50_ms']} ms",
+                    "met": iris["cold_p50_ms"] < 100,
+                }
+            )
+            rows.append(
+                {
+                    "target": "cold start ≥ 5x faster than a fresh process (iris)",
+                    "measured": f"{iris['speedup_vs_fresh']}x",
+                    "met": iris["speedup_vs_fresh"] >= 5,
+                }
+            )
+    scale = _load("scale")
+    if scale:
+        rows.append(
+            {
+                "target": "idle endpoint: no worker process",
+                "measured": f"{scale.get('processes_per_idle_endpoint', 'n/a')} processes per idle endpoint",
+                "met": scale.get("processes_per_idle_endpoint") == 0,
+            }
+        )
+        rows.append(
+            {
+                "target": "idle endpoint: < 10 MB",
+                "measured": f"{scale['memory_per_idle_endpoint_mb']} MB",
+                "met": scale["memory_per_idle_endpoint_mb"] < 10,
+            }
+        )
+    return "## Targets\n\n" + markdown_table(rows) if rows else ""
+
+
 def main(selected: list[str]) -> int:
     failures = []
     sections = []
@@ -126,7 +199,13 @@ def main(selected: list[str]) -> int:
         "\n**Versions**\n",
         markdown_table([machine["versions"]]),
     ]
-    RESULTS_MD.write_text("\n".join(header) + "\n" + "\n".join(sections))
+    profile = (
+        "## Where the time goes\n\nThe warm InvokeEndpoint path is profiled stage by stage in "
+        "[PROFILE.md](PROFILE.md) (`python -m benchmarks.profile_invoke`).\n"
+    )
+    RESULTS_MD.write_text(
+        "\n".join(header) + "\n" + targets_table() + "\n" + profile + "\n" + "\n".join(sections)
+    )
     print(f"wrote {RESULTS_MD}")
     (RESULTS_DIR / "summary.json").write_text(json.dumps({"failed": failures}, indent=2))
     return 1 if failures else 0

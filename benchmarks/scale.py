@@ -65,6 +65,10 @@ def run(endpoints: int = 50, samples: int = 5) -> dict[str, Any]:
         "one_endpoint": one,
         "all_endpoints": many,
         "memory_per_idle_endpoint_mb": round(per_endpoint_mb, 2),
+        # Workers of idle endpoints are gone; what stays is the server and its fork servers, shared by all.
+        "processes_per_idle_endpoint": round(
+            (many["processes"] - one["processes"]) / max(1, endpoints - 1), 2
+        ),
         "deploy_to_inservice_p50_s": round(statistics.median(deploy_s), 2),
         "cold_p50_ms_one": round(statistics.median(cold_one), 1),
         "cold_p50_ms_all": round(statistics.median(cold_many), 1),
