@@ -83,19 +83,23 @@ class LocalSageMaker:
 
 
 @contextmanager
+def moto_s3_server(log_name: str = "moto") -> Iterator[str]:
+    """moto's server as a subprocess on a free port (S3 for ModelDataUrl); yields its URL."""
+    port = free_port()
+    with subprocess_server(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        port,
+        env=SERVER_ENV,
+        log_name=log_name,
+    ):
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
 def local_sagemaker(idle_timeout_s: float = 300.0) -> Iterator[LocalSageMaker]:
     with ExitStack() as stack:
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modeldrop-bench-")))
-        s3_port = free_port()
-        stack.enter_context(
-            subprocess_server(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                s3_port,
-                env=SERVER_ENV,
-                log_name="moto",
-            )
-        )
-        s3_url = f"http://127.0.0.1:{s3_port}"
+        s3_url = stack.enter_context(moto_s3_server())
         sm_port = free_port()
         stack.enter_context(
             subprocess_server(

@@ -42,8 +42,8 @@ from modeldrop_local.sagemaker.pool import ServerlessPool
 from modeldrop_local.sagemaker.service import LocalSageMaker
 from modeldrop_local.sagemaker.worker.launcher import Worker
 
-from benchmarks.common import REPO_ROOT, free_port, percentile, subprocess_server
-from benchmarks.local_cloud import CREDENTIALS, SERVER_ENV
+from benchmarks.common import REPO_ROOT, percentile
+from benchmarks.local_cloud import CREDENTIALS, SERVER_ENV, moto_s3_server
 from benchmarks.local_cloud import LocalSageMaker as Clients
 
 ENDPOINT = "iris"
@@ -227,16 +227,7 @@ def run(requests: int, concurrency: int, top: int) -> str:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modeldrop-profile-")))
         tarball = example_models.build_sklearn_iris(workdir / "iris")
-        s3_port = free_port()
-        stack.enter_context(
-            subprocess_server(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)],
-                s3_port,
-                env=SERVER_ENV,
-                log_name="profile-moto",
-            )
-        )
-        s3_url = f"http://127.0.0.1:{s3_port}"
+        s3_url = stack.enter_context(moto_s3_server("profile-moto"))
         settings = LocalSageMakerSettings(state_dir=workdir / "state", s3_endpoint_url=s3_url, port=0)
         server = start_in_thread(settings)
         stack.callback(server.stop)
