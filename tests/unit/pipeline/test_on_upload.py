@@ -99,6 +99,18 @@ def describe(status: str, config: str = "modeldrop-iris-v0") -> dict[str, Any]:
     }
 
 
+def expect_endpoint_created(sagemaker: StubbedSageMaker) -> None:
+    """No endpoint yet: OnUpload looks it up, then creates it on the first version's config."""
+    sagemaker.stubber.add_client_error(
+        "describe_endpoint", **NOT_FOUND, expected_params={"EndpointName": "modeldrop-iris"}
+    )
+    sagemaker.stubber.add_response(
+        "create_endpoint",
+        {"EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/modeldrop-iris"},
+        {"EndpointName": "modeldrop-iris", "EndpointConfigName": "modeldrop-iris-v1", "Tags": ANY},
+    )
+
+
 def execution_input(stack: Stack) -> dict[str, Any]:
     sfn = boto3.client("stepfunctions", region_name=REGION)
     executions = sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
@@ -112,14 +124,7 @@ def test_first_upload_creates_model_config_and_endpoint(
     # Given a real sklearn iris tarball in the versioned bucket and no endpoint yet
     uploaded = upload(stack, iris_tarball)
     expect_model_and_config(sagemaker, uploaded)
-    sagemaker.stubber.add_client_error(
-        "describe_endpoint", **NOT_FOUND, expected_params={"EndpointName": "modeldrop-iris"}
-    )
-    sagemaker.stubber.add_response(
-        "create_endpoint",
-        {"EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/modeldrop-iris"},
-        {"EndpointName": "modeldrop-iris", "EndpointConfigName": "modeldrop-iris-v1", "Tags": ANY},
-    )
+    expect_endpoint_created(sagemaker)
 
     # When OnUpload handles it
     outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
@@ -579,14 +584,7 @@ def test_a_model_above_multipart_size_is_pinned_with_one_server_side_copy(
     body = build_padded_model(tmp_path, 12).read_bytes()
     uploaded = upload(stack, body)
     expect_model_and_config(sagemaker, uploaded)
-    sagemaker.stubber.add_client_error(
-        "describe_endpoint", **NOT_FOUND, expected_params={"EndpointName": "modeldrop-iris"}
-    )
-    sagemaker.stubber.add_response(
-        "create_endpoint",
-        {"EndpointArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/modeldrop-iris"},
-        {"EndpointName": "modeldrop-iris", "EndpointConfigName": "modeldrop-iris-v1", "Tags": ANY},
-    )
+    expect_endpoint_created(sagemaker)
     dependencies = deploy_dependencies(stack, sagemaker)
     operations: list[str] = []
     dependencies.s3.meta.events.register("before-call.s3.*", lambda model, **_: operations.append(model.name))
