@@ -147,6 +147,13 @@ class LocalSageMaker:
         region, account = self.settings.region, self.settings.account_id
         return f"arn:aws:sagemaker:{region}:{account}:{_ARN_KIND[kind]}/{name.lower()}"
 
+    def _delete_existing(self, kind: str, name: str) -> dict[str, Any]:
+        """Delete a model or endpoint config, with SageMaker's error when it does not exist."""
+        with self.store.lock:
+            self._require(kind, name)
+            self.store.delete(kind, name)
+        return {}
+
     def _require(self, kind: str, name: str) -> dict[str, Any]:
         record = self.store.get(kind, name)
         if record is None:
@@ -209,10 +216,7 @@ class LocalSageMaker:
         return {key: value for key, value in record.items() if value is not None}
 
     def delete_model(self, params: dict[str, Any]) -> dict[str, Any]:
-        with self.store.lock:
-            self._require(MODELS, params["ModelName"])
-            self.store.delete(MODELS, params["ModelName"])
-        return {}
+        return self._delete_existing(MODELS, params["ModelName"])
 
     def list_models(self, params: dict[str, Any]) -> dict[str, Any]:
         items, token = self._list(
@@ -240,10 +244,7 @@ class LocalSageMaker:
 
     def delete_endpoint_config(self, params: dict[str, Any]) -> dict[str, Any]:
         # Allowed while an endpoint uses it, as on SageMaker: endpoints keep their own snapshot.
-        with self.store.lock:
-            self._require(CONFIGS, params["EndpointConfigName"])
-            self.store.delete(CONFIGS, params["EndpointConfigName"])
-        return {}
+        return self._delete_existing(CONFIGS, params["EndpointConfigName"])
 
     def list_endpoint_configs(self, params: dict[str, Any]) -> dict[str, Any]:
         items, token = self._list(
