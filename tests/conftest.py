@@ -19,9 +19,11 @@ _FAKE_AWS_ENV = {
 }
 for _key, _value in _FAKE_AWS_ENV.items():
     os.environ.setdefault(_key, _value)
-# A developer's own profile or endpoint must never leak into a test run.
-for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-    os.environ.pop(_key, None)
+# A developer's own profile or endpoint must never leak into a test run, unless the run targets a
+# deployed stack on purpose (AWS_SAM_STACK_NAME, see tests/e2e/conftest.py).
+if not os.environ.get("AWS_SAM_STACK_NAME"):
+    for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        os.environ.pop(_key, None)
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""One local cloud per e2e module, running the real template.yaml (stack "modeldrop", 1 s polls)."""
+"""One local cloud per e2e module, running the real template.yaml (stack "modeldrop", 1 s polls).
+
+The pipeline tests reach the stack only through its Outputs, so they also run against a stack deployed on
+AWS: `AWS_SAM_STACK_NAME=modeldrop pytest tests/e2e/test_pipeline.py` (credentials in the environment).
+"""
 
 from __future__ import annotations
 
@@ -42,7 +46,13 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
 
 
 @pytest.fixture(scope="module")
-def stack(cloud: LocalCloud) -> StackClient:
+def stack(request: pytest.FixtureRequest) -> StackClient:
+    """The stack under test, found through its Outputs: a deployed one when AWS_SAM_STACK_NAME names it
+    (`sam deploy`, credentials from the environment), else this module's local cloud."""
+    deployed = os.environ.get("AWS_SAM_STACK_NAME")
+    if deployed:
+        return StackClient(os.environ.get("AWS_ENDPOINT_URL"), deployed)
+    cloud: LocalCloud = request.getfixturevalue("cloud")
     return StackClient(cloud.edge_url, STACK_NAME)
 
 
