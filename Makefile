@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv lint typecheck cfn-lint validate build pytest test demo bench lock clean
+.PHONY: venv lint typecheck cfn-lint validate build pytest test demo local bench lock clean
 
 venv: $(STAMP)
 
@@ -45,6 +45,10 @@ test: lint typecheck cfn-lint validate build pytest
 
 demo: venv
 	$(BIN)/python -m modeldrop_local.demo
+
+# The local cloud in the foreground (edge :4566, REST :3000, state in .state/); Ctrl-C stops it.
+local: venv
+	$(BIN)/modeldrop local up --state-dir .state
 
 BENCH_STAMP := $(VENV)/.installed-bench
 MLFLOW_VENV := .venv-mlflow
