@@ -1,9 +1,8 @@
 """Start the pieces the benchmarks measure: a standalone local SageMaker (with moto S3) as subprocesses,
-or the whole local cloud in-process."""
+and follow deployments on the whole local cloud (started by `modeldrop_local.demo.throwaway_cloud`)."""
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
@@ -16,7 +15,6 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from modeldrop_local.cli import StackClient
-from modeldrop_local.state import LocalCloud
 
 from benchmarks.common import free_port, subprocess_server
 
@@ -133,22 +131,6 @@ def local_sagemaker(idle_timeout_s: float = 300.0) -> Iterator[LocalSageMaker]:
             runtime=boto3.client("sagemaker-runtime", endpoint_url=sm_url, config=no_retry, **CREDENTIALS),
             s3=s3,
         )
-
-
-@contextmanager
-def whole_local_cloud(workdir: Path) -> Iterator[tuple[LocalCloud, StackClient]]:
-    """The whole local cloud (edge, functions host, REST front, local SageMaker) as `make demo` runs it,
-    on free ports, polling endpoints every second; boto3 clients made inside reach it."""
-    cloud = LocalCloud(
-        edge_port=free_port(),
-        api_port=free_port(),
-        state_dir=workdir / "state",
-        parameters={"PollIntervalSeconds": "1"},
-        function_log_dir=workdir / "logs",
-    )
-    with cloud:
-        os.environ.update(cloud.environment())
-        yield cloud, StackClient(cloud.edge_url, cloud.stack_name)
 
 
 def upload_and_follow(stack: StackClient, tarball: Path, name: str, timeout_s: float = 900) -> float:

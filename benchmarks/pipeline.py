@@ -16,10 +16,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from modeldrop_local.demo import throwaway_cloud
 from modeldrop_local.example_models import build_padded_model
 
 from benchmarks.common import write_result
-from benchmarks.local_cloud import upload_and_follow, whole_local_cloud
+from benchmarks.local_cloud import upload_and_follow
 
 SIZES_MB = (1, 100, 500)
 
@@ -28,7 +29,7 @@ def run(sizes_mb: tuple[int, ...] = SIZES_MB) -> dict[str, Any]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="modeldrop-pipeline-") as tmp:
         workdir = Path(tmp)
-        with whole_local_cloud(workdir) as (_cloud, stack):
+        with throwaway_cloud(workdir) as (_cloud, stack):
             for size in sizes_mb:
                 tarball = build_padded_model(workdir / f"model-{size}", size)
                 total = upload_and_follow(stack, tarball, f"size-{size}mb")

@@ -15,10 +15,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 from modeldrop.naming import endpoint_name
+from modeldrop_local.demo import throwaway_cloud
 from modeldrop_local.example_models import build_sklearn_iris, iris_payload
 
 from benchmarks.common import http_load, percentile, write_result
-from benchmarks.local_cloud import upload_and_follow, whole_local_cloud
+from benchmarks.local_cloud import upload_and_follow
 
 MODEL = "iris"
 CONCURRENCY = (1, 2)
@@ -32,7 +33,7 @@ def run(requests: int = 200) -> dict[str, Any]:
         tarball = build_sklearn_iris(
             workdir / "build", config={"provisioned_concurrency": 2, "max_concurrency": 2}
         )
-        with whole_local_cloud(workdir) as (cloud, stack):
+        with throwaway_cloud(workdir) as (cloud, stack):
             upload_and_follow(stack, tarball, MODEL)
             api = urlparse(stack.outputs()["ApiUrl"])
             rest_headers = {"Content-Type": "application/json", "Accept": "application/json"}

@@ -43,9 +43,10 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def run(workdir: Path) -> bool:
-    step("building the scikit-learn iris model tarball")
-    tarball = build_sklearn_iris(workdir / "build")
+@contextlib.contextmanager
+def throwaway_cloud(workdir: Path) -> Iterator[tuple[LocalCloud, StackClient]]:
+    """The whole local cloud on free ports, its state under workdir; this process's clients reach it
+    while it runs (the demo and the benchmarks use it)."""
     cloud = LocalCloud(
         edge_port=free_port(),
         api_port=free_port(),
@@ -54,10 +55,16 @@ def run(workdir: Path) -> bool:
         parameters={"PollIntervalSeconds": "1"},
         function_log_dir=workdir / "logs",
     )
-    step("starting the local cloud (edge, functions host, local SageMaker, REST front)")
     with cloud, _environment(cloud.environment()):
+        yield cloud, StackClient(cloud.edge_url, cloud.stack_name)
+
+
+def run(workdir: Path) -> bool:
+    step("building the scikit-learn iris model tarball")
+    tarball = build_sklearn_iris(workdir / "build")
+    step("starting the local cloud (edge, functions host, local SageMaker, REST front)")
+    with throwaway_cloud(workdir) as (cloud, stack):
         step(f"edge {cloud.edge_url}, REST API {cloud.api_url}")
-        stack = StackClient(cloud.edge_url, cloud.stack_name)
         version = stack.upload(Path(tarball), MODEL_NAME)
         step(f"uploaded models/{MODEL_NAME}/model.tar.gz (S3 version {version}); following the deployment")
         deployment = stack.follow(MODEL_NAME, version, timeout_s=300, progress=lambda line: step(f"  {line}"))
