@@ -196,17 +196,22 @@ def _deploy(stack: Stack, tarball: bytes, *, timeout_s: str = "10") -> Any:
     return handle_upload(upload, deps), deps
 
 
+def _created_endpoints_end_in(status: str, monkeypatch: Any) -> None:
+    """moto's endpoints are InService at once: make every endpoint OnUpload creates stay in `status`."""
+    created = SageMakerAdapter.create_endpoint
+
+    def create(self: SageMakerAdapter, name: str, config_name: str) -> None:
+        created(self, name, config_name)
+        _moto_endpoint(name).endpoint_status = status
+
+    monkeypatch.setattr(SageMakerAdapter, "create_endpoint", create)
+
+
 def test_endpoint_stuck_creating_times_out(
     engine_stack: Stack, iris_tarball: bytes, monkeypatch: Any
 ) -> None:
     # Given an endpoint that never leaves Creating (moto's would be InService at once)
-    created = SageMakerAdapter.create_endpoint
-
-    def create_stuck(self: SageMakerAdapter, name: str, config_name: str) -> None:
-        created(self, name, config_name)
-        _moto_endpoint(name).endpoint_status = "Creating"
-
-    monkeypatch.setattr(SageMakerAdapter, "create_endpoint", create_stuck)
+    _created_endpoints_end_in("Creating", monkeypatch)
 
     # When the deployment runs with a 2 s deploy timeout (2 polls of 1 s)
     outcome, _ = _deploy(engine_stack, iris_tarball, timeout_s="2")
@@ -227,13 +232,7 @@ def test_failed_endpoint_is_recorded_failed(
     engine_stack: Stack, iris_tarball: bytes, monkeypatch: Any
 ) -> None:
     # Given an endpoint that ends Failed
-    created = SageMakerAdapter.create_endpoint
-
-    def create_failing(self: SageMakerAdapter, name: str, config_name: str) -> None:
-        created(self, name, config_name)
-        _moto_endpoint(name).endpoint_status = "Failed"
-
-    monkeypatch.setattr(SageMakerAdapter, "create_endpoint", create_failing)
+    _created_endpoints_end_in("Failed", monkeypatch)
 
     # When the deployment runs
     outcome, _ = _deploy(engine_stack, iris_tarball)
