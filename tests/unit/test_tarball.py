@@ -460,6 +460,22 @@ def test_safe_extract_rejects_a_tarball_without_model_and_cleans_up(tmp_path: Pa
     assert list((tmp_path / "m").iterdir()) == []
 
 
+def test_safe_extract_without_the_model_rule_extracts_weights_only_but_keeps_the_safety_checks(
+    tmp_path: Path,
+) -> None:
+    # Given a weights-only archive (the SageMaker SDK ships the code apart, as sourcedir.tar.gz)
+    report = safe_extract(
+        OneWayStream(make_tarball(file_member("weights.npy"))), tmp_path / "m", require_model=False
+    )
+    # Then it is extracted as SageMaker would, while a traversal is still refused
+    assert (tmp_path / "m" / "weights.npy").is_file()
+    assert report.artifacts == []
+    with pytest.raises(TarballRejected, match="escapes"):
+        safe_extract(
+            OneWayStream(make_tarball(MODEL, file_member("../evil"))), tmp_path / "n", require_model=False
+        )
+
+
 def test_windows_drive_paths_are_absolute() -> None:
     assert rejection(make_tarball(MODEL, file_member("C:/Windows/evil.dll"))) == (
         "absolute path not allowed: 'C:/Windows/evil.dll'"

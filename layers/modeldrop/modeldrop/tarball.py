@@ -293,11 +293,11 @@ class _Scanner:
             "once decompressed (tar bomb?)"
         )
 
-    def report(self) -> TarballReport:
+    def report(self, require_model: bool = True) -> TarballReport:
         if not self.members:
             raise TarballRejected("empty tarball: the archive has no files")
         artifacts = [name for name in self.files if artifact_framework(name) is not None]
-        if not artifacts and not self.has_inference_code:
+        if require_model and not artifacts and not self.has_inference_code:
             raise TarballRejected(
                 "no model artifact: found no model file (.joblib, .pkl, .pickle, xgboost-model, .ubj, "
                 ".bst, .onnx, .pt, .pth, saved_model.pb) and no code/inference.py"
@@ -330,7 +330,9 @@ def _open(fileobj: _Readable | IO[bytes], limits: TarballLimits) -> tarfile.TarF
     return archive
 
 
-def _scan(fileobj: _Readable | IO[bytes], limits: TarballLimits, dest: Path | None) -> TarballReport:
+def _scan(
+    fileobj: _Readable | IO[bytes], limits: TarballLimits, dest: Path | None, require_model: bool = True
+) -> TarballReport:
     scanner = _Scanner(limits)
     try:
         archive = _open(fileobj, limits)
@@ -353,7 +355,7 @@ def _scan(fileobj: _Readable | IO[bytes], limits: TarballLimits, dest: Path | No
         raise TarballRejected(f"corrupt tarball: {error}") from None
     except tarfile.TarError as error:
         raise TarballRejected(f"corrupt tarball: {error}") from None
-    return scanner.report()
+    return scanner.report(require_model)
 
 
 def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
@@ -371,10 +373,17 @@ def inspect_tarball(fileobj: _Readable | IO[bytes], limits: TarballLimits | None
 
 
 def safe_extract(
-    fileobj: _Readable | IO[bytes], dest_dir: Path | str, limits: TarballLimits | None = None
+    fileobj: _Readable | IO[bytes],
+    dest_dir: Path | str,
+    limits: TarballLimits | None = None,
+    *,
+    require_model: bool = True,
 ) -> TarballReport:
     """Extract a model tarball into dest_dir (new or empty) with the same checks as inspect_tarball.
 
+    require_model=False keeps every safety check but drops OnUpload's "a model file or
+    code/inference.py" rule: SageMaker itself extracts any archive (weights only, with the code in a
+    separate sourcedir.tar.gz, is valid), and whether the container can serve it is its own question.
     On rejection nothing that was extracted is left behind.
     """
     dest = Path(dest_dir)
@@ -382,7 +391,7 @@ def safe_extract(
         raise ValueError(f"extraction directory is not empty: {dest}")
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        return _scan(fileobj, limits or TarballLimits(), dest)
+        return _scan(fileobj, limits or TarballLimits(), dest, require_model)
     except BaseException:
         for child in dest.iterdir():
             if child.is_dir() and not child.is_symlink():
