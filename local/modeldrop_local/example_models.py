@@ -3,11 +3,16 @@
 Used by examples/, the tests, the demo and the benchmarks. Everything is deterministic (fixed
 random_state), so the same call builds the same model and the same predictions.
 
+Every tarball works on AWS as it is (with_handler=False gives the bare artifact, for tests of what
+OnUpload adds): scikit-learn and ONNX models carry the code/inference.py the scikit-learn image needs
+and code/modeldrop-libraries.json (see modeldrop.packaging).
+
 What "prediction" means, per builder (the JSON a serving container returns for a JSON list of rows):
 - sklearn, sklearn forest, padded: `model.predict(rows)` -> class ids, e.g. [0, 1, 2]
 - onnx: the model's first output ("label") -> class ids, e.g. [0, 1, 2]
 - xgboost: `Booster.predict` with objective multi:softmax -> class ids as floats, e.g. [0.0, 1.0, 2.0]
 - custom inference: output_fn's JSON, {"predictions": [0, 1, 2], "labels": ["setosa", ...]}
+- custom weights: output_fn's JSON, class ids from numpy weights (no framework artifact), e.g. [0, 1, 2]
 """
 
 from __future__ import annotations
@@ -64,6 +69,36 @@ def output_fn(prediction, accept):
 
 CUSTOM_REQUIREMENTS_TXT = "# The serving image already has scikit-learn, joblib and numpy.\n"
 
+# Custom code and a weights file no framework claims (served on the scikit-learn image by default).
+# Python 3.8, numpy only: it runs on the image's own libraries.
+WEIGHTS_INFERENCE_PY = '''\
+"""A linear classifier from numpy weights: JSON rows in, JSON class ids out."""
+
+import json
+import os
+
+import numpy as np
+
+
+def model_fn(model_dir):
+    with np.load(os.path.join(model_dir, "weights.npz")) as weights:
+        return {"coef": weights["coef"], "intercept": weights["intercept"]}
+
+
+def input_fn(request_body, request_content_type):
+    if request_content_type != "application/json":
+        raise ValueError("send application/json")
+    return np.asarray(json.loads(request_body), dtype=float)
+
+
+def predict_fn(input_data, model):
+    return np.argmax(input_data @ model["coef"].T + model["intercept"], axis=1)
+
+
+def output_fn(prediction, accept):
+    return json.dumps([int(value) for value in prediction])
+'''
+
 
 @cache
 def _iris() -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +137,7 @@ def _tarball(
     inference_py: Path | None = None,
     requirements_txt: Path | None = None,
     config: Mapping[str, Any] | None = None,
+    with_handler: bool = True,
 ) -> Path:
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
@@ -111,6 +147,8 @@ def _tarball(
         inference_py=inference_py,
         requirements_txt=requirements_txt,
         config=config,
+        serving_code=with_handler,
+        record_libraries=with_handler,
     )
 
 
@@ -129,31 +167,42 @@ def _fit_forest(n_estimators: int) -> Any:
 
 
 def build_sklearn_iris(
-    dest_dir: Path | str, *, n_estimators: int | None = None, config: Mapping[str, Any] | None = None
+    dest_dir: Path | str,
+    *,
+    n_estimators: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    with_handler: bool = True,
 ) -> Path:
-    """dest_dir/model.tar.gz holding model.joblib: LogisticRegression, or a RandomForest of n_estimators."""
+    """dest_dir/model.tar.gz holding model.joblib: LogisticRegression, or a RandomForest of n_estimators.
+
+    with_handler (default): plus the generated code/inference.py (model_fn) the scikit-learn image needs.
+    """
     import joblib
 
     model = _fit_logistic() if n_estimators is None else _fit_forest(n_estimators)
     with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
         artifact = Path(staging) / "model.joblib"
         joblib.dump(model, artifact)
-        return _tarball(dest_dir, [artifact], config=config)
+        return _tarball(dest_dir, [artifact], config=config, with_handler=with_handler)
 
 
 def build_sklearn_forest(
-    dest_dir: Path | str, n_estimators: int = 200, *, config: Mapping[str, Any] | None = None
+    dest_dir: Path | str,
+    n_estimators: int = 200,
+    *,
+    config: Mapping[str, Any] | None = None,
+    with_handler: bool = True,
 ) -> Path:
     """The "larger" scikit-learn model: a RandomForest (200 trees is a few MB)."""
-    return build_sklearn_iris(dest_dir, n_estimators=n_estimators, config=config)
+    return build_sklearn_iris(dest_dir, n_estimators=n_estimators, config=config, with_handler=with_handler)
 
 
 def build_onnx_iris(
-    dest_dir: Path | str, *, with_handler: bool = False, config: Mapping[str, Any] | None = None
+    dest_dir: Path | str, *, with_handler: bool = True, config: Mapping[str, Any] | None = None
 ) -> Path:
     """The iris LogisticRegression converted with skl2onnx: model.onnx, outputs label and probabilities.
 
-    with_handler adds modeldrop's ONNX code/inference.py and requirements.txt (what AWS needs).
+    with_handler (default) adds modeldrop's ONNX code/inference.py and requirements.txt (what AWS needs).
     """
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
@@ -169,7 +218,7 @@ def build_onnx_iris(
         artifact.write_bytes(onnx_model.SerializeToString())
         dest = Path(dest_dir)
         dest.mkdir(parents=True, exist_ok=True)
-        return build_model_tarball([artifact], dest / TARBALL_NAME, config=config, onnx_handler=with_handler)
+        return _tarball(dest, [artifact], config=config, with_handler=with_handler)
 
 
 def build_xgboost_iris(
@@ -218,7 +267,11 @@ def build_custom_inference(dest_dir: Path | str, *, config: Mapping[str, Any] | 
 
 
 def build_padded_model(
-    dest_dir: Path | str, size_mb: float, *, config: Mapping[str, Any] | None = None
+    dest_dir: Path | str,
+    size_mb: float,
+    *,
+    config: Mapping[str, Any] | None = None,
+    with_handler: bool = True,
 ) -> Path:
     """The iris model plus an incompressible padding.bin, so the tarball is about size_mb MB.
 
@@ -252,7 +305,19 @@ def build_padded_model(
             config=config,
             limits=limits,
             compresslevel=0,
+            serving_code=with_handler,
+            record_libraries=with_handler,
         )
+
+
+def build_custom_weights(dest_dir: Path | str, *, config: Mapping[str, Any] | None = None) -> Path:
+    """weights.npz (the iris LogisticRegression's weights) and code/inference.py: no framework artifact."""
+    model = _fit_logistic()
+    with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
+        root = Path(staging)
+        np.savez(root / "weights.npz", coef=model.coef_, intercept=model.intercept_)
+        (root / "inference.py").write_text(WEIGHTS_INFERENCE_PY)
+        return _tarball(dest_dir, [root / "weights.npz"], inference_py=root / "inference.py", config=config)
 
 
 def _load_module(path: Path) -> Any:
@@ -279,10 +344,16 @@ def predict_in_process(tarball_path: Path | str, rows: list[list[float]]) -> Any
         with Path(tarball_path).open("rb") as stream:
             report = safe_extract(stream, model_dir, TarballLimits(max_uncompressed_bytes=2**40))
         if report.has_inference_code:
+            # The handlers the module defines; the scikit-learn container's defaults for the others
+            # (JSON to an array, model.predict, the array to JSON).
             handlers = _load_module(model_dir / "code" / "inference.py")
             model = handlers.model_fn(str(model_dir))
-            data = handlers.input_fn(json.dumps(rows), "application/json")
-            body = handlers.output_fn(handlers.predict_fn(data, model), "application/json")
+            input_fn = getattr(handlers, "input_fn", lambda body, _: np.asarray(json.loads(body)))
+            predict_fn = getattr(handlers, "predict_fn", lambda data, loaded: loaded.predict(data))
+            output_fn = getattr(handlers, "output_fn", lambda prediction, _: json.dumps(prediction.tolist()))
+            body = output_fn(
+                predict_fn(input_fn(json.dumps(rows), "application/json"), model), "application/json"
+            )
             return json.loads(body)
         features = np.asarray(rows, dtype=np.float64)
         artifact = model_dir / report.artifacts[0]

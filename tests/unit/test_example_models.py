@@ -17,15 +17,22 @@ ROWS = 30
 
 
 @pytest.mark.parametrize(
-    ("build", "framework", "artifact", "as_float"),
+    ("build", "framework", "artifact", "as_float", "has_code"),
     [
-        (example_models.build_sklearn_iris, Framework.SKLEARN, "model.joblib", False),
-        (example_models.build_onnx_iris, Framework.ONNX, "model.onnx", False),
-        (example_models.build_xgboost_iris, Framework.XGBOOST, "xgboost-model", True),
+        # The scikit-learn image has no default loader: the examples carry the code/inference.py it needs.
+        (example_models.build_sklearn_iris, Framework.SKLEARN, "model.joblib", False, True),
+        (example_models.build_onnx_iris, Framework.ONNX, "model.onnx", False, True),
+        # XGBoost's algorithm mode loads the root booster itself.
+        (example_models.build_xgboost_iris, Framework.XGBOOST, "xgboost-model", True, False),
     ],
 )
-def test_builtin_framework_examples_predict_iris(
-    tmp_path: Path, build: Callable[[Path], Path], framework: Framework, artifact: str, as_float: bool
+def test_framework_examples_predict_iris(
+    tmp_path: Path,
+    build: Callable[[Path], Path],
+    framework: Framework,
+    artifact: str,
+    as_float: bool,
+    has_code: bool,
 ) -> None:
     # Given an example tarball
     tarball = build(tmp_path)
@@ -36,7 +43,11 @@ def test_builtin_framework_examples_predict_iris(
 
     # Then it is accepted as the right framework and classifies iris (nearly) perfectly
     assert tarball == tmp_path / "model.tar.gz"
-    assert (report.framework, report.artifacts, report.has_inference_code) == (framework, [artifact], False)
+    assert (report.framework, report.artifacts, report.has_inference_code) == (
+        framework,
+        [artifact],
+        has_code,
+    )
     targets = example_models.iris_targets(ROWS)
     assert all(isinstance(value, float if as_float else int) for value in predictions)
     correct = sum(int(p) == t for p, t in zip(predictions, targets, strict=True))

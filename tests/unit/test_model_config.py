@@ -255,8 +255,9 @@ def test_resolve_with_a_custom_image_needs_no_framework() -> None:
             None,
             MB,
             "us-east-1",
-            "modeldrop.json: framework is needed: no model file told which framework the model uses; "
-            "set framework (sklearn, xgboost, onnx, pytorch, tensorflow) or image",
+            "modeldrop.json: framework is needed: no model file told which framework the model uses "
+            "and there is no code/inference.py; set framework (sklearn, xgboost, onnx, pytorch, tensorflow) "
+            "or image",
         ),
         (
             ModelConfig(memory_mb=1024),

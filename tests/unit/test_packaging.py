@@ -38,11 +38,13 @@ def test_builds_the_sagemaker_layout(workdir: Path) -> None:
         config={"memory_mb": 2048, "max_concurrency": 3},
     )
 
-    # Then artifacts are at the root, code under code/, and the config is modeldrop.json
+    # Then artifacts are at the root, code under code/ (with the versions it was packaged with), and the
+    # config is modeldrop.json
     found = members(tarball)
     assert sorted(found) == [
         "code",
         "code/inference.py",
+        "code/modeldrop-libraries.json",
         "code/requirements.txt",
         "model.onnx",
         "modeldrop.json",
@@ -146,7 +148,7 @@ def test_onnx_handler_adds_code_that_serves_the_model(tmp_path: Path) -> None:
     from modeldrop_local import example_models
 
     with_handler = example_models.build_onnx_iris(tmp_path / "h", with_handler=True)
-    plain = example_models.build_onnx_iris(tmp_path / "p")
+    plain = example_models.build_onnx_iris(tmp_path / "p", with_handler=False)
 
     # When the handlers (as the container would run them) and the built-in loader predict
     rows = example_models.iris_payload(20)

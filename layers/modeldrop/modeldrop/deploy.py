@@ -5,9 +5,11 @@ endpoint before the new version is known to be deployable:
   1. the key names a model (else the upload is recorded under UPLOAD#REJECTED);
   2. the tarball is streamed from S3 (pinned to the event's object version) and inspected;
      the config (modeldrop.json) is parsed and resolved — any problem: status Rejected, no SageMaker call;
-  3. the inspected object version is copied to deployments/<name>/<deploymentId>/model.tar.gz (SageMaker
-     cannot be given a version), then CreateModel + CreateEndpointConfig (new names per version; the live
-     endpoint is untouched);
+  3. what the real image needs is decided (serving_setup.py: container environment, generated
+     code/inference.py, root files XGBoost must not see); the inspected object version is copied to
+     deployments/<name>/<deploymentId>/model.tar.gz (SageMaker cannot be given a version) — byte for byte
+     by one server-side copy, or repacked (repack.py) when files are added or left out — then
+     CreateModel + CreateEndpointConfig (new names per version; the live endpoint is untouched);
   4. CreateEndpoint / UpdateEndpoint, or Queued when the endpoint is busy with another deployment;
   5. the deploy state machine follows it (execution name = deployment id, so a retry cannot start two).
 """
@@ -33,6 +35,7 @@ from pydantic.alias_generators import to_camel
 
 from modeldrop import naming
 from modeldrop.events import ExecutionInput, UploadedObject
+from modeldrop.frameworks import framework_from_image, layout_problem
 from modeldrop.model_config import (
     ConfigRejected,
     ModelConfig,
@@ -42,12 +45,14 @@ from modeldrop.model_config import (
 )
 from modeldrop.observability import logger, metrics
 from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
+from modeldrop.repack import repack_to_s3
 from modeldrop.sagemaker_adapter import (
     BROKEN_STATUSES,
     BUSY_STATUSES,
     EndpointBusy,
     SageMakerAdapter,
 )
+from modeldrop.serving_setup import ServingPlan, plan_serving
 from modeldrop.settings import OnUploadSettings
 from modeldrop.tarball import TarballRejected, inspect_tarball
 
@@ -87,6 +92,12 @@ class UploadOutcome(BaseModel):
     deployment_id: str | None = None
     reason: str | None = None
     execution_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class _Inspected:
+    config: ResolvedConfig
+    plan: ServingPlan
 
 
 class _Rejected(Exception):
@@ -131,7 +142,7 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
     logger.append_keys(model=model_name, deployment_id=deployment.deployment_id)
 
     try:
-        config = _inspect(upload, model_name, deps)
+        inspected = _inspect(upload, model_name, deps)
     except _Rejected as rejection:
         deps.records.put_deployment(
             deployment.model_copy(update={"status": DeploymentStatus.REJECTED, "reason": rejection.reason})
@@ -141,9 +152,13 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
         return _outcome(upload, deployment, DeploymentStatus.REJECTED, rejection.reason)
 
     sagemaker_name = naming.versioned_name(model_name, version)
+    # The record's config holds what CreateModel gets: the environment includes what OnUpload added
+    # (servingSetup says which keys, and which files).
+    config = inspected.config.model_copy(update={"environment": inspected.plan.environment})
     deployment = deployment.model_copy(
         update={
             "config": config.model_dump(by_alias=True, mode="json"),
+            "serving_setup": inspected.plan.record.model_dump(by_alias=True, mode="json"),
             "sagemaker_model_name": sagemaker_name,
             "endpoint_config_name": sagemaker_name,
             "model_data_key": naming.pinned_model_key(model_name, deployment.deployment_id),
@@ -152,7 +167,7 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
     # Recorded before any SageMaker call, so even a crash mid-way leaves the upload visible.
     deps.records.put_deployment(deployment)
     try:
-        return _deploy_recorded(upload, deployment, config, deps)
+        return _deploy_recorded(upload, deployment, config, inspected.plan, deps)
     except Exception as error:
         # Unexpected (S3, DynamoDB, Step Functions, SageMaker throttling): the record must not stay Queued
         # with nothing to follow it. Re-raised, so Lambda retries the event (as a new deployment: the
@@ -165,10 +180,15 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
 
 
 def _deploy_recorded(
-    upload: UploadedObject, deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
+    upload: UploadedObject,
+    deployment: Deployment,
+    config: ResolvedConfig,
+    plan: ServingPlan,
+    deps: DeployDependencies,
 ) -> UploadOutcome:
     model_name, version = deployment.model_name, deployment.version
     try:
+        _pin_model_data(deployment, plan, deps)
         _create_sagemaker_resources(deployment, config, deps)
         status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
     except ClientError as error:
@@ -261,21 +281,41 @@ def start_execution(
 _SINGLE_COPY_UP_TO_5_GIB = TransferConfig(multipart_threshold=5 * 2**30, multipart_chunksize=512 * 2**20)
 
 
+def _pin_model_data(deployment: Deployment, plan: ServingPlan, deps: DeployDependencies) -> None:
+    """Put the model SageMaker will read at deployments/<name>/<deploymentId>/model.tar.gz.
+
+    ModelDataUrl cannot name an S3 object version (botocore's ContainerDefinition and S3ModelDataSource
+    have no VersionId), and SageMaker reads the object only when the endpoint is created or updated —
+    maybe much later for a queued deployment. So the exact version we inspected is copied to an
+    immutable per-deployment key and SageMaker is pointed there: what it serves is what we checked.
+    """
+    source: dict[str, str] = {"Bucket": deployment.bucket, "Key": deployment.key}
+    if deployment.object_version:
+        source["VersionId"] = deployment.object_version
+    key = deployment.model_data_key or naming.pinned_model_key(
+        deployment.model_name, deployment.deployment_id
+    )
+    if plan.needs_repack:
+        # Files added or left out: the copy is rewritten, streamed through this function.
+        repack_to_s3(
+            deps.s3,
+            source,
+            deployment.bucket,
+            key,
+            add=plan.add_members,
+            leave_out=set(plan.leave_out),
+            limits=deps.settings.tarball_limits(),
+        )
+        return
+    # A single server-side CopyObject up to S3's 5 GiB limit, multipart only above (tarballs may be up to
+    # MaxUncompressedMB). boto3's default threshold (8 MiB) would turn every real model into a multipart copy.
+    deps.s3.copy(source, deployment.bucket, key, Config=_SINGLE_COPY_UP_TO_5_GIB)
+
+
 def _create_sagemaker_resources(
     deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
 ) -> None:
     name = deployment.sagemaker_model_name or naming.versioned_name(deployment.model_name, deployment.version)
-    # ModelDataUrl cannot name an S3 object version (botocore's ContainerDefinition and S3ModelDataSource
-    # have no VersionId), and SageMaker reads the object only when the endpoint is created or updated —
-    # maybe much later for a queued deployment. So the exact version we inspected is copied to an
-    # immutable per-deployment key and SageMaker is pointed there: what it serves is what we checked.
-    # The version and ETag of the upload are recorded on the deployment too.
-    copy_source: dict[str, str] = {"Bucket": deployment.bucket, "Key": deployment.key}
-    if deployment.object_version:
-        copy_source["VersionId"] = deployment.object_version
-    # A single server-side CopyObject up to S3's 5 GiB limit, multipart only above (tarballs may be up to
-    # MaxUncompressedMB). boto3's default threshold (8 MiB) would turn every real model into a multipart copy.
-    deps.s3.copy(copy_source, deployment.bucket, deployment.model_data_key, Config=_SINGLE_COPY_UP_TO_5_GIB)
     deps.sagemaker.create_model(
         name,
         image=config.image,
@@ -292,8 +332,8 @@ def _create_sagemaker_resources(
     )
 
 
-def _inspect(upload: UploadedObject, model_name: str, deps: DeployDependencies) -> ResolvedConfig:
-    """Stream and check the tarball, then resolve its configuration; _Rejected says why not."""
+def _inspect(upload: UploadedObject, model_name: str, deps: DeployDependencies) -> _Inspected:
+    """Stream and check the tarball, resolve its config, plan its serving; _Rejected says why not."""
     request: dict[str, Any] = {"Bucket": upload.bucket, "Key": upload.key}
     if upload.object_version:
         request["VersionId"] = upload.object_version
@@ -306,16 +346,24 @@ def _inspect(upload: UploadedObject, model_name: str, deps: DeployDependencies) 
         body.close()
 
     try:
-        config = _model_config(report.config_bytes, upload, model_name, deps)
-        return resolve_config(
-            config,
+        user_config = _model_config(report.config_bytes, upload, model_name, deps)
+        config = resolve_config(
+            user_config,
             defaults=deps.settings.config_defaults(),
             detected_framework=report.framework,
             uncompressed_bytes=report.uncompressed_bytes,
             region=deps.settings.region,
+            has_inference_code=report.has_inference_code,
         )
     except ConfigRejected as error:
         raise _Rejected(error.reason) from None
+    problem = layout_problem(framework_from_image(config.image), report.files, report.has_inference_code)
+    if problem:
+        raise _Rejected(problem)
+    plan = plan_serving(report, user_config, config, deps.settings.region)
+    if plan.problem:
+        raise _Rejected(plan.problem)
+    return _Inspected(config=config, plan=plan)
 
 
 def _model_config(

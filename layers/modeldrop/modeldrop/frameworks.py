@@ -174,3 +174,57 @@ def serving_framework(image: str, member_names: Iterable[str]) -> Framework | No
     if from_image is None or (from_image is Framework.SKLEARN and from_files is Framework.ONNX):
         return from_files
     return from_image
+
+
+# ---------------------------------------------------------------- layouts the prebuilt images load
+# TensorFlow Serving serves only a SavedModel inside a numbered version folder, optionally under one
+# model-name folder: /opt/ml/model/[<name>/]<digits>/saved_model.pb; otherwise it stops with "no SavedModel
+# bundles found!" (aws/sagemaker-tensorflow-serving-container docker/build_artifacts/sagemaker/tfs_utils.py
+# find_models, serve.py). Handler code does not change that: inference.py only pre/post-processes.
+_TF_VERSIONED = re.compile(r"^(?:[^/]+/)?\d+/saved_model\.pb$")
+# The PyTorch image's default model_fn loads root model.pt, else the only root .pt/.pth, as TorchScript
+# (aws/sagemaker-pytorch-inference-toolkit src/sagemaker_pytorch_serving_container/
+# default_pytorch_inference_handler.py default_model_fn). A code/inference.py brings its own model_fn.
+PYTORCH_DEFAULT_MODEL = "model.pt"
+_PYTORCH_DEFAULT_SUFFIXES = (".pt", ".pth")
+
+
+def tensorflow_saved_models(member_names: Iterable[str]) -> list[str]:
+    """The saved_model.pb members TensorFlow Serving finds ([<name>/]<digits>/saved_model.pb)."""
+    return [name.removeprefix("./") for name in member_names if _TF_VERSIONED.match(name.removeprefix("./"))]
+
+
+def pytorch_default_model(member_names: Iterable[str]) -> str | None:
+    """The file the PyTorch image's default model_fn loads: root model.pt, else the only root .pt/.pth."""
+    root = [name.removeprefix("./") for name in member_names if "/" not in name.removeprefix("./")]
+    if PYTORCH_DEFAULT_MODEL in root:
+        return PYTORCH_DEFAULT_MODEL
+    candidates = [name for name in root if name.lower().endswith(_PYTORCH_DEFAULT_SUFFIXES)]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def layout_problem(framework: Framework | None, files: Iterable[str], has_inference_code: bool) -> str | None:
+    """Why the prebuilt image of `framework` cannot load this layout (None: it can).
+
+    files: the tarball's non-directory member names. Only TensorFlow and PyTorch have layout rules;
+    the other images load by name (a generated or the user's model_fn, or XGBoost's every root file).
+    """
+    names = [name.removeprefix("./") for name in files]
+    if framework is Framework.TENSORFLOW and not tensorflow_saved_models(names):
+        found = [name for name in names if posixpath.basename(name) == "saved_model.pb"]
+        return (
+            "TensorFlow Serving needs the SavedModel in a numbered version folder: 1/saved_model.pb "
+            "(with 1/variables/), or <model name>/1/saved_model.pb; found "
+            + (", ".join(found) if found else "no saved_model.pb")
+        )
+    if framework is Framework.PYTORCH and not has_inference_code and pytorch_default_model(names) is None:
+        root = [
+            name for name in names if "/" not in name and name.lower().endswith(_PYTORCH_DEFAULT_SUFFIXES)
+        ]
+        listed = ", ".join(root) if root else "none at the root"
+        return (
+            "the PyTorch image's default model_fn loads model.pt at the tarball root, or the only .pt/.pth "
+            f"file there (TorchScript); found .pt/.pth files: {listed}. Rename the model to model.pt at the "
+            "root, or add code/inference.py with a model_fn"
+        )
+    return None

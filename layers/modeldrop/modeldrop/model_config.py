@@ -44,6 +44,7 @@ MEMORY_HEADROOM_MB = 512
 MEMORY_HEADROOM_FRACTION = 0.25
 
 CONFIG_SOURCE = "modeldrop.json"
+CUSTOM_CODE_FRAMEWORK = Framework.SKLEARN
 
 
 class ConfigRejected(Exception):
@@ -220,10 +221,18 @@ def resolve_config(
     detected_framework: Framework | None,
     uncompressed_bytes: int,
     region: str,
+    has_inference_code: bool = False,
 ) -> ResolvedConfig:
-    """Merge modeldrop.json over the stack defaults, the detected framework and the model's size."""
+    """Merge modeldrop.json over the stack defaults, the detected framework and the model's size.
+
+    Custom code with no recognised artifact (code/inference.py plus, say, weights.npy) is served on the
+    scikit-learn image, the smallest prebuilt Python with numpy and scipy, unless modeldrop.json says
+    otherwise.
+    """
     config = config or ModelConfig()
     framework = config.framework or detected_framework
+    if framework is None and not config.image and has_inference_code:
+        framework = CUSTOM_CODE_FRAMEWORK
     if config.image:
         image = config.image
         framework = framework or framework_from_image(image)
@@ -231,8 +240,9 @@ def resolve_config(
     else:
         if framework is None:
             raise ConfigRejected(
-                f"{CONFIG_SOURCE}: framework is needed: no model file told which framework the model uses; "
-                f"set framework ({', '.join(f.value for f in Framework)}) or image"
+                f"{CONFIG_SOURCE}: framework is needed: no model file told which framework the model uses "
+                f"and there is no code/inference.py; set framework ({', '.join(f.value for f in Framework)}) "
+                "or image"
             )
         version = config.framework_version or default_version(framework)
         try:

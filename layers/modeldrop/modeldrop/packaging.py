@@ -3,6 +3,15 @@
 Layout: model artifacts at the root (extracted to /opt/ml/model), optional code/inference.py and
 code/requirements.txt, optional modeldrop.json. The archive is reproducible (fixed mtimes, owners
 and gzip header), so packaging the same files twice gives the same bytes and the same ETag.
+
+The result works on AWS as it is: a scikit-learn or ONNX model without handler code gets the
+code/inference.py that OnUpload would add (the scikit-learn image has no default loader), and
+whenever code/ is written, code/modeldrop-libraries.json records the library versions of the
+packaging environment, so OnUpload can warn when they cannot load on the image. Versions are
+provenance, not deployment settings, so not in modeldrop.json: a modeldrop.json inside the tarball
+replaces the sibling models/<name>/modeldrop.json whole. XGBoost tarballs get neither: the image loads
+every root file as a booster and ignores code/ without SAGEMAKER_PROGRAM; the booster file records its
+own XGBoost version.
 """
 
 from __future__ import annotations
@@ -10,15 +19,26 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import platform
 import tarfile
 from collections.abc import Iterable, Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from modeldrop.frameworks import Framework, detect_framework
 from modeldrop.model_config import ModelConfig, parse_model_config
+from modeldrop.serving_setup import (
+    ONNX_HANDLER_FILE,
+    ONNX_REQUIREMENTS,
+    choose_sklearn_artifact,
+    onnx_code,
+    sklearn_inference_py,
+)
 from modeldrop.tarball import (
     CONFIG_MEMBER,
     INFERENCE_CODE_MEMBER,
+    LIBRARIES_MEMBER,
     REQUIREMENTS_MEMBER,
     TarballLimits,
     TarballRejected,
@@ -27,10 +47,20 @@ from modeldrop.tarball import (
 )
 
 TARBALL_NAME = "model.tar.gz"
-# Handlers that let the scikit-learn container (ONNX's host, see framework_images.json) serve ONNX.
-ONNX_HANDLER_FILE = Path(__file__).with_name("onnx_handler.py")
-ONNX_REQUIREMENTS = "onnxruntime>=1.16\n"
 _RESERVED_ROOT_NAMES = ("code", CONFIG_MEMBER)
+__all__ = [
+    "ONNX_HANDLER_FILE",
+    "ONNX_REQUIREMENTS",
+    "TARBALL_NAME",
+    "build_model_tarball",
+    "describe_tarball",
+]
+# The distributions whose versions decide whether a pickle loads on the image, per framework.
+_RECORDED_LIBRARIES: dict[Framework | None, tuple[str, ...]] = {
+    Framework.SKLEARN: ("scikit-learn", "numpy", "scipy", "joblib"),
+    Framework.ONNX: ("onnx", "numpy"),
+    None: ("scikit-learn", "numpy", "scipy", "joblib"),
+}
 
 
 class PackagingError(ValueError):
@@ -71,6 +101,29 @@ def _config_bytes(config: ModelConfig | Mapping[str, Any] | bytes) -> bytes:
     return raw
 
 
+def packaging_libraries(framework: Framework | None) -> dict[str, str]:
+    """The Python and library versions of this environment that matter for the model's framework."""
+    found = {"python": platform.python_version()}
+    for name in _RECORDED_LIBRARIES.get(framework, _RECORDED_LIBRARIES[None]):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def _generated_code(names: list[str]) -> dict[str, bytes]:
+    """The code/ the scikit-learn image needs for these root artifacts (what OnUpload would add)."""
+    framework = detect_framework(names)
+    if framework is Framework.ONNX:
+        return onnx_code()
+    if framework is Framework.SKLEARN:
+        artifact = choose_sklearn_artifact(names)
+        if artifact is not None:
+            return {INFERENCE_CODE_MEMBER: sklearn_inference_py(artifact)}
+    return {}
+
+
 def build_model_tarball(
     model_files: Path | str | Iterable[Path | str],
     dest: Path | str,
@@ -80,13 +133,18 @@ def build_model_tarball(
     limits: TarballLimits | None = None,
     compresslevel: int = 6,
     onnx_handler: bool = False,
+    serving_code: bool = True,
+    record_libraries: bool = True,
 ) -> Path:
     """Write model.tar.gz (dest: a file path, or a directory to hold model.tar.gz) and validate it.
 
     model_files are placed at the root under their own names; directories (a SavedModel) are added
     recursively. Raises PackagingError for unusable inputs, TarballRejected if the result would be
     refused on upload, ConfigRejected for a bad config. compresslevel is gzip's (6, as `tar -czf`).
-    onnx_handler adds modeldrop's ONNX handlers as code/ so the model also serves on AWS.
+    onnx_handler adds modeldrop's ONNX handlers as code/ (required: fails without a .onnx file).
+    serving_code (default): without inference_py, a scikit-learn or ONNX model gets the code/inference.py
+    the scikit-learn image needs (OnUpload adds the same when it is missing). record_libraries: write
+    code/modeldrop-libraries.json whenever there is a code/ folder.
     """
     sources = [Path(model_files)] if isinstance(model_files, str | Path) else [Path(p) for p in model_files]
     dest_path = Path(dest)
@@ -114,6 +172,18 @@ def build_model_tarball(
         if not any(name.endswith(".onnx") for name in names):
             raise PackagingError("onnx_handler needs a .onnx model file")
     config_raw = _config_bytes(config) if config is not None else None
+    code: dict[str, bytes] = {}
+    if inference_py is not None:
+        code[INFERENCE_CODE_MEMBER] = Path(inference_py).read_bytes()
+    if requirements_txt is not None:
+        code[REQUIREMENTS_MEMBER] = Path(requirements_txt).read_bytes()
+    if onnx_handler:
+        code = onnx_code()
+    elif serving_code and inference_py is None:
+        code = _generated_code(list(names)) | code
+    if code and record_libraries:
+        libraries = packaging_libraries(detect_framework(list(names)))
+        code[LIBRARIES_MEMBER] = (json.dumps(libraries, indent=2, sort_keys=True) + "\n").encode()
 
     dest_path.parent.mkdir(parents=True, exist_ok=True)
     partial = dest_path.with_name(dest_path.name + ".partial")
@@ -124,17 +194,12 @@ def build_model_tarball(
     ):
         for name, source in names.items():
             _add_path(archive, source, name)
-        if inference_py is not None or requirements_txt is not None or onnx_handler:
+        if code:
             code_dir = tarfile.TarInfo("code")
             code_dir.type = tarfile.DIRTYPE
             archive.addfile(_reset(code_dir))
-        if inference_py is not None:
-            _add_bytes(archive, INFERENCE_CODE_MEMBER, Path(inference_py).read_bytes())
-        if requirements_txt is not None:
-            _add_bytes(archive, REQUIREMENTS_MEMBER, Path(requirements_txt).read_bytes())
-        if onnx_handler:
-            _add_bytes(archive, INFERENCE_CODE_MEMBER, ONNX_HANDLER_FILE.read_bytes())
-            _add_bytes(archive, REQUIREMENTS_MEMBER, ONNX_REQUIREMENTS.encode())
+        for member, data in sorted(code.items()):
+            _add_bytes(archive, member, data)
         if config_raw is not None:
             _add_bytes(archive, CONFIG_MEMBER, config_raw)
     try:

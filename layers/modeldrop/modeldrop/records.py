@@ -84,6 +84,8 @@ class Deployment(_Item):
     sagemaker_model_name: str | None = None
     # deployments/<name>/<deploymentId>/model.tar.gz: the inspected object version, copied for SageMaker.
     model_data_key: str | None = None
+    # What OnUpload added so the prebuilt image can serve the model (serving_setup.SetupRecord).
+    serving_setup: dict[str, Any] | None = None
     endpoint_config_name: str | None = None
     endpoint_name: str | None = None
     execution_arn: str | None = None

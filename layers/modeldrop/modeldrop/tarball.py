@@ -18,6 +18,7 @@ import re
 import shutil
 import tarfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
@@ -28,6 +29,9 @@ from modeldrop.frameworks import Framework, artifact_framework, detect_framework
 CONFIG_MEMBER = "modeldrop.json"
 INFERENCE_CODE_MEMBER = "code/inference.py"
 REQUIREMENTS_MEMBER = "code/requirements.txt"
+# The library versions a model was saved with, written by `modeldrop package` next to the handler code
+# (code/ ships on the images that need a handler; see packaging.py for why not in modeldrop.json).
+LIBRARIES_MEMBER = "code/modeldrop-libraries.json"
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -61,6 +65,8 @@ class TarballReport(BaseModel):
     """What a tarball holds, as learned while streaming it."""
 
     members: list[str]
+    # The members that are not directories (regular files and links), in archive order.
+    files: list[str] = []
     member_count: int
     uncompressed_bytes: int
     artifacts: list[str]
@@ -68,6 +74,7 @@ class TarballReport(BaseModel):
     has_inference_code: bool
     has_requirements: bool
     config_bytes: bytes | None = None
+    libraries_bytes: bytes | None = None
 
 
 class _Readable(Protocol):
@@ -189,6 +196,7 @@ class _Scanner:
         self.has_inference_code = False
         self.has_requirements = False
         self.config_bytes: bytes | None = None
+        self.libraries_bytes: bytes | None = None
 
     def check(self, member: tarfile.TarInfo) -> str:
         """Validate one member; returns its normalised name ('' for the root directory)."""
@@ -304,6 +312,7 @@ class _Scanner:
             )
         return TarballReport(
             members=self.members,
+            files=self.files,
             member_count=self.count,
             uncompressed_bytes=self.total,
             artifacts=artifacts,
@@ -311,6 +320,7 @@ class _Scanner:
             has_inference_code=self.has_inference_code,
             has_requirements=self.has_requirements,
             config_bytes=self.config_bytes,
+            libraries_bytes=self.libraries_bytes,
         )
 
 
@@ -330,31 +340,54 @@ def _open(fileobj: _Readable | IO[bytes], limits: TarballLimits) -> tarfile.TarF
     return archive
 
 
-def _scan(
-    fileobj: _Readable | IO[bytes], limits: TarballLimits, dest: Path | None, require_model: bool = True
-) -> TarballReport:
-    scanner = _Scanner(limits)
+def checked_members(
+    fileobj: _Readable | IO[bytes], limits: TarballLimits, scanner: _Scanner | None = None
+) -> Iterator[tuple[tarfile.TarFile, tarfile.TarInfo, str]]:
+    """Stream a tarball member by member, each one checked before it is yielded.
+
+    Yields (archive, member, normalised name); the caller may read a regular member's data with
+    archive.extractfile(member) before asking for the next one (stream mode: strictly in order).
+    Every problem is a TarballRejected. modeldrop.json and code/modeldrop-libraries.json are read
+    into `scanner` (when given) for the caller's report.
+    """
+    scanner = scanner or _Scanner(limits)
     try:
         archive = _open(fileobj, limits)
         with archive:
             for member in archive:
                 name = scanner.check(member)
-                if dest is not None:
-                    if name:
-                        _extract_member(archive, member, dest)
-                    if name == CONFIG_MEMBER:
-                        scanner.config_bytes = (dest / CONFIG_MEMBER).read_bytes()
-                elif name == CONFIG_MEMBER:
-                    extracted = archive.extractfile(member)
-                    if extracted is None:
-                        raise TarballRejected(f"{CONFIG_MEMBER} must be a regular file")
-                    scanner.config_bytes = extracted.read(limits.max_config_bytes + 1)
+                yield archive, member, name
     except _DecompressedTooLarge:
         raise TarballRejected(scanner.too_large_reason()) from None
     except tarfile.ReadError as error:
         raise TarballRejected(f"corrupt tarball: {error}") from None
     except tarfile.TarError as error:
         raise TarballRejected(f"corrupt tarball: {error}") from None
+
+
+def _read_small(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, limit: int) -> bytes:
+    extracted = archive.extractfile(member)
+    if extracted is None:
+        raise TarballRejected(f"{name} must be a regular file")
+    return extracted.read(limit + 1)
+
+
+def _scan(
+    fileobj: _Readable | IO[bytes], limits: TarballLimits, dest: Path | None, require_model: bool = True
+) -> TarballReport:
+    scanner = _Scanner(limits)
+    for archive, member, name in checked_members(fileobj, limits, scanner):
+        if dest is not None:
+            if name:
+                _extract_member(archive, member, dest)
+            if name == CONFIG_MEMBER:
+                scanner.config_bytes = (dest / CONFIG_MEMBER).read_bytes()
+            elif name == LIBRARIES_MEMBER and member.isreg():
+                scanner.libraries_bytes = (dest / LIBRARIES_MEMBER).read_bytes()
+        elif name == CONFIG_MEMBER:
+            scanner.config_bytes = _read_small(archive, member, CONFIG_MEMBER, limits.max_config_bytes)
+        elif name == LIBRARIES_MEMBER and member.isreg():
+            scanner.libraries_bytes = _read_small(archive, member, LIBRARIES_MEMBER, limits.max_config_bytes)
     return scanner.report(require_model)
 
 

@@ -48,6 +48,16 @@ def pinned_url(uploaded: UploadedObject, version: int) -> str:
     return f"s3://{uploaded.bucket}/deployments/iris/{identifier}/model.tar.gz"
 
 
+# What the SageMaker Python SDK v2 sets on a repacked script-mode model (src/sagemaker/model.py), and so
+# what OnUpload sends for the scikit-learn image (serving_setup.ENVIRONMENT_RULES).
+SDK_ENVIRONMENT = {
+    "SAGEMAKER_PROGRAM": "inference.py",
+    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+    "SAGEMAKER_REGION": REGION,
+}
+
+
 def expect_model_and_config(
     sagemaker: StubbedSageMaker,
     uploaded: UploadedObject,
@@ -55,17 +65,21 @@ def expect_model_and_config(
     *,
     memory: int = 2048,
     image: str | None = None,
+    environment: dict[str, str] | None = SDK_ENVIRONMENT,
 ) -> None:
     name = f"modeldrop-iris-v{version}"
+    container: dict[str, Any] = {
+        "Image": image or image_for("sklearn", None, REGION),
+        "ModelDataUrl": pinned_url(uploaded, version),
+    }
+    if environment:
+        container["Environment"] = environment
     sagemaker.stubber.add_response(
         "create_model",
         {"ModelArn": f"arn:aws:sagemaker:{REGION}:123456789012:model/{name}"},
         {
             "ModelName": name,
-            "PrimaryContainer": {
-                "Image": image or image_for("sklearn", None, REGION),
-                "ModelDataUrl": pinned_url(uploaded, version),
-            },
+            "PrimaryContainer": container,
             "ExecutionRoleArn": ROLE_ARN,
             "Tags": [{"Key": "managed-by", "Value": "modeldrop"}],
         },
@@ -440,9 +454,33 @@ GZIP_OF_NOTHING = tarball([])  # a valid gzip holding an empty tar
             id="config-bad-value",
         ),
         pytest.param(
-            tarball([regular("weights.bin", b"x"), regular("code/inference.py", b"def model_fn(d): ...")]),
-            "framework",
-            id="framework-unknown",
+            tarball([regular("model.onnx", b"x"), regular("modeldrop.json", b'{"framework": "sklearn"}')]),
+            "the scikit-learn image has no default model_fn and no .joblib, .pkl or .pickle file was found "
+            "to generate one for: add code/inference.py with a model_fn",
+            id="sklearn-nothing-to-load",
+        ),
+        pytest.param(
+            tarball([regular("saved_model.pb", b"pb"), regular("variables/variables.index", b"i")]),
+            "TensorFlow Serving needs the SavedModel in a numbered version folder: 1/saved_model.pb "
+            "(with 1/variables/), or <model name>/1/saved_model.pb; found saved_model.pb",
+            id="tensorflow-no-version-folder",
+        ),
+        pytest.param(
+            tarball([regular("export/iris/saved_model.pb", b"pb")]),
+            "found export/iris/saved_model.pb",
+            id="tensorflow-version-folder-not-numbered",
+        ),
+        pytest.param(
+            tarball([regular("encoder.pt", b"a"), regular("classifier.pth", b"b")]),
+            "the PyTorch image's default model_fn loads model.pt at the tarball root, or the only .pt/.pth "
+            "file there (TorchScript); found .pt/.pth files: encoder.pt, classifier.pth. Rename the model to "
+            "model.pt at the root, or add code/inference.py with a model_fn",
+            id="pytorch-two-candidates",
+        ),
+        pytest.param(
+            tarball([regular("weights/model.pt", b"a")]),
+            "found .pt/.pth files: none at the root",
+            id="pytorch-not-at-root",
         ),
     ],
 )
