@@ -8,9 +8,18 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.stub import Stubber
 from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
+from modeldrop.serving_setup import SetupRecord
 
 from tests.unit.api.support import assert_matches_schema, json_body, streaming
 from tests.utils import load_event
+
+# What OnUpload records for a bare model.joblib on the scikit-learn image.
+SERVING_SETUP = SetupRecord(
+    repacked=True,
+    added_files=["code/inference.py"],
+    environment={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
+    notes=["added code/inference.py"],
+)
 
 
 def _deployment(version: int, status: DeploymentStatus, reason: str | None = None) -> Deployment:
@@ -26,6 +35,7 @@ def _deployment(version: int, status: DeploymentStatus, reason: str | None = Non
         status=status,
         reason=reason,
         config={"framework": "sklearn", "memoryMb": 2048, "maxConcurrency": 5},
+        serving_setup=SERVING_SETUP.model_dump(by_alias=True, mode="json"),
         endpoint_name="modeldrop-iris",
         created_at=now,
         updated_at=now,
@@ -71,6 +81,16 @@ def test_records_written_by_the_pipeline_are_served_by_the_api(
         "objectVersion": "v2",
         "framework": "sklearn",
         "memoryMb": 2048,
+        "servingSetup": {
+            "repacked": True,
+            "addedFiles": ["code/inference.py"],
+            "leftOutFiles": [],
+            "environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+            },
+            "notes": ["added code/inference.py"],
+        },
         "createdAt": None,
         "updatedAt": None,
     }

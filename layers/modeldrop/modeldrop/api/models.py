@@ -48,6 +48,7 @@ class DeploymentRecord(_CamelModel):
     reason: str | None = None
     object_version: str | None = None
     config: dict[str, Any] | None = None
+    serving_setup: dict[str, Any] | None = None
     created_at: str | None = None
     updated_at: str | None = None
 
@@ -69,6 +70,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class ServingSetup(_CamelModel):
+    """What OnUpload added so the prebuilt image serves the model (modeldrop.serving_setup.SetupRecord)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    repacked: bool = False
+    added_files: list[str] = Field(default_factory=list)
+    left_out_files: list[str] = Field(default_factory=list)
+    environment: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+
+
 class DeploymentSummary(_CamelModel):
     deployment_id: str
     version: int
@@ -77,6 +90,7 @@ class DeploymentSummary(_CamelModel):
     object_version: str | None = None
     framework: str | None = None
     memory_mb: int | None = None
+    serving_setup: ServingSetup | None = None
     created_at: str | None = None
     updated_at: str | None = None
 
@@ -92,6 +106,7 @@ class DeploymentSummary(_CamelModel):
             object_version=record.object_version,
             framework=config.get("framework"),
             memory_mb=int(memory) if memory is not None else None,
+            serving_setup=ServingSetup.model_validate(record.serving_setup) if record.serving_setup else None,
             created_at=record.created_at,
             updated_at=record.updated_at,
         )
