@@ -13,9 +13,12 @@ from modeldrop.frameworks import (
     detect_framework,
     framework_from_image,
     image_for,
+    layout_problem,
+    pytorch_default_model,
     serving_framework,
     supported_regions,
     supported_versions,
+    tensorflow_saved_models,
 )
 
 REQUIRED_REGIONS = (
@@ -193,3 +196,44 @@ def test_serving_framework_for_a_custom_image_comes_from_the_files() -> None:
     image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:1"
     assert serving_framework(image, ["model.ubj"]) is Framework.XGBOOST
     assert serving_framework(image, ["weights.bin"]) is None
+
+
+@pytest.mark.parametrize(
+    ("names", "found"),
+    [
+        (["1/saved_model.pb", "1/variables/variables.index"], ["1/saved_model.pb"]),
+        (["./iris/20240101/saved_model.pb"], ["iris/20240101/saved_model.pb"]),
+        (["saved_model.pb"], []),
+        (["export/iris/saved_model.pb"], []),
+        (["a/b/1/saved_model.pb"], []),
+    ],
+)
+def test_tensorflow_serving_finds_only_numbered_version_folders(names: list[str], found: list[str]) -> None:
+    # TensorFlow Serving: /opt/ml/model/[<name>/]<digits>/saved_model.pb (tfs_utils.py find_models)
+    assert tensorflow_saved_models(names) == found
+
+
+@pytest.mark.parametrize(
+    ("names", "loaded"),
+    [
+        (["model.pt", "other.pt"], "model.pt"),
+        (["./net.pth"], "net.pth"),
+        (["a.pt", "b.pth"], None),
+        (["weights/model.pt"], None),
+        (["model.torchscript"], None),
+    ],
+)
+def test_pytorch_default_loader_takes_model_pt_or_the_only_root_file(
+    names: list[str], loaded: str | None
+) -> None:
+    assert pytorch_default_model(names) == loaded
+
+
+def test_layout_rules_apply_only_where_the_image_has_them() -> None:
+    # Given layouts the default loaders cannot use
+    # Then TensorFlow is refused even with code (inference.py only pre/post-processes), PyTorch only without
+    assert layout_problem(Framework.TENSORFLOW, ["saved_model.pb", "code/inference.py"], True) is not None
+    assert layout_problem(Framework.PYTORCH, ["a.pt", "b.pt"], False) is not None
+    assert layout_problem(Framework.PYTORCH, ["a.pt", "b.pt", "code/inference.py"], True) is None
+    assert layout_problem(Framework.SKLEARN, ["deep/model.joblib"], False) is None
+    assert layout_problem(None, ["saved_model.pb"], False) is None

@@ -114,7 +114,8 @@ def model_urls(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Mo
     build = tmp_path_factory.mktemp("tarballs")
     s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
-    iris = build_sklearn_iris(build / "iris")
+    # The bare artifacts (no code/), as these tests were written for; the builders now add handlers.
+    iris = build_sklearn_iris(build / "iris", with_handler=False)
     staging = build / "behaviour-src"
     staging.mkdir()
     import joblib
@@ -127,7 +128,7 @@ def model_urls(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Mo
     behaviour = build_model_tarball(
         [staging / "model.joblib"], build / "behaviour.tar.gz", inference_py=staging / "inference.py"
     )
-    onnx = build_onnx_iris(build / "onnx")
+    onnx = build_onnx_iris(build / "onnx", with_handler=False)
     xgboost = build_xgboost_iris(build / "xgboost")
     s3.upload_file(str(onnx), BUCKET, "onnx/model.tar.gz")
     s3.upload_file(str(xgboost), BUCKET, "xgboost/model.tar.gz")
