@@ -5,8 +5,9 @@ server-side: no bytes pass through the function). When the scikit-learn image ne
 GetObject → tarfile stream → new tar.gz → multipart upload (modeldrop.repack), all inside the function.
 Measured here, in one run, on a real ~100 MB model tarball (the iris model plus incompressible padding,
 without code/): moto's in-process S3 for both paths (so S3 itself costs about the same on both sides and
-the ratio is the function's extra work), and the repack's CPU alone (file → null sink) at the deflate
-level used (repack.COMPRESS_LEVEL) and at gzip's default 6. Peak Python memory of the repack by tracemalloc.
+the ratio is the function's extra work), and the repack's CPU alone (file → null sink) at deflate
+level 0 (stored, used above 1 GiB), the level used up to 1 GiB (repack.COMPRESS_LEVEL) and gzip's
+default 6. Peak Python memory of the repack by tracemalloc.
 Run alone: `python -m benchmarks.repack [--size-mb 100] [--repeats 3]`.
 """
 
@@ -76,7 +77,7 @@ def run(size_mb: int = 100, repeats: int = 3) -> dict[str, Any]:
         body = tarball.read_bytes()
         rows: dict[str, Any] = {"tarball_mb": round(len(body) / 2**20, 1)}
 
-        for level in (repack.COMPRESS_LEVEL, 6):
+        for level in sorted({0, repack.COMPRESS_LEVEL, 6}):
             median, fastest = _best(
                 repeats,
                 lambda level=level: repack.write_repacked(

@@ -55,6 +55,12 @@ def s3(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield client
 
 
+def repack_model(s3: Any) -> list[str]:
+    """Repack models/m/model.tar.gz to deployments/m/1/model.tar.gz with ADD."""
+    source = {"Bucket": BUCKET, "Key": "models/m/model.tar.gz"}
+    return repack_to_s3(s3, source, BUCKET, "deployments/m/1/model.tar.gz", add=ADD, limits=BIG_LIMITS)
+
+
 def names(body: bytes) -> list[str]:
     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
         return archive.getnames()
@@ -67,14 +73,7 @@ def test_repack_streams_a_multipart_copy_with_the_added_code(s3: Any, padded: by
     s3.meta.events.register("before-call.s3.*", lambda model, **_: operations.append(model.name))
 
     # When it is repacked with a generated code/inference.py
-    written = repack_to_s3(
-        s3,
-        {"Bucket": BUCKET, "Key": "models/m/model.tar.gz"},
-        BUCKET,
-        "deployments/m/1/model.tar.gz",
-        add=ADD,
-        limits=BIG_LIMITS,
-    )
+    written = repack_model(s3)
 
     # Then the copy holds the original members and the code, uploaded in parts
     copy = s3.get_object(Bucket=BUCKET, Key="deployments/m/1/model.tar.gz")["Body"].read()
@@ -94,14 +93,7 @@ def test_a_source_that_breaks_mid_stream_leaves_no_object(s3: Any, padded: bytes
     # When it is repacked
     # Then the rejection surfaces, and neither an object nor an open multipart upload is left
     with pytest.raises(TarballRejected, match="the file ends in the middle of the stream"):
-        repack_to_s3(
-            s3,
-            {"Bucket": BUCKET, "Key": "models/m/model.tar.gz"},
-            BUCKET,
-            "deployments/m/1/model.tar.gz",
-            add=ADD,
-            limits=BIG_LIMITS,
-        )
+        repack_model(s3)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="deployments/")
     assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
 
@@ -146,3 +138,10 @@ def test_left_out_members_are_dropped_and_memory_stays_flat(padded: bytes) -> No
 def test_adding_a_member_that_exists_is_refused(padded: bytes) -> None:
     with pytest.raises(ValueError, match=r"model\.joblib is already in the tarball"):
         write_repacked(io.BytesIO(padded), CountingSink(), add={"model.joblib": b""}, limits=BIG_LIMITS)
+
+
+def test_models_over_a_gib_are_stored_uncompressed_to_stay_inside_the_function_timeout() -> None:
+    from modeldrop.repack import LARGE_MODEL_BYTES, compress_level_for
+
+    assert compress_level_for(LARGE_MODEL_BYTES) == 1
+    assert compress_level_for(LARGE_MODEL_BYTES + 1) == 0

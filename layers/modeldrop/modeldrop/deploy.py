@@ -45,7 +45,7 @@ from modeldrop.model_config import (
 )
 from modeldrop.observability import logger, metrics
 from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
-from modeldrop.repack import repack_to_s3
+from modeldrop.repack import compress_level_for, repack_to_s3
 from modeldrop.sagemaker_adapter import (
     BROKEN_STATUSES,
     BUSY_STATUSES,
@@ -305,6 +305,7 @@ def _pin_model_data(deployment: Deployment, plan: ServingPlan, deps: DeployDepen
             add=plan.add_members,
             leave_out=set(plan.leave_out),
             limits=deps.settings.tarball_limits(),
+            compresslevel=compress_level_for(plan.uncompressed_bytes),
         )
         return
     # A single server-side CopyObject up to S3's 5 GiB limit, multipart only above (tarballs may be up to

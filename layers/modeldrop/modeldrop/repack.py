@@ -25,9 +25,18 @@ from boto3.s3.transfer import TransferConfig
 
 from modeldrop.tarball import TarballLimits, checked_members
 
-# Deflate level of the deployed copy: 1 is several times faster than 6 and model weights barely
-# compress either way; OnUpload has 300 s for a model of up to MaxUncompressedMB (benchmarks/repack.py).
+# Deflate level of the deployed copy. Deflate is the repack's whole CPU cost: level 1 runs at ~40 MB/s
+# per core, level 0 (stored) at ~500 MB/s (benchmarks/results/repack.json). OnUpload has 300 s and about
+# half a vCPU, so level 1 up to 1 GiB of model (well inside the budget), stored above (model weights
+# barely compress anyway; SageMaker only downloads the copy, inside AWS).
 COMPRESS_LEVEL = 1
+LARGE_MODEL_BYTES = 2**30
+
+
+def compress_level_for(uncompressed_bytes: int) -> int:
+    return COMPRESS_LEVEL if uncompressed_bytes <= LARGE_MODEL_BYTES else 0
+
+
 _PIPE_CHUNK = 1024 * 1024
 _PIPE_DEPTH = 8
 UPLOAD_CONFIG = TransferConfig(
@@ -192,6 +201,7 @@ def repack_to_s3(
     add: Mapping[str, bytes],
     leave_out: frozenset[str] | set[str] = frozenset(),
     limits: TarballLimits | None = None,
+    compresslevel: int = COMPRESS_LEVEL,
 ) -> list[str]:
     """GetObject(source_request) → write_repacked → upload to bucket/key; returns the names written."""
     pipe = _Pipe()
@@ -201,7 +211,9 @@ def repack_to_s3(
         body = s3.get_object(**source_request)["Body"]
         writer = _PipeWriter(pipe)
         try:
-            result["written"] = write_repacked(body, writer, add=add, leave_out=leave_out, limits=limits)
+            result["written"] = write_repacked(
+                body, writer, add=add, leave_out=leave_out, limits=limits, compresslevel=compresslevel
+            )
             writer.finish()
         except _Cancelled:
             pass

@@ -247,6 +247,7 @@ class ServingPlan:
     record: SetupRecord = field(default_factory=SetupRecord)
     # Set when the image cannot serve the tarball whatever is added: OnUpload rejects with it.
     problem: str | None = None
+    uncompressed_bytes: int = 0
 
     @property
     def needs_repack(self) -> bool:
@@ -327,4 +328,5 @@ def plan_serving(
         leave_out=leave_out,
         record=record,
         problem=problem,
+        uncompressed_bytes=report.uncompressed_bytes,
     )
