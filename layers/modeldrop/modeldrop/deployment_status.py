@@ -181,10 +181,18 @@ def cleanup_old_versions(model_name: str, deps: StatusDependencies) -> list[str]
     """
     model = deps.records.get_model(model_name)
     live_id = model.live_deployment_id if model else None
+    newest_first = list(reversed(deps.records.all_deployments(model_name)))
+    # A rollback owns nothing: it reuses a kept version's model and config, which must then survive
+    # for as long as the rollback is live or in flight.
+    in_use = {
+        deployment.endpoint_config_name
+        for deployment in newest_first
+        if deployment.deployment_id == live_id or deployment.status in IN_FLIGHT
+    }
     reached_sagemaker = [
         deployment
-        for deployment in reversed(deps.records.all_deployments(model_name))  # newest first
-        if deployment.sagemaker_model_name
+        for deployment in newest_first
+        if deployment.sagemaker_model_name and not deployment.is_rollback
     ]
     deleted: list[str] = []
     for deployment in reached_sagemaker[deps.settings.keep_versions :]:
@@ -192,6 +200,7 @@ def cleanup_old_versions(model_name: str, deps: StatusDependencies) -> list[str]
             deployment.sagemaker_deleted
             or deployment.deployment_id == live_id
             or deployment.status in IN_FLIGHT
+            or deployment.endpoint_config_name in in_use
         ):
             continue
         if deployment.endpoint_config_name:

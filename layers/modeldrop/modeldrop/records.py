@@ -38,6 +38,14 @@ class DeploymentStatus(StrEnum):
         return self in _EXPIRING
 
 
+class DeploymentKind(StrEnum):
+    """What started a deployment: an upload (its own SageMaker model and config) or a rollback (it
+    switches the endpoint back to a kept version's model and config, and owns none)."""
+
+    UPLOAD = "Upload"
+    ROLLBACK = "Rollback"
+
+
 _EXPIRING = {
     DeploymentStatus.REJECTED,
     DeploymentStatus.FAILED,
@@ -92,6 +100,19 @@ class Deployment(_Item):
     ttl: int | None = None
     # Set once the cleanup deleted this deployment's SageMaker model and endpoint config.
     sagemaker_deleted: bool | None = None
+    # None on items written before rollbacks existed: those are uploads.
+    kind: DeploymentKind | None = None
+    # A rollback: the version whose SageMaker model and endpoint config it puts back in service.
+    rollback_to: int | None = None
+
+    @property
+    def is_rollback(self) -> bool:
+        return self.kind is DeploymentKind.ROLLBACK
+
+    @property
+    def serves_version(self) -> int:
+        """The upload version whose model this deployment serves (a rollback serves its target's)."""
+        return self.rollback_to if self.is_rollback and self.rollback_to is not None else self.version
 
     def to_item(self) -> dict[str, Any]:
         item = super().to_item()

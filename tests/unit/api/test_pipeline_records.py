@@ -73,6 +73,8 @@ def test_records_written_by_the_pipeline_are_served_by_the_api(
         "memoryMb": 2048,
         "createdAt": None,
         "updatedAt": None,
+        "kind": "Upload",
+        "rollbackTo": None,
     }
     assert [entry["version"] for entry in detail["history"]] == [2, 1]
     assert invoked["statusCode"] == 200

@@ -110,7 +110,9 @@ def test_tables(logical_id: str, keys: list[str], ttl: str) -> None:
     assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
 
 
-@pytest.mark.parametrize("logical_id", ["OnUploadFunction", "DeploymentStatusFunction", "DeployStateMachine"])
+@pytest.mark.parametrize(
+    "logical_id", ["OnUploadFunction", "DeploymentStatusFunction", "DeployStateMachine", "ApiFunction"]
+)
 def test_pipeline_policies_are_least_privilege(logical_id: str) -> None:
     # Given the function's or state machine's own statements
     for statement in statements(logical_id):
