@@ -38,7 +38,7 @@ local_app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 
-FINAL_STATUSES = {"InService", "Failed", "Rejected", "TimedOut", "Superseded"}
+FINAL_STATUSES = {"InService", "Failed", "Rejected", "TimedOut", "Superseded", "Unhealthy"}
 EndpointOption = Annotated[
     str | None, typer.Option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS edge (local cloud) URL.")
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,73 @@ def test_rollback_to_a_version_not_kept_is_refused_naming_the_kept_ones(
     assert result.exit_code == 1
     assert "VersionNotKept" in result.output
     assert "kept versions you can roll back to: v" in result.output
+
+
+# ---------------------------------------------------------------- smoke test before live
+
+
+def _smoke_test(expected_first_class: int) -> dict[str, Any]:
+    """A smoke test that wants a plain list of classes, the first one known (what the iris model answers)."""
+    return {"body": iris_sample(), "json_path": "$[0]", "equals": expected_first_class}
+
+
+def test_a_failing_smoke_test_rolls_back_and_leaves_the_old_version_live(
+    stack: StackClient, models_dir: Path
+) -> None:
+    # Given v1 of a model live, its smoke test passed (it answers a list of classes)
+    name = "smoke-iris"
+    good = build_sklearn_iris(models_dir / "smoke-good", config={"smoke_test": _smoke_test(0)})
+    expected = predict_in_process(good, iris_sample())
+    assert expected[0] == 0
+    first = stack.follow(
+        name, stack.upload(good, name), timeout_s=120, progress=lambda line: None, poll_s=0.2
+    )
+    assert str(first.status) == "InService", first
+    # When v2 answers in another shape (names), so the same smoke test fails
+    bad = build_custom_inference(models_dir / "smoke-bad", config={"smoke_test": _smoke_test(0)})
+    second = stack.follow(
+        name, stack.upload(bad, name), timeout_s=120, progress=lambda line: None, poll_s=0.2
+    )
+    # Then v2 is Failed with the smoke test's reason, and an automatic rollback to v1 is live
+    assert str(second.status) == "Failed", second
+    assert second.reason.startswith("smoke test failed: $[0] not found in the answer"), second.reason
+    assert "rolled back to v1" in second.reason
+    records = stack.records()
+    rollback = _wait_final(records, name, 3)
+    assert (str(rollback.kind), rollback.rollback_to, rollback.rolled_back_from) == ("Rollback", 1, 2)
+    assert str(rollback.status) == "InService", rollback
+    model = records.get_model(name)
+    assert model.live_version == 3 and model.status == "InService"
+    # And the old version answers again
+    response = stack.invoke(name, json.dumps(iris_sample()).encode(), "application/json")
+    assert response.status_code == 200 and response.json() == expected
+
+
+def test_a_first_version_failing_its_smoke_test_stays_but_is_unhealthy(
+    stack: StackClient, models_dir: Path
+) -> None:
+    # Given no earlier version, and a first upload whose smoke test fails (it answers names, not a list)
+    name = "smoke-first"
+    bad = build_custom_inference(models_dir / "smoke-first", config={"smoke_test": _smoke_test(0)})
+    # When it is deployed
+    deployment = stack.follow(
+        name, stack.upload(bad, name), timeout_s=120, progress=lambda line: None, poll_s=0.2
+    )
+    # Then it is Unhealthy with the smoke test's reason, not made live, and the API refuses to route to it
+    assert str(deployment.status) == "Unhealthy", deployment
+    assert "no previous version to roll back to" in deployment.reason
+    model = stack.records().get_model(name)
+    assert model.status == "Unhealthy" and model.live_version is None
+    response = stack.invoke(name, json.dumps(iris_sample()).encode(), "application/json")
+    assert response.status_code == 503
+    assert "Unhealthy" in response.json()["message"]
+
+
+def _wait_final(records: Any, name: str, version: int, timeout_s: float = 60) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        deployment = records.get_deployment(name, version)
+        if deployment is not None and str(deployment.status) not in {"Queued", "Deploying"}:
+            return deployment
+        time.sleep(0.2)
+    raise AssertionError(f"v{version} of {name} not final after {timeout_s} s")

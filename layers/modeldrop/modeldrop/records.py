@@ -32,6 +32,8 @@ class DeploymentStatus(StrEnum):
     FAILED = "Failed"
     TIMED_OUT = "TimedOut"
     SUPERSEDED = "Superseded"
+    # InService but its smoke test failed, with no earlier version to roll back to: not made live.
+    UNHEALTHY = "Unhealthy"
 
     @property
     def expires(self) -> bool:
@@ -104,6 +106,8 @@ class Deployment(_Item):
     kind: DeploymentKind | None = None
     # A rollback: the version whose SageMaker model and endpoint config it puts back in service.
     rollback_to: int | None = None
+    # An automatic rollback: the version whose failed smoke test started it.
+    rolled_back_from: int | None = None
 
     @property
     def is_rollback(self) -> bool:

@@ -162,7 +162,7 @@ def test_in_service_path_runs_in_moto_engine(engine_stack: Stack, iris_tarball: 
     # Then the execution succeeded through DescribeEndpoint → InService → the status function
     assert execution["status"] == "SUCCEEDED", execution
     actions = [event["action"] for event in engine_stack.invoked]  # type: ignore[attr-defined]
-    assert actions == ["succeeded"]
+    assert actions == ["smoke_test", "succeeded"]
     assert engine_stack.invoked[0]["endpoint"]["EndpointStatus"] == "InService"  # type: ignore[attr-defined]
     record = engine_stack.records().get_deployment("iris", 1)
     assert record is not None and record.status is DeploymentStatus.IN_SERVICE
@@ -278,7 +278,7 @@ def test_queued_deployment_starts_when_the_endpoint_is_free(
     # Then it tried, waited, started and went InService
     assert execution["status"] == "SUCCEEDED", execution
     actions = [event["action"] for event in engine_stack.invoked]  # type: ignore[attr-defined]
-    assert actions == ["start", "start", "succeeded"]
+    assert actions == ["start", "start", "smoke_test", "succeeded"]
     assert [event["polls"] for event in engine_stack.invoked[:2]] == [0, 1]  # type: ignore[attr-defined]
     record = engine_stack.records().get_deployment("iris", 1)
     assert record is not None and record.status is DeploymentStatus.IN_SERVICE
