@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from modeldrop.preflight import SERVERLESS_TOTAL_CONCURRENCY
 from modeldrop_local.cli import StackClient, app
 from modeldrop_local.example_models import (
     build_custom_inference,
@@ -18,10 +19,13 @@ from modeldrop_local.example_models import (
     iris_sample,
     predict_in_process,
 )
+from modeldrop_local.service_quotas import reset_quotas, set_quota
 from typer.testing import CliRunner
 
 pytestmark = pytest.mark.e2e
 MODEL = "rollback-iris"
+# Every model of this module together stays within the default serverless concurrency quota (10).
+SMALL = {"max_concurrency": 2}
 
 
 def _deploy(stack: StackClient, tarball: Path) -> Any:
@@ -44,8 +48,8 @@ def _cli(stack: StackClient, *arguments: str) -> Any:
 @pytest.fixture(scope="module")
 def two_versions(stack: StackClient, models_dir: Path) -> tuple[Path, Path]:
     """v1 the logistic iris model, then v2 a custom inference.py answering with names: v2 is live."""
-    old = build_sklearn_iris(models_dir / "rollback-old")
-    new = build_custom_inference(models_dir / "rollback-new")
+    old = build_sklearn_iris(models_dir / "rollback-old", config=SMALL)
+    new = build_custom_inference(models_dir / "rollback-new", config=SMALL)
     _deploy(stack, old)
     _deploy(stack, new)
     return old, new
@@ -120,12 +124,16 @@ def _smoke_test(expected_first_class: int) -> dict[str, Any]:
     return {"body": iris_sample(), "json_path": "$[0]", "equals": expected_first_class}
 
 
+def _with_smoke_test(expected_first_class: int) -> dict[str, Any]:
+    return SMALL | {"smoke_test": _smoke_test(expected_first_class)}
+
+
 def test_a_failing_smoke_test_rolls_back_and_leaves_the_old_version_live(
     stack: StackClient, models_dir: Path
 ) -> None:
     # Given v1 of a model live, its smoke test passed (it answers a list of classes)
     name = "smoke-iris"
-    good = build_sklearn_iris(models_dir / "smoke-good", config={"smoke_test": _smoke_test(0)})
+    good = build_sklearn_iris(models_dir / "smoke-good", config=_with_smoke_test(0))
     expected = predict_in_process(good, iris_sample())
     assert expected[0] == 0
     first = stack.follow(
@@ -133,7 +141,7 @@ def test_a_failing_smoke_test_rolls_back_and_leaves_the_old_version_live(
     )
     assert str(first.status) == "InService", first
     # When v2 answers in another shape (names), so the same smoke test fails
-    bad = build_custom_inference(models_dir / "smoke-bad", config={"smoke_test": _smoke_test(0)})
+    bad = build_custom_inference(models_dir / "smoke-bad", config=_with_smoke_test(0))
     second = stack.follow(
         name, stack.upload(bad, name), timeout_s=120, progress=lambda line: None, poll_s=0.2
     )
@@ -157,7 +165,7 @@ def test_a_first_version_failing_its_smoke_test_stays_but_is_unhealthy(
 ) -> None:
     # Given no earlier version, and a first upload whose smoke test fails (it answers names, not a list)
     name = "smoke-first"
-    bad = build_custom_inference(models_dir / "smoke-first", config={"smoke_test": _smoke_test(0)})
+    bad = build_custom_inference(models_dir / "smoke-first", config=_with_smoke_test(0))
     # When it is deployed
     deployment = stack.follow(
         name, stack.upload(bad, name), timeout_s=120, progress=lambda line: None, poll_s=0.2
@@ -180,3 +188,41 @@ def _wait_final(records: Any, name: str, version: int, timeout_s: float = 60) ->
             return deployment
         time.sleep(0.2)
     raise AssertionError(f"v{version} of {name} not final after {timeout_s} s")
+
+
+# ---------------------------------------------------------------- preflight of account limits
+
+
+def test_a_deployment_beyond_the_serverless_concurrency_quota_is_rejected_naming_it(
+    stack: StackClient, models_dir: Path
+) -> None:
+    # Given the account's total serverless concurrency quota lowered to what the module's models use
+    if stack.endpoint_url is None:
+        pytest.skip("the quota override is the local cloud's")
+    records = stack.records()
+    sagemaker = stack.client("sagemaker")
+    used = sum(
+        variant["ServerlessConfig"]["MaxConcurrency"]
+        for endpoint in sagemaker.list_endpoints()["Endpoints"]
+        for variant in sagemaker.describe_endpoint_config(
+            EndpointConfigName=sagemaker.describe_endpoint(EndpointName=endpoint["EndpointName"])[
+                "EndpointConfigName"
+            ]
+        )["ProductionVariants"]
+    )
+    set_quota(SERVERLESS_TOTAL_CONCURRENCY.code, used + 1)
+    try:
+        # When a new model asking for max_concurrency 2 is uploaded
+        tarball = build_sklearn_iris(models_dir / "quota", config=SMALL)
+        deployment = stack.follow(
+            "quota-iris", stack.upload(tarball, "quota-iris"), timeout_s=60, progress=lambda line: None
+        )
+    finally:
+        reset_quotas()
+    # Then it is Rejected before anything reached SageMaker, naming the quota, its value and the need
+    assert str(deployment.status) == "Rejected", deployment
+    assert deployment.reason.startswith(
+        "account quota 'Maximum total concurrency that can be allocated across all serverless endpoints' "
+        f"(sagemaker L-96300102) is {used + 1} (applied value); this deployment needs {used + 2}"
+    ), deployment.reason
+    assert records.get_model("quota-iris") is None  # no endpoint was created
