@@ -283,10 +283,13 @@ def cleanup_old_versions(model_name: str, deps: StatusDependencies) -> list[str]
         for deployment in newest_first
         if deployment.deployment_id == live_id or deployment.status in IN_FLIGHT
     }
+    # Rejected ones (the preflight refuses after the names are recorded) never created anything.
     reached_sagemaker = [
         deployment
         for deployment in newest_first
-        if deployment.sagemaker_model_name and not deployment.is_rollback
+        if deployment.sagemaker_model_name
+        and not deployment.is_rollback
+        and deployment.status is not DeploymentStatus.REJECTED
     ]
     deleted: list[str] = []
     for deployment in reached_sagemaker[deps.settings.keep_versions :]:

@@ -22,7 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
+
+from modeldrop.observability import logger
 
 SERVICE_CODE = "sagemaker"
 
@@ -61,19 +63,25 @@ def read_quota(client: Any, quota: Quota) -> QuotaValue:
         return QuotaValue(quota, float(response["Quota"]["Value"]), "applied value")
     except ClientError as error:
         if error.response.get("Error", {}).get("Code") != "NoSuchResourceException":
-            return QuotaValue(quota, quota.default, f"documented default; Service Quotas: {_code(error)}")
-    except BotoCoreError as error:
-        return QuotaValue(quota, quota.default, f"documented default; Service Quotas: {error}")
+            return _documented(quota, error)
+    except Exception as error:
+        # Unreadable quotas (no network, an emulator without the call) must not fail the upload.
+        return _documented(quota, error)
     try:
         response = client.get_aws_default_service_quota(ServiceCode=SERVICE_CODE, QuotaCode=quota.code)
         return QuotaValue(quota, float(response["Quota"]["Value"]), "AWS default value")
-    except (ClientError, BotoCoreError) as error:
-        detail = _code(error) if isinstance(error, ClientError) else str(error)
-        return QuotaValue(quota, quota.default, f"documented default; Service Quotas: {detail}")
+    except Exception as error:
+        return _documented(quota, error)
 
 
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", "error"))
+def _documented(quota: Quota, error: Exception) -> QuotaValue:
+    detail = (
+        str(error.response.get("Error", {}).get("Code", "error"))
+        if isinstance(error, ClientError)
+        else f"{type(error).__name__}: {error}"
+    )
+    logger.warning("service quota not readable, using the documented default", extra={"quota": quota.code})
+    return QuotaValue(quota, quota.default, f"documented default; Service Quotas: {detail}")
 
 
 @dataclass(frozen=True)

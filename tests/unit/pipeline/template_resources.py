@@ -21,8 +21,9 @@ TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 STACK_NAME = "modeldrop"
-# The UUID CloudFormation puts at the end of a stack's id (a new one for every stack it creates).
-STACK_UUID = "5f0b8a9e-1c2d-4e3f-8a7b-6c5d4e3f2a1b"
+# The UUID CloudFormation puts at the end of a stack's id (a new one for every stack it creates); this
+# one is the local cloud's for a stack "modeldrop" in us-east-1, so the sample events name the same bucket.
+STACK_UUID = "720a757e-f609-5b80-9674-385bb87e16de"
 STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{STACK_NAME}/{STACK_UUID}"
 _SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
 

@@ -241,3 +241,20 @@ def test_rollback_route_without_the_state_machine_is_unavailable(
     _live(stack, 1, 2)
     status, answer = _post(_api(stack, sagemaker, wired=False), None)
     assert (status, answer["error"]) == (503, "ServiceUnavailable")
+
+
+def test_uploads_rejected_by_the_preflight_take_no_kept_slot(
+    stack: Stack, sagemaker: StubbedSageMaker
+) -> None:
+    # Given v1, v2 live in turn, then v3 and v4 Rejected by the preflight (names recorded, nothing created)
+    _live(stack, 1, 2)
+    seed(stack, 3, DeploymentStatus.REJECTED)
+    seed(stack, 4, DeploymentStatus.REJECTED)
+
+    # When the cleanup runs with KEEP_VERSIONS=2
+    deleted = cleanup_old_versions("iris", status_dependencies(stack, sagemaker, KEEP_VERSIONS="2"))
+
+    # Then nothing is deleted (the stubber would fail any SageMaker call): v1 stays a rollback target
+    assert deleted == []
+    _expect_switch(sagemaker, current="modeldrop-iris-v2", target="modeldrop-iris-v1")
+    assert request_rollback("iris", None, _deps(stack, sagemaker)).rollback_to == 1
