@@ -16,8 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from modeldrop.preflight import SERVERLESS_TOTAL_CONCURRENCY
 from modeldrop_local.demo import throwaway_cloud
 from modeldrop_local.example_models import build_padded_model
+from modeldrop_local.service_quotas import set_quota
 
 from benchmarks.common import write_result
 from benchmarks.local_cloud import upload_and_follow
@@ -29,6 +31,9 @@ def run(sizes_mb: tuple[int, ...] = SIZES_MB) -> dict[str, Any]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="modeldrop-pipeline-") as tmp:
         workdir = Path(tmp)
+        # One endpoint per size at the default MaxConcurrency (5) outgrows the local cloud's default
+        # serverless concurrency quota (10, as a new AWS account's): raise it, as an account owner would.
+        set_quota(SERVERLESS_TOTAL_CONCURRENCY.code, 200)
         with throwaway_cloud(workdir) as (_cloud, stack):
             for size in sizes_mb:
                 tarball = build_padded_model(workdir / f"model-{size}", size)

@@ -38,7 +38,7 @@ local_app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 
-FINAL_STATUSES = {"InService", "Failed", "Rejected", "TimedOut", "Superseded"}
+FINAL_STATUSES = {"InService", "Failed", "Rejected", "TimedOut", "Superseded", "Unhealthy"}
 EndpointOption = Annotated[
     str | None, typer.Option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS edge (local cloud) URL.")
 ]
@@ -282,6 +282,38 @@ def invoke(
     typer.echo(response.text)
     if response.status_code >= 400:
         raise typer.Exit(1)
+
+
+@app.command()
+@reaching_the_stack
+def rollback(
+    name: Annotated[str, typer.Argument(help="The model to roll back.")],
+    version: Annotated[
+        int | None,
+        typer.Option("--version", min=1, help="Kept version to restore (default: the previous live)."),
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    stack_name: StackOption = DEFAULT_STACK_NAME,
+    timeout: Annotated[float, typer.Option(help="Seconds to follow the rollback.")] = 900,
+) -> None:
+    """Switch NAME's endpoint back to a kept version (POST /models/NAME/rollback) and follow it."""
+    from modeldrop_local.rollback_client import RollbackRefused, follow_version, post_rollback
+
+    stack = StackClient(endpoint_url, stack_name)
+    try:
+        accepted = post_rollback(stack, name, version)
+    except RollbackRefused as refusal:
+        raise _fail(f"rollback of {name} refused: {refusal}") from refusal
+    typer.echo(
+        f"rollback v{accepted['version']} of {name} to v{accepted['rollbackTo']}: {accepted['status']}"
+    )
+    deployment = follow_version(stack, name, int(accepted["version"]), timeout_s=timeout, progress=typer.echo)
+    if str(deployment.status) != "InService":
+        raise _fail(f"rollback of {name} did not reach InService")
+    typer.secho(
+        f"{name} serves v{accepted['rollbackTo']} again (rollback v{deployment.version})",
+        fg=typer.colors.GREEN,
+    )
 
 
 @app.command()

@@ -29,6 +29,7 @@ from werkzeug.wrappers import Response
 
 from modeldrop_local.functions_host import FunctionsHost
 from modeldrop_local.http_server import NoDelayWSGIServer, make_server
+from modeldrop_local.service_quotas import install as install_sagemaker_quotas
 from modeldrop_local.stack import ACCOUNT_ID, LocalStack
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -63,6 +64,8 @@ class EdgeApp:
     """The WSGI application behind the edge port."""
 
     def __init__(self, sagemaker_app: WSGIApp | None = None) -> None:
+        # SageMaker's serverless quotas for OnUpload's preflight (moto's Service Quotas has only VPC's).
+        install_sagemaker_quotas()
         self.moto_app: WSGIApp = DomainDispatcherApplication(create_backend_app)
         self.sagemaker_app = sagemaker_app
         self.functions: FunctionsHost | None = None

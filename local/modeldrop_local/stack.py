@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,7 +242,10 @@ def plan_stack(
         "AWS::Region": region,
         "AWS::Partition": "aws",
         "AWS::URLSuffix": "amazonaws.com",
-        "AWS::StackId": f"arn:aws:cloudformation:{region}:{ACCOUNT_ID}:stack/{stack_name}/local",
+        # A UUID as on AWS (template.yaml names the bucket after it), derived from the name and region so
+        # that a restarted local cloud finds its persisted bucket again, and two stacks never share one.
+        "AWS::StackId": f"arn:aws:cloudformation:{region}:{ACCOUNT_ID}:stack/{stack_name}/"
+        f"{uuid.uuid5(uuid.NAMESPACE_URL, f'modeldrop-local:{region}:{stack_name}')}",
     }
     for name, declaration in declared.items():
         if name in overrides:

@@ -35,6 +35,7 @@ EXPECTED = {
     "api_invoke.json": (0, 404),
     "api_invoke_binary.json": (0, 404),
     "api_list_models.json": (0, 200),
+    "api_rollback.json": (0, 404),
     # The status function refuses payloads about a deployment it has no record of.
     "deployment_status_error.json": (1, "UnknownDeployment"),
     "deployment_status_failed.json": (1, "UnknownDeployment"),

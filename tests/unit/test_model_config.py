@@ -193,6 +193,7 @@ def test_resolve_fills_everything_from_defaults_detection_and_size() -> None:
         "maxConcurrency": 10,
         "provisionedConcurrency": 0,
         "environment": {},
+        "smokeTest": None,
     }
 
 
@@ -220,6 +221,7 @@ def test_resolve_prefers_the_model_config() -> None:
         "maxConcurrency": 2,
         "provisionedConcurrency": 1,
         "environment": {"K": "V"},
+        "smokeTest": None,
     }
 
 

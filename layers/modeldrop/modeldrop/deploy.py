@@ -44,6 +44,7 @@ from modeldrop.model_config import (
     resolve_config,
 )
 from modeldrop.observability import logger, metrics
+from modeldrop.preflight import PreflightRejected, check_serverless_quotas
 from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
 from modeldrop.repack import compress_level_for, repack_to_s3
 from modeldrop.sagemaker_adapter import (
@@ -64,6 +65,8 @@ class DeployDependencies:
     stepfunctions: Any
     sagemaker: SageMakerAdapter
     records: DeploymentRecords
+    # Service Quotas, for the preflight (modeldrop.preflight); None skips it.
+    service_quotas: Any = None
 
     @classmethod
     def from_environment(cls, settings: OnUploadSettings | None = None) -> DeployDependencies:
@@ -75,6 +78,7 @@ class DeployDependencies:
             stepfunctions=boto3.client("stepfunctions"),
             sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
             records=DeploymentRecords(table),
+            service_quotas=boto3.client("service-quotas"),
         )
 
 
@@ -187,6 +191,12 @@ def _deploy_recorded(
     deps: DeployDependencies,
 ) -> UploadOutcome:
     model_name, version = deployment.model_name, deployment.version
+    refusal = _preflight(deployment, config, deps)
+    if refusal is not None:
+        deps.records.update_deployment(model_name, version, DeploymentStatus.REJECTED, reason=refusal)
+        logger.warning("upload rejected by the preflight", extra={"reason": refusal})
+        _count("UploadRejected")
+        return _outcome(upload, deployment, DeploymentStatus.REJECTED, refusal)
     try:
         _pin_model_data(deployment, plan, deps)
         _create_sagemaker_resources(deployment, config, deps)
@@ -214,6 +224,22 @@ def _deploy_recorded(
     logger.info("deployment recorded", extra={"status": status.value, "execution_arn": execution_arn})
     result = _outcome(upload, deployment, status, None)
     return result.model_copy(update={"execution_arn": execution_arn})
+
+
+def _preflight(deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies) -> str | None:
+    """Why the account's serverless quotas leave no room for this deployment, or None (see preflight)."""
+    if deps.service_quotas is None:
+        return None
+    try:
+        check_serverless_quotas(
+            endpoint_name=deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
+            max_concurrency=config.max_concurrency,
+            sagemaker=deps.sagemaker.client,
+            service_quotas=deps.service_quotas,
+        )
+    except PreflightRejected as rejection:
+        return rejection.reason
+    return None
 
 
 _TRANSIENT_ERROR_CODES = frozenset(

@@ -2,6 +2,10 @@
 
   start      a Queued deployment tries its turn: Superseded if a newer upload exists, TimedOut when it
              waited too long, else sent to SageMaker (Deploying) or still Queued.
+  smoke_test the endpoint is InService: invoke this deployment once with its modeldrop.json smoke test
+             (Passed, Failed with the reason, or Skipped: none configured, a rollback, another config).
+  smoke_failed  record the failure and roll back to the previous live version (RollingBack, with the
+             rollback deployment the state machine follows next), or, with none, Unhealthy.
   succeeded  the endpoint is InService — but a failed UpdateEndpoint also ends InService (on the old
              config, with a FailureReason), so success means: InService on *this* deployment's config.
   failed     the endpoint is Failed (a first create) or otherwise broken: record FailureReason.
@@ -17,13 +21,16 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools.metrics import MetricUnit
+from botocore.config import Config
 
 from modeldrop.deploy import start_or_queue
 from modeldrop.events import DeploymentStatusEvent, StatusResult
 from modeldrop.observability import logger, metrics
 from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus
+from modeldrop.rollback import execution_input, rollback_deployment
 from modeldrop.sagemaker_adapter import EndpointDescription, SageMakerAdapter
 from modeldrop.settings import DeploymentStatusSettings
+from modeldrop.smoke_test import INVOKE_READ_TIMEOUT_S, SmokeTest, run_smoke_test
 
 IN_FLIGHT = (DeploymentStatus.QUEUED, DeploymentStatus.DEPLOYING)
 # A newer deployment in one of these states replaces a queued older one (last upload wins).
@@ -36,15 +43,21 @@ class StatusDependencies:
     sagemaker: SageMakerAdapter
     records: DeploymentRecords
     s3: Any
+    # sagemaker-runtime, for the smoke test (one attempt: the state machine retries a cold endpoint).
+    runtime: Any = None
 
     @classmethod
     def from_environment(cls, settings: DeploymentStatusSettings | None = None) -> StatusDependencies:
         settings = settings or DeploymentStatusSettings.load()
+        runtime_config = Config(
+            read_timeout=INVOKE_READ_TIMEOUT_S, retries={"mode": "standard", "total_max_attempts": 1}
+        )
         return cls(
             settings=settings,
             sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
             records=DeploymentRecords(boto3.resource("dynamodb").Table(settings.deployments_table)),
             s3=boto3.client("s3"),
+            runtime=boto3.client("sagemaker-runtime", config=runtime_config),
         )
 
 
@@ -64,6 +77,11 @@ def handle_status(event: DeploymentStatusEvent, deps: StatusDependencies) -> Sta
         result = StatusResult(status=deployment.status.value, reason=deployment.reason)
     elif event.action == "start":
         result = _start(deployment, event, deps)
+    elif event.action == "smoke_test":
+        result = _smoke_test(deployment, EndpointDescription.from_response(event.endpoint or {}), deps)
+    elif event.action == "smoke_failed":
+        reason = str((event.smoke or {}).get("reason") or "the smoke test failed")
+        result = _smoke_failed(deployment, reason, event.deployment.max_polls, deps)
     elif event.action == "succeeded":
         result = _in_service(deployment, EndpointDescription.from_response(event.endpoint or {}), deps)
     elif event.action == "failed":
@@ -141,7 +159,83 @@ def _in_service(
     deps.records.mark_live(deployment)
     metrics.add_metric(name="DeploymentSucceeded", unit=MetricUnit.Count, value=1)
     cleanup_old_versions(deployment.model_name, deps)
+    if deployment.rolled_back_from is not None:
+        # The automatic rollback after a failed smoke test is live: the execution still ends failed.
+        return StatusResult(
+            status="RolledBack", reason=f"v{deployment.rolled_back_from} failed its smoke test"
+        )
     return StatusResult(status=DeploymentStatus.IN_SERVICE.value)
+
+
+def _smoke_test(
+    deployment: Deployment, endpoint: EndpointDescription, deps: StatusDependencies
+) -> StatusResult:
+    raw = (deployment.config or {}).get("smokeTest")
+    if deployment.is_rollback or not raw:
+        return StatusResult(status="Skipped")
+    if endpoint.endpoint_config_name != deployment.endpoint_config_name:
+        # The update failed and SageMaker went back to the old config: the next step records that.
+        return StatusResult(status="Skipped")
+    test = SmokeTest.model_validate_json(str(raw))
+    # SmokeTestNotReady (cold or throttled endpoint) propagates: the state machine retries the step.
+    failure = run_smoke_test(deps.runtime, endpoint.endpoint_name, test)
+    if failure is None:
+        logger.info("smoke test passed")
+        return StatusResult(status="Passed")
+    logger.warning("smoke test failed", extra={"reason": failure})
+    return StatusResult(status="Failed", reason=failure)
+
+
+def _smoke_failed(
+    deployment: Deployment, reason: str, max_polls: int, deps: StatusDependencies
+) -> StatusResult:
+    """Record the failed smoke test; roll back to the previous live version, or mark Unhealthy without one."""
+    model = deps.records.get_model(deployment.model_name)
+    previous = (
+        next(
+            (
+                candidate
+                for candidate in deps.records.all_deployments(deployment.model_name)
+                if candidate.deployment_id == model.live_deployment_id
+            ),
+            None,
+        )
+        if model is not None and model.live_deployment_id
+        else None
+    )
+    target = deps.records.get_deployment(deployment.model_name, previous.serves_version) if previous else None
+    if target is None or target.sagemaker_deleted:
+        # A first version (or nothing left to restore): the endpoint stays, but it is not made live.
+        return _finish(
+            deployment,
+            DeploymentStatus.UNHEALTHY,
+            f"smoke test failed: {reason}; no previous version to roll back to, the endpoint stays up",
+            deps,
+            endpoint_status=DeploymentStatus.UNHEALTHY.value,
+        )
+    version = deps.records.next_version(deployment.model_name)
+    rollback = rollback_deployment(target, version).model_copy(
+        update={"rolled_back_from": deployment.version}
+    )
+    deps.records.put_deployment(rollback)
+    finished = _finish(
+        deployment,
+        DeploymentStatus.FAILED,
+        f"smoke test failed: {reason}; rolled back to v{target.version} (deployment v{version})",
+        deps,
+        endpoint_status=None,
+    )
+    status, endpoint_status = start_or_queue(rollback, deps.sagemaker)
+    deps.records.update_deployment(deployment.model_name, version, status, expected=IN_FLIGHT)
+    deps.records.touch_model(
+        deployment.model_name,
+        rollback.endpoint_name or deployment.endpoint_name or "",
+        status=endpoint_status,
+        last_deployment_id=rollback.deployment_id,
+    )
+    return StatusResult(
+        status="RollingBack", reason=finished.reason, rollback=execution_input(rollback, status, max_polls)
+    )
 
 
 def _failure_reason(endpoint: EndpointDescription, deps: StatusDependencies) -> str | None:
@@ -181,10 +275,21 @@ def cleanup_old_versions(model_name: str, deps: StatusDependencies) -> list[str]
     """
     model = deps.records.get_model(model_name)
     live_id = model.live_deployment_id if model else None
+    newest_first = list(reversed(deps.records.all_deployments(model_name)))
+    # A rollback owns nothing: it reuses a kept version's model and config, which must then survive
+    # for as long as the rollback is live or in flight.
+    in_use = {
+        deployment.endpoint_config_name
+        for deployment in newest_first
+        if deployment.deployment_id == live_id or deployment.status in IN_FLIGHT
+    }
+    # Rejected ones (the preflight refuses after the names are recorded) never created anything.
     reached_sagemaker = [
         deployment
-        for deployment in reversed(deps.records.all_deployments(model_name))  # newest first
+        for deployment in newest_first
         if deployment.sagemaker_model_name
+        and not deployment.is_rollback
+        and deployment.status is not DeploymentStatus.REJECTED
     ]
     deleted: list[str] = []
     for deployment in reached_sagemaker[deps.settings.keep_versions :]:
@@ -192,6 +297,7 @@ def cleanup_old_versions(model_name: str, deps: StatusDependencies) -> list[str]
             deployment.sagemaker_deleted
             or deployment.deployment_id == live_id
             or deployment.status in IN_FLIGHT
+            or deployment.endpoint_config_name in in_use
         ):
             continue
         if deployment.endpoint_config_name:

@@ -64,7 +64,7 @@ class ExecutionInput(_Camel):
     max_polls: int = Field(ge=1)
 
 
-StatusAction = Literal["start", "succeeded", "failed", "timed_out", "error"]
+StatusAction = Literal["start", "smoke_test", "smoke_failed", "succeeded", "failed", "timed_out", "error"]
 
 
 class DeploymentStatusEvent(_Camel):
@@ -77,6 +77,8 @@ class DeploymentStatusEvent(_Camel):
     endpoint: dict[str, Any] | None = None
     # A Catch's output: {"Error": ..., "Cause": ...}.
     error: dict[str, Any] | None = None
+    # The smoke_test step's result ({"status", "reason"}), for smoke_failed.
+    smoke: dict[str, Any] | None = None
     execution_arn: str | None = None
 
 
@@ -85,3 +87,6 @@ class StatusResult(_Camel):
 
     status: str
     reason: str | None = None
+    # smoke_failed: the automatic rollback the state machine follows next (always present, null if none:
+    # the ResultSelector's path must exist).
+    rollback: ExecutionInput | None = None

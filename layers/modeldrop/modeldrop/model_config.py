@@ -27,6 +27,7 @@ from modeldrop.frameworks import (
     framework_from_image,
     image_for,
 )
+from modeldrop.smoke_test import SmokeTest
 
 # ServerlessConfig limits, from botocore's SageMaker service model.
 MEMORY_SIZES_MB = (1024, 2048, 3072, 4096, 5120, 6144)
@@ -67,6 +68,8 @@ class ModelConfig(BaseModel):
     max_concurrency: int | None = Field(default=None, strict=True, ge=1, le=MAX_CONCURRENCY_LIMIT)
     provisioned_concurrency: int | None = Field(default=None, strict=True, ge=0, le=MAX_CONCURRENCY_LIMIT)
     environment: dict[str, str] = Field(default_factory=dict, strict=True)
+    # One request sent to the new version once InService, before it goes live (modeldrop.smoke_test).
+    smoke_test: SmokeTest | None = None
 
     @field_validator("framework_version")
     @classmethod
@@ -208,6 +211,8 @@ class ResolvedConfig(BaseModel):
     max_concurrency: int
     provisioned_concurrency: int
     environment: dict[str, str]
+    # The smoke test as JSON text: DynamoDB takes no floats, and a request body may hold them.
+    smoke_test: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The deployment record's config map: camelCase keys, plain JSON values."""
@@ -282,4 +287,5 @@ def resolve_config(
         max_concurrency=max_concurrency,
         provisioned_concurrency=provisioned,
         environment=dict(config.environment),
+        smoke_test=config.smoke_test.model_dump_json(exclude_unset=True) if config.smoke_test else None,
     )

@@ -32,10 +32,20 @@ class DeploymentStatus(StrEnum):
     FAILED = "Failed"
     TIMED_OUT = "TimedOut"
     SUPERSEDED = "Superseded"
+    # InService but its smoke test failed, with no earlier version to roll back to: not made live.
+    UNHEALTHY = "Unhealthy"
 
     @property
     def expires(self) -> bool:
         return self in _EXPIRING
+
+
+class DeploymentKind(StrEnum):
+    """What started a deployment: an upload (its own SageMaker model and config) or a rollback (it
+    switches the endpoint back to a kept version's model and config, and owns none)."""
+
+    UPLOAD = "Upload"
+    ROLLBACK = "Rollback"
 
 
 _EXPIRING = {
@@ -94,6 +104,21 @@ class Deployment(_Item):
     ttl: int | None = None
     # Set once the cleanup deleted this deployment's SageMaker model and endpoint config.
     sagemaker_deleted: bool | None = None
+    # None on items written before rollbacks existed: those are uploads.
+    kind: DeploymentKind | None = None
+    # A rollback: the version whose SageMaker model and endpoint config it puts back in service.
+    rollback_to: int | None = None
+    # An automatic rollback: the version whose failed smoke test started it.
+    rolled_back_from: int | None = None
+
+    @property
+    def is_rollback(self) -> bool:
+        return self.kind is DeploymentKind.ROLLBACK
+
+    @property
+    def serves_version(self) -> int:
+        """The upload version whose model this deployment serves (a rollback serves its target's)."""
+        return self.rollback_to if self.is_rollback and self.rollback_to is not None else self.version
 
     def to_item(self) -> dict[str, Any]:
         item = super().to_item()

@@ -108,6 +108,7 @@ def test_routes_of_the_real_api_come_from_its_openapi_document() -> None:
         ("GET", "/models"),
         ("GET", "/models/{name}"),
         ("POST", "/models/{name}/invocations"),
+        ("POST", "/models/{name}/rollback"),
     }
     assert {route.function for route in routes} == {
         "arn:aws:lambda:us-east-1:123456789012:function:modeldrop-ApiFunction"

@@ -102,18 +102,40 @@ def test_binary_media_types_agree_and_leave_json_as_text() -> None:
 
 
 def test_every_status_the_function_can_answer_is_documented_for_invocations() -> None:
-    # Given every error class of the API (RouteNotFound is answered for paths outside the document)
+    # Given every error class of the API (RouteNotFound is answered for paths outside the document;
+    # the rollback's own errors are held to the rollback route below)
     statuses = {
         int(error.status)
         for error in vars(errors).values()
         if isinstance(error, type)
         and issubclass(error, errors.ApiError)
-        and error is not errors.RouteNotFound
+        and error not in (errors.RouteNotFound, *_ROLLBACK_ONLY_ERRORS)
     }
     # Then each status is a documented response of POST /models/{name}/invocations
     documented = load_openapi_raw()["paths"]["/models/{name}/invocations"]["post"]["responses"]
     assert statuses <= {int(status) for status in documented}
     assert {"Retry-After"} == set(resolved_openapi()["components"]["responses"]["TooManyRequests"]["headers"])
+
+
+_ROLLBACK_ONLY_ERRORS = (errors.RollbackNotPossible, errors.InvalidRequest)
+
+
+def test_every_status_the_rollback_can_answer_is_documented_for_it() -> None:
+    # Given the errors POST /models/{name}/rollback raises (name, body, model, versions, wiring)
+    statuses = {
+        int(error.status)
+        for error in (
+            errors.InvalidModelName,
+            errors.InvalidRequest,
+            errors.ModelNotFound,
+            errors.RollbackNotPossible,
+            errors.ServiceUnavailable,
+            errors.InternalError,
+        )
+    }
+    # Then each is a documented response of the route, and success is 202 (the switch runs on)
+    documented = load_openapi_raw()["paths"]["/models/{name}/rollback"]["post"]["responses"]
+    assert statuses | {202} <= {int(status) for status in documented}
 
 
 def test_template_wires_the_api_to_this_document_and_function() -> None:

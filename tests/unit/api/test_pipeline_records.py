@@ -93,6 +93,8 @@ def test_records_written_by_the_pipeline_are_served_by_the_api(
         },
         "createdAt": None,
         "updatedAt": None,
+        "kind": "Upload",
+        "rollbackTo": None,
     }
     assert [entry["version"] for entry in detail["history"]] == [2, 1]
     assert invoked["statusCode"] == 200

@@ -1,7 +1,8 @@
 """Build moto resources from template.yaml, so tests run against the tables, bucket and state machine
 the template declares (not a hand-written twin). Generic on purpose: it can move to a shared place.
 
-Only the intrinsics these resources use are resolved: Ref, Fn::Sub, Fn::GetAtt (…Arn), Fn::If-free values.
+Only the intrinsics these resources use are resolved: Ref, Fn::Sub (both forms), Fn::GetAtt (…Arn),
+Fn::Select, Fn::Split; Fn::If-free values.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ TEMPLATE_PATH = REPO_ROOT / "template.yaml"
 ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 STACK_NAME = "modeldrop"
+# The UUID CloudFormation puts at the end of a stack's id (a new one for every stack it creates); this
+# one is the local cloud's for a stack "modeldrop" in us-east-1, so the sample events name the same bucket.
+STACK_UUID = "720a757e-f609-5b80-9674-385bb87e16de"
+STACK_ID = f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{STACK_NAME}/{STACK_UUID}"
 _SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
 
 
@@ -41,6 +46,7 @@ class Resolver:
         self.refs.update(
             {
                 "AWS::StackName": STACK_NAME,
+                "AWS::StackId": STACK_ID,
                 "AWS::AccountId": ACCOUNT_ID,
                 "AWS::Region": REGION,
                 "AWS::Partition": "aws",
@@ -66,11 +72,21 @@ class Resolver:
                 raise KeyError(f"cannot resolve GetAtt {logical}.{attribute}")
             return self.arns[logical]
         if set(value) == {"Fn::Sub"}:
-            text = value["Fn::Sub"]
-            return _SUB_VARIABLE.sub(lambda match: self._sub_variable(match.group(1)), text)
+            argument = value["Fn::Sub"]
+            text, variables = (argument, {}) if isinstance(argument, str) else argument
+            local = {name: str(self.resolve(item)) for name, item in variables.items()}
+            return _SUB_VARIABLE.sub(lambda match: self._sub_variable(match.group(1), local), text)
+        if set(value) == {"Fn::Select"}:
+            index, items = value["Fn::Select"]
+            return self.resolve(items)[int(index)]
+        if set(value) == {"Fn::Split"}:
+            delimiter, text = value["Fn::Split"]
+            return str(self.resolve(text)).split(delimiter)
         return {key: self.resolve(item) for key, item in value.items()}
 
-    def _sub_variable(self, name: str) -> str:
+    def _sub_variable(self, name: str, local: dict[str, str] | None = None) -> str:
+        if local and name in local:
+            return local[name]
         if "." in name:
             logical, attribute = name.split(".", 1)
             return str(self.resolve({"Fn::GetAtt": [logical, attribute]}))

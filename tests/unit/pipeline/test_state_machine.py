@@ -72,7 +72,11 @@ def test_transitions_resources_and_retries_are_consistent() -> None:
     tasks = {name: state for name, state in states.items() if state["Type"] == "Task"}
     assert {state["Resource"] for state in tasks.values()} == ALLOWED_RESOURCES
     describe = tasks["DescribeEndpoint"]
-    assert "SageMaker.ThrottlingException" in describe["Retry"][0]["ErrorEquals"]
+    # (the aws-sdk integration's name for an unmodelled SageMaker error; SageMaker models no throttling
+    # error, and SageMaker.AmazonSageMakerException is the optimised integration's name, never raised here)
+    retried = describe["Retry"][0]["ErrorEquals"]
+    assert "SageMaker.SageMakerException" in retried
+    assert not {"SageMaker.ThrottlingException", "SageMaker.AmazonSageMakerException"} & set(retried)
     assert describe["Retry"][0]["BackoffRate"] > 1
     for name, state in tasks.items():
         assert state["Retry"], f"{name} has no Retry"
@@ -158,7 +162,7 @@ def test_in_service_path_runs_in_moto_engine(engine_stack: Stack, iris_tarball: 
     # Then the execution succeeded through DescribeEndpoint → InService → the status function
     assert execution["status"] == "SUCCEEDED", execution
     actions = [event["action"] for event in engine_stack.invoked]  # type: ignore[attr-defined]
-    assert actions == ["succeeded"]
+    assert actions == ["smoke_test", "succeeded"]
     assert engine_stack.invoked[0]["endpoint"]["EndpointStatus"] == "InService"  # type: ignore[attr-defined]
     record = engine_stack.records().get_deployment("iris", 1)
     assert record is not None and record.status is DeploymentStatus.IN_SERVICE
@@ -274,7 +278,7 @@ def test_queued_deployment_starts_when_the_endpoint_is_free(
     # Then it tried, waited, started and went InService
     assert execution["status"] == "SUCCEEDED", execution
     actions = [event["action"] for event in engine_stack.invoked]  # type: ignore[attr-defined]
-    assert actions == ["start", "start", "succeeded"]
+    assert actions == ["start", "start", "smoke_test", "succeeded"]
     assert [event["polls"] for event in engine_stack.invoked[:2]] == [0, 1]  # type: ignore[attr-defined]
     record = engine_stack.records().get_deployment("iris", 1)
     assert record is not None and record.status is DeploymentStatus.IN_SERVICE

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from modeldrop.settings import DeploymentStatusSettings, OnUploadSettings
 
-from tests.unit.pipeline.template_resources import REPO_ROOT, load_template
+from tests.unit.pipeline.template_resources import ACCOUNT_ID, REGION, REPO_ROOT, Resolver, load_template
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -109,11 +110,19 @@ def test_tables(logical_id: str, keys: list[str], ttl: str) -> None:
     assert properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
 
 
-@pytest.mark.parametrize("logical_id", ["OnUploadFunction", "DeploymentStatusFunction", "DeployStateMachine"])
+@pytest.mark.parametrize(
+    "logical_id", ["OnUploadFunction", "DeploymentStatusFunction", "DeployStateMachine", "ApiFunction"]
+)
 def test_pipeline_policies_are_least_privilege(logical_id: str) -> None:
     # Given the function's or state machine's own statements
     for statement in statements(logical_id):
         resources = as_list(statement["Resource"])
+        if statement.get("Sid") == "PreflightReadsAccountServerlessUsage":
+            # The one account-wide grant: reads only (the quotas bound every serverless endpoint).
+            assert all(
+                action.split(":")[1].startswith(("List", "Describe", "Get")) for action in statement["Action"]
+            )
+            continue
         actions = as_list(statement["Action"])
 
         # Then no statement grants everything, SageMaker actions are scoped to modeldrop-* names, and
@@ -161,3 +170,64 @@ def test_parameters_and_outputs() -> None:
         "DeploymentsTableName",
         "ApiKeyId",
     } <= set(TEMPLATE["Outputs"])
+
+
+# S3 bucket naming rules: 3-63 characters of lowercase letters, digits, dots and hyphens, starting and
+# ending with a letter or digit (https://docs.aws.amazon.com/AmazonS3/latest/userguide/bucketnamingrules.html).
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _resolver_for(stack_name: str, stack_uuid: str) -> Resolver:
+    resolver = Resolver(TEMPLATE)
+    resolver.refs["AWS::StackName"] = stack_name
+    resolver.refs["AWS::StackId"] = (
+        f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{stack_name}/{stack_uuid}"
+    )
+    return resolver
+
+
+def _bucket_references(resolver: Resolver) -> set[str]:
+    """Every bucket name the template writes out by hand (env vars and policy ARNs), resolved."""
+    env = RESOURCES["OnUploadFunction"]["Properties"]["Environment"]["Variables"]
+    names = {resolver.resolve(env["MODELS_BUCKET"])}
+    found = [
+        statement
+        for logical_id in ("OnUploadFunction", "DeploymentStatusFunction")
+        for statement in statements(logical_id)
+    ]
+    for policy in RESOURCES["SageMakerExecutionRole"]["Properties"]["Policies"]:
+        found.extend(policy["PolicyDocument"]["Statement"])
+    for statement in found:
+        for resource in as_list(statement["Resource"]):
+            if isinstance(resource, dict) and "Fn::Sub" in resource:
+                arn = str(resolver.resolve(resource))
+                if arn.startswith("arn:aws:s3:::"):
+                    names.add(arn.removeprefix("arn:aws:s3:::").split("/", 1)[0])
+    return names
+
+
+@pytest.mark.parametrize("stack_name", ["modeldrop", "ModelDrop-Prod", "A" + "-very-long-stack-name" * 6])
+def test_models_bucket_name_is_valid_for_any_stack_name(stack_name: str) -> None:
+    # Given a stack name with capitals or of the maximum length CloudFormation allows (128)
+    assert len(stack_name) <= 128
+    resolver = _resolver_for(stack_name, "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b")
+
+    # When the bucket's name and every hand-written reference to it are resolved
+    name = resolver.resolve(RESOURCES["ModelsBucket"]["Properties"]["BucketName"])
+
+    # Then the name obeys S3's rules and every reference names that same bucket
+    assert _BUCKET_NAME.match(name), name
+    assert _bucket_references(resolver) == {name}
+
+
+def test_a_redeploy_after_sam_delete_gets_a_new_bucket() -> None:
+    # Given the bucket is kept when the stack is deleted (it holds the uploaded models)
+    assert RESOURCES["ModelsBucket"]["DeletionPolicy"] == "Retain"
+
+    # When a stack of the same name is created again (CloudFormation gives it a new stack id)
+    first = _resolver_for("modeldrop", "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b")
+    second = _resolver_for("modeldrop", "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d")
+    bucket_name = RESOURCES["ModelsBucket"]["Properties"]["BucketName"]
+
+    # Then its bucket name differs from the retained one, so the create does not collide with it
+    assert first.resolve(bucket_name) != second.resolve(bucket_name)

@@ -11,12 +11,17 @@ from botocore.config import Config
 from modeldrop.api.records_reader import DynamoDBModelRecords, ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime, SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
+from modeldrop.records import DeploymentRecords
+from modeldrop.rollback import RollbackDependencies
+from modeldrop.sagemaker_adapter import SageMakerAdapter
 
 
 @dataclass(frozen=True)
 class ApiDependencies:
     records: ModelRecordsReader
     runtime: ModelRuntime
+    # None where rollbacks are not wired (a stack without the state machine, some tests): answered 503.
+    rollbacks: RollbackDependencies | None = None
 
 
 def sagemaker_runtime_client(settings: ApiSettings) -> object:
@@ -32,9 +37,19 @@ def sagemaker_runtime_client(settings: ApiSettings) -> object:
 
 def build_dependencies(settings: ApiSettings) -> ApiDependencies:
     table = boto3.resource("dynamodb").Table(settings.deployments_table)
+    rollbacks = None
+    if settings.state_machine_arn:
+        rollbacks = RollbackDependencies(
+            records=DeploymentRecords(table),
+            sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
+            stepfunctions=boto3.client("stepfunctions"),
+            state_machine_arn=settings.state_machine_arn,
+            max_polls=settings.max_polls,
+        )
     return ApiDependencies(
         records=DynamoDBModelRecords(table),
         runtime=SageMakerRuntime(sagemaker_runtime_client(settings)),
+        rollbacks=rollbacks,
     )
 
 

@@ -61,6 +61,25 @@ class InvalidInvocation(ApiError):
     code = "InvalidInvocation"
 
 
+class InvalidRequest(ApiError):
+    """A request body the route cannot use (e.g. a rollback body that is not {"version": N})."""
+
+    status = HTTPStatus.BAD_REQUEST
+    code = "InvalidRequest"
+
+
+class RollbackNotPossible(ApiError):
+    """The rollback conflicts with the model's versions: the code says how (VersionNotKept,
+    NothingToRollBack, VersionAlreadyLive), the message which versions are kept."""
+
+    status = HTTPStatus.CONFLICT
+    code = "RollbackNotPossible"
+
+    def __init__(self, message: str, *, code: str, model: str | None = None) -> None:
+        super().__init__(message, model=model)
+        self.code = code
+
+
 class RouteNotFound(ApiError):
     status = HTTPStatus.NOT_FOUND
     code = "RouteNotFound"

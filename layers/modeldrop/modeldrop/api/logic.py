@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 from aws_lambda_powertools import Logger
+from pydantic import ValidationError
 
 from modeldrop.api.errors import (
     ENDPOINT_CHANGING_RETRY_AFTER_S,
     EmptyPayload,
     InvalidModelName,
+    InvalidRequest,
     ModelNotFound,
     ModelNotInService,
     PayloadTooLarge,
+    RollbackNotPossible,
+    ServiceUnavailable,
 )
 from modeldrop.api.models import (
     HISTORY_LENGTH,
@@ -22,10 +28,13 @@ from modeldrop.api.models import (
     ModelList,
     ModelRecord,
     ModelSummary,
+    RollbackRequest,
     is_valid_model_name,
 )
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime
+from modeldrop.records import Deployment
+from modeldrop.rollback import RollbackDependencies, RollbackRefused, UnknownModel, request_rollback
 
 logger = Logger(child=True)
 
@@ -127,3 +136,38 @@ def _summary(
         updated_at=(model.updated_at if model else None) or (last.updated_at if last else None),
         last_deployment=DeploymentSummary.from_record(last) if last else None,
     )
+
+
+def parse_rollback_request(name: str, body: bytes) -> RollbackRequest:
+    """An empty body or `{}` means the previous live version; else `{"version": N}`."""
+    if not body.strip():
+        return RollbackRequest()
+    try:
+        return RollbackRequest.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as error:
+        raise InvalidRequest(
+            'The rollback body must be empty or {"version": N} with N a version number (an integer >= 1).',
+            model=name,
+        ) from error
+
+
+def rollback_model(
+    name: str, request: RollbackRequest, rollbacks: RollbackDependencies | None
+) -> DeploymentSummary:
+    """Start a rollback deployment; answers it as the deployment summary it was recorded with."""
+    validate_model_name(name)
+    if rollbacks is None:
+        raise ServiceUnavailable(
+            "Rollbacks are not configured on this stack (no STATE_MACHINE_ARN).", model=name
+        )
+    try:
+        deployment = request_rollback(name, request.version, rollbacks)
+    except UnknownModel as error:
+        raise ModelNotFound(str(error), model=name) from error
+    except RollbackRefused as refusal:
+        raise RollbackNotPossible(refusal.reason, code=refusal.code, model=name) from refusal
+    return _summary_of(deployment)
+
+
+def _summary_of(deployment: Deployment) -> DeploymentSummary:
+    return DeploymentSummary.from_record(DeploymentRecord.model_validate(deployment.to_item()))

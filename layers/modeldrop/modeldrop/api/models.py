@@ -51,6 +51,13 @@ class DeploymentRecord(_CamelModel):
     serving_setup: dict[str, Any] | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    kind: str | None = None
+    rollback_to: int | None = None
+
+    @field_validator("rollback_to", mode="before")
+    @classmethod
+    def _plain_version(cls, value: Any) -> Any:
+        return _plain(value)
 
     @field_validator("config", mode="before")
     @classmethod
@@ -93,6 +100,9 @@ class DeploymentSummary(_CamelModel):
     serving_setup: ServingSetup | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    # Upload, or Rollback (then rollbackTo is the version it restores). Items older than rollbacks: Upload.
+    kind: str = "Upload"
+    rollback_to: int | None = None
 
     @classmethod
     def from_record(cls, record: DeploymentRecord) -> DeploymentSummary:
@@ -109,6 +119,8 @@ class DeploymentSummary(_CamelModel):
             serving_setup=ServingSetup.model_validate(record.serving_setup) if record.serving_setup else None,
             created_at=record.created_at,
             updated_at=record.updated_at,
+            kind=record.kind or "Upload",
+            rollback_to=record.rollback_to,
         )
 
 
@@ -138,6 +150,14 @@ class ErrorBody(_CamelModel):
     message: str
     model: str | None
     request_id: str | None
+
+
+class RollbackRequest(BaseModel):
+    """POST /models/{name}/rollback's optional body; without a version, the previous live one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int | None = Field(default=None, ge=1, strict=True)
 
 
 class Invocation(BaseModel):

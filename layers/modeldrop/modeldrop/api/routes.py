@@ -25,6 +25,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/models"),
     ("GET", "/models/<name>"),
     ("POST", "/models/<name>/invocations"),
+    ("POST", "/models/<name>/rollback"),
 )
 
 
@@ -56,6 +57,17 @@ def create_resolver(dependencies: Callable[[], ApiDependencies]) -> APIGatewayRe
         result = logic.invoke_model(name, invocation, deps.records, deps.runtime)
         metrics.add_metric(name="ModelInvocations", unit=MetricUnit.Count, value=1)
         return _invocation_response(name, result)
+
+    @app.post("/models/<name>/rollback")
+    def rollback(name: str) -> Response:
+        event = app.current_event
+        request = logic.parse_rollback_request(
+            name, _request_bytes(event.body, event.is_base64_encoded, name)
+        )
+        accepted = logic.rollback_model(name, request, dependencies().rollbacks)
+        metrics.add_metric(name="RollbacksRequested", unit=MetricUnit.Count, value=1)
+        # 202: the endpoint switches in the background; GET /models/{name} follows the deployment.
+        return _json(202, accepted.model_dump_json(by_alias=True))
 
     @app.not_found
     def route_not_found(_: NotFoundError) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 
@@ -16,6 +17,14 @@ class ApiSettings(BaseModel):
     # keeps the error in our JSON shape and frees the Lambda.
     invoke_read_timeout_s: float = Field(default=25.0, gt=0)
     invoke_connect_timeout_s: float = Field(default=3.0, gt=0)
+    # POST /models/{name}/rollback starts the deploy state machine, bounded like an upload's deployment.
+    state_machine_arn: str = ""
+    poll_interval_seconds: int = Field(default=30, ge=1)
+    deploy_timeout_seconds: int = Field(default=1800, ge=1)
+
+    @property
+    def max_polls(self) -> int:
+        return max(1, math.ceil(self.deploy_timeout_seconds / self.poll_interval_seconds))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ApiSettings:
@@ -25,4 +34,10 @@ class ApiSettings(BaseModel):
             values["invoke_read_timeout_s"] = env["INVOKE_READ_TIMEOUT_SECONDS"]
         if "INVOKE_CONNECT_TIMEOUT_SECONDS" in env:
             values["invoke_connect_timeout_s"] = env["INVOKE_CONNECT_TIMEOUT_SECONDS"]
+        optional = {
+            "STATE_MACHINE_ARN": "state_machine_arn",
+            "POLL_INTERVAL_SECONDS": "poll_interval_seconds",
+            "DEPLOY_TIMEOUT_SECONDS": "deploy_timeout_seconds",
+        }
+        values.update({field: env[name] for name, field in optional.items() if name in env})
         return cls.model_validate(values)
