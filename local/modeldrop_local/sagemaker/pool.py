@@ -60,6 +60,7 @@ class Deployment:
     provisioned_concurrency: int
     model_dir: Path
     environment: Mapping[str, str] = field(default_factory=dict)
+    source_dir: Path | None = None  # an s3:// SAGEMAKER_SUBMIT_DIRECTORY, once downloaded
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class Deployment:
             "ProvisionedConcurrency": self.provisioned_concurrency,
             "ModelDir": str(self.model_dir),
             "Environment": dict(self.environment),
+            "SourceDir": str(self.source_dir) if self.source_dir else None,
         }
 
     @classmethod
@@ -90,6 +92,7 @@ class Deployment:
             provisioned_concurrency=int(record["ProvisionedConcurrency"]),
             model_dir=Path(record["ModelDir"]),
             environment=dict(record.get("Environment") or {}),
+            source_dir=Path(record["SourceDir"]) if record.get("SourceDir") else None,
         )
 
 
@@ -129,6 +132,7 @@ class ServerlessPool:
             memory_mb=deployment.memory_mb,
             log_path=log_path,
             startup_timeout_s=startup_timeout_s,
+            source_dir=deployment.source_dir,
         )
         self._launcher = launcher
         self._metrics = metrics

@@ -11,7 +11,9 @@ the FailureReason set; a failed create is Failed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import hashlib
 import shutil
 import threading
 import time
@@ -48,6 +50,7 @@ from modeldrop_local.sagemaker.worker import (
     WorkerStartError,
     WorkerTimeout,
 )
+from modeldrop_local.sagemaker.worker.profiles import PING_FAILED, SUBMIT_DIRECTORY_ENV
 
 MODELS, CONFIGS, ENDPOINTS = "models", "endpoint-configs", "endpoints"
 _ARN_KIND = {MODELS: "model", CONFIGS: "endpoint-config", ENDPOINTS: "endpoint"}
@@ -56,7 +59,6 @@ _NAME_KEY = {MODELS: "ModelName", CONFIGS: "EndpointConfigName", ENDPOINTS: "End
 _ARN_KEY = {MODELS: "ModelArn", CONFIGS: "EndpointConfigArn", ENDPOINTS: "EndpointArn"}
 BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 MAX_TAGS = 50
-DEFAULT_CONTENT_TYPE = "application/json"
 WARM_RETRY_S = 5.0  # a provisioned worker that failed to start is retried after this long
 
 
@@ -486,22 +488,64 @@ class LocalSageMaker:
             ) from rejected
         self._log(name, f"extracted {report.member_count} files ({report.uncompressed_bytes} bytes)")
 
+    def _fetch_source_dir(self, name: str, deployment: Deployment) -> Deployment:
+        """An s3:// SAGEMAKER_SUBMIT_DIRECTORY (the SDK's sourcedir.tar.gz), downloaded and extracted.
+
+        The scikit-learn image does the same at start (sagemaker-containers 2.8.6 _files.py
+        download_and_extract, called by _modules.import_module). Extracted with the model data's safety
+        checks, into a cache keyed by URL and ETag, so a redeploy of the same code downloads nothing.
+        """
+        url = deployment.environment.get(SUBMIT_DIRECTORY_ENV, "")
+        if not url.startswith("s3://"):
+            return deployment
+        parsed = urlparse(url)
+        bucket, key = parsed.netloc, parsed.path.lstrip("/")
+        s3 = boto3.client("s3", endpoint_url=self.settings.s3_endpoint_url, region_name=self.settings.region)
+        try:
+            etag = str(s3.head_object(Bucket=bucket, Key=key)["ETag"])
+            folder = (
+                self.store.cache_dir
+                / "sourcedir"
+                / hashlib.sha256(f"{url}\n{etag}".encode()).hexdigest()[:24]
+            )
+            if not folder.is_dir():
+                staging = folder.with_name(f"{folder.name}.{uuid.uuid4().hex[:8]}.partial")
+                body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+                try:
+                    safe_extract(body, staging, require_model=False)
+                finally:
+                    body.close()
+                try:
+                    staging.rename(folder)
+                except OSError:  # another deployment of the same code got there first
+                    shutil.rmtree(staging, ignore_errors=True)
+        except (ClientError, BotoCoreError) as error:
+            raise DeploymentFailed(
+                f'Failed to download the source directory {SUBMIT_DIRECTORY_ENV}="{url}": {error}'
+            ) from error
+        except TarballRejected as rejected:
+            raise DeploymentFailed(
+                f'The source directory {SUBMIT_DIRECTORY_ENV}="{url}" is not a safe tar.gz archive: '
+                f"{rejected.reason}"
+            ) from rejected
+        self._log(name, f"source directory {url} (ETag {etag}) at {folder}")
+        return dataclasses.replace(deployment, source_dir=folder)
+
     def _deploy(self, name: str, deployment: Deployment) -> None:
         pool: ServerlessPool | None = None
         reason: str | None = None
         started = time.monotonic()
         try:
             self._download_and_extract(name, deployment)
+            deployment = self._fetch_source_dir(name, deployment)
             pool = self._new_pool(name, deployment)
             self.launcher.prepare(pool.spec)
             pool.warm()
         except DeploymentFailed as failure:
             reason = failure.reason
         except WorkerStartError as error:
-            reason = (
-                f"The primary container for production variant {deployment.variant_name} did not pass the "
-                f"ping health check: {error.reason}"
-            )
+            # SageMaker's own FailureReason, then what its CloudWatch logs would have shown.
+            reason = f"{PING_FAILED.format(variant=deployment.variant_name)} Local SageMaker: {error.reason}"
         except Exception as error:  # an unforeseen failure must still end Creating/Updating, with its cause
             reason = (
                 f"Internal error while deploying: {type(error).__name__}: {_tail(traceback.format_exc(), 6)}"
@@ -682,8 +726,8 @@ class LocalSageMaker:
             try:
                 result = pool.invoke(
                     body,
-                    content_type or DEFAULT_CONTENT_TYPE,
-                    accept or DEFAULT_CONTENT_TYPE,
+                    content_type or "",
+                    accept or "",
                     request_id,
                     self.settings.invocation_timeout_s,
                 )
@@ -691,8 +735,8 @@ class LocalSageMaker:
                 pool = self._pools.get(name) or pool
                 result = pool.invoke(
                     body,
-                    content_type or DEFAULT_CONTENT_TYPE,
-                    accept or DEFAULT_CONTENT_TYPE,
+                    content_type or "",
+                    accept or "",
                     request_id,
                     self.settings.invocation_timeout_s,
                 )

@@ -86,7 +86,7 @@ def run_forked(config: dict[str, Any], channel_fd: int, log_fd: int) -> None:
 
 
 def serve(config: dict[str, Any], channel: socket.socket) -> None:
-    from modeldrop_local.sagemaker.worker.serving import ModelHandler, ModelLoadError
+    from modeldrop_local.sagemaker.worker.serving import ModelLoadError
 
     os.environ.update(config["environment"])
     for path in reversed(config["sys_path"]):
@@ -97,12 +97,7 @@ def serve(config: dict[str, Any], channel: socket.socket) -> None:
     _mark(STARTUP_ID)
     started = time.perf_counter()
     try:
-        handler = ModelHandler(
-            model_dir,
-            config["framework"],
-            Path(config["artifact"]) if config["artifact"] else None,
-            Path(config["code_dir"]) if config["code_dir"] else None,
-        )
+        handler = build_handler(config, model_dir)
     except ModelLoadError as error:
         _fail(channel, str(error))
         return
@@ -145,6 +140,38 @@ def serve(config: dict[str, Any], channel: socket.socket) -> None:
         # the answer was due, and that thread then competed for the GIL with the request it belongs to.
         # Nothing runs in between (the worker is single-threaded), so every line keeps the same tag.
         _mark(IDLE_ID)
+
+
+def build_handler(config: dict[str, Any], model_dir: Path) -> Any:
+    """The serving stack of the image the model runs on (profiles.py chose it in the launcher)."""
+    from modeldrop_local.sagemaker.worker.profiles import DefaultModel, Handler
+
+    kind = Handler(config.get("handler") or Handler.MODELDROP)
+    code_dir = Path(config["code_dir"]) if config["code_dir"] else None
+    module = config.get("module")
+    if kind is Handler.SAGEMAKER_CONTAINERS:
+        from modeldrop_local.sagemaker.worker.sklearn_container import SageMakerContainersHandler
+
+        assert code_dir is not None and module
+        default_model = DefaultModel(config.get("default_model") or DefaultModel.NONE)
+        return SageMakerContainersHandler(model_dir, code_dir, module, default_model)
+    if kind is Handler.XGBOOST_ALGORITHM:
+        from modeldrop_local.sagemaker.worker.xgboost_container import XGBoostAlgorithmHandler
+
+        return XGBoostAlgorithmHandler(model_dir)
+    if kind is Handler.INFERENCE_TOOLKIT:
+        from modeldrop_local.sagemaker.worker.toolkit_container import InferenceToolkitHandler
+
+        return InferenceToolkitHandler(model_dir, code_dir, module)
+    from modeldrop_local.sagemaker.worker.serving import ModelHandler
+
+    return ModelHandler(
+        model_dir,
+        config["framework"],
+        Path(config["artifact"]) if config["artifact"] else None,
+        code_dir,
+        module or "inference",
+    )
 
 
 def _fail(channel: socket.socket, reason: str) -> None:

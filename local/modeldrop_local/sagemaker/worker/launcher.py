@@ -24,6 +24,17 @@ from typing import Any, BinaryIO
 import psutil
 
 from modeldrop_local.sagemaker.worker.child import IDLE_ID, MARKER_PREFIX, MARKER_SUFFIX
+from modeldrop_local.sagemaker.worker.profiles import (
+    GENERIC,
+    PYTORCH,
+    TENSORFLOW,
+    XGBOOST,
+    DefaultModel,
+    Handler,
+    find_user_module,
+    profile_for_image,
+    tensorflow_layout_problem,
+)
 from modeldrop_local.sagemaker.worker.protocol import ChannelClosed, recv_frame, send_frame
 from modeldrop_local.sagemaker.worker.requirements import RequirementsCache
 from modeldrop_local.sagemaker.worker.types import (
@@ -45,12 +56,16 @@ LOG_TAIL_LINES = 8
 
 @dataclass(frozen=True)
 class ServingPlan:
-    """How a model is served: which fork server, loader, artifact and code."""
+    """How a model is served: which serving stack, fork server, loader, artifact and user module."""
 
-    framework: str | None  # built-in loader: sklearn, xgboost, onnx, pytorch; None: inference.py only
+    framework: str | None  # modeldrop's built-in loader (sklearn, xgboost, onnx, pytorch); None: none
     preload: str  # which fork server (a key of PRELOADS)
     artifact: Path | None
-    code_dir: Path | None
+    code_dir: Path | None  # the user module's folder (on sys.path; its requirements.txt is installed)
+    handler: Handler = Handler.MODELDROP
+    module: str | None = None  # the user module's name, imported from code_dir
+    default_model: DefaultModel = DefaultModel.NONE  # the image's model_fn when the module has none
+    family: str = GENERIC.family
 
 
 def _relative_files(model_dir: Path) -> list[str]:
@@ -67,21 +82,65 @@ def _torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def plan_for(spec: WorkerSpec) -> ServingPlan:
-    """Pick the loader from the image and the files (H1's serving_framework) and the artifact."""
-    from modeldrop.frameworks import Framework, artifact_framework, serving_framework
+NO_TORCH = (
+    "the PyTorch image serves with PyTorch, which is not installed in this local SageMaker "
+    "(pip install torch==2.13.0 in its virtualenv)"
+)
 
+
+def plan_for(spec: WorkerSpec) -> ServingPlan:
+    """Serve the model as the image of spec.image does (profiles.py); a custom image: the generic plan."""
     if not spec.model_dir.is_dir():
         raise WorkerStartError(f"the model directory {spec.model_dir} does not exist")
+    profile = profile_for_image(spec.image)
+    if profile is GENERIC:
+        return _generic_plan(spec)
+    if profile is TENSORFLOW:
+        problem = tensorflow_layout_problem(spec.model_dir)
+        raise WorkerStartError(
+            problem or f"{profile.without_program_reason} (the SavedModel layout is valid)"
+        )
+    module = find_user_module(profile, spec)
+    if module is None and profile.without_program is None:
+        raise WorkerStartError(profile.without_program_reason)
+    handler = profile.with_program if module is not None else profile.without_program
+    assert handler is not None
     names = _relative_files(spec.model_dir)
-    code_dir = spec.model_dir / "code"
-    has_code = (code_dir / "inference.py").is_file()
-    framework = serving_framework(spec.image, names)
+    if profile is PYTORCH:
+        if not _torch_installed():
+            raise WorkerStartError(NO_TORCH)
+        preload = "pytorch"
+    elif profile is XGBOOST:
+        preload = "xgboost"
+    else:  # the scikit-learn image, which also hosts ONNX models (their inference.py imports onnxruntime)
+        preload = "onnx" if any(name.endswith(".onnx") for name in names) else "sklearn"
+    return ServingPlan(
+        framework=None,
+        preload=preload,
+        artifact=None,
+        code_dir=module.folder if module is not None else None,
+        handler=handler,
+        module=module.name if module is not None else None,
+        family=profile.family,
+        default_model=profile.default_model,
+    )
+
+
+def _generic_plan(spec: WorkerSpec) -> ServingPlan:
+    """A custom image: the user module where the toolkit looks, else a built-in loader from the files."""
+    from modeldrop.frameworks import Framework, artifact_framework, detect_framework
+
+    names = _relative_files(spec.model_dir)
+    module = find_user_module(GENERIC, spec)
+    has_code = module is not None
+    code_dir = module.folder if module is not None else None
+    module_name = module.name if module is not None else None
+    framework = detect_framework(names)
     if framework is Framework.TENSORFLOW and not has_code:
         raise WorkerStartError("TensorFlow SavedModels are not served by the local SageMaker")
     if framework is None:
         if has_code:
-            return ServingPlan(None, "generic", None, code_dir)
+            return ServingPlan(None, "generic", None, code_dir, module=module_name)
         raise WorkerStartError(
             "unknown framework: no code/inference.py and no model artifact recognised in the tarball "
             "(expected model.joblib/.pkl, xgboost-model/.ubj/.bst, model.onnx or a TorchScript .pt); "
@@ -91,23 +150,13 @@ def plan_for(spec: WorkerSpec) -> ServingPlan:
     candidates = sorted(
         (name for name in names if artifact_framework(name) is framework), key=lambda n: (n.count("/"), n)
     )
-    if framework is Framework.XGBOOST and not candidates:  # model.json: ambiguous on its own
-        candidates = [name for name in names if name.endswith(".json") and not name.startswith("code/")]
     artifact = spec.model_dir / candidates[0] if candidates else None
-    if artifact is None and not has_code:
-        raise WorkerStartError(
-            f"the image serves {framework.value} but the tarball holds no {framework.value} artifact; "
-            f"files: {', '.join(names[:10]) or 'none'}"
-        )
     if framework is Framework.PYTORCH and not _torch_installed():
         if not has_code:
-            raise WorkerStartError(
-                "a TorchScript model needs PyTorch, which is not installed in this local SageMaker "
-                "(pip install torch)"
-            )
-        return ServingPlan(None, "generic", artifact, code_dir)
+            raise WorkerStartError(NO_TORCH)
+        return ServingPlan(None, "generic", artifact, code_dir, module=module_name)
     preload = framework.value if framework.value in PRELOADS else "generic"
-    return ServingPlan(framework.value, preload, artifact, code_dir if has_code else None)
+    return ServingPlan(framework.value, preload, artifact, code_dir, module=module_name)
 
 
 # ------------------------------------------------------------------------------------ logging
@@ -439,6 +488,9 @@ class WorkerLauncher:
             "framework": plan.framework,
             "artifact": str(plan.artifact) if plan.artifact else None,
             "code_dir": str(plan.code_dir) if plan.code_dir else None,
+            "handler": plan.handler.value,
+            "module": plan.module,
+            "default_model": plan.default_model.value,
             "sys_path": [str(extra_path)] if extra_path else [],
             "environment": {str(k): str(v) for k, v in spec.environment.items()},
             "memory_mb": spec.memory_mb,
@@ -462,7 +514,7 @@ class WorkerLauncher:
         self._watchdog.watch(worker)
         with self._lock:
             self._workers.add(worker)
-        log.note(f"worker started ({plan.framework or 'inference.py'} on the {plan.preload} fork server)")
+        log.note(f"worker started ({_describe(plan)} on the {plan.preload} fork server)")
         try:
             worker.wait_ready(spec.startup_timeout_s)
         except WorkerStartError as error:
@@ -492,3 +544,10 @@ class WorkerLauncher:
         for server in servers:
             server.close()
         self._watchdog.stop()
+
+
+def _describe(plan: ServingPlan) -> str:
+    if plan.handler is Handler.MODELDROP:
+        return plan.framework or f"{plan.module}.py"
+    user = f", user module {plan.module}" if plan.module else ""
+    return f"{plan.family} image, {plan.handler.value}{user}"

@@ -359,17 +359,11 @@ def _with_optional_context(function: Callable[..., Any], base_arity: int) -> Cal
     return call
 
 
-def load_user_module(code_dir: Path) -> ModuleType:
-    """Import code/inference.py as module `inference`, with code/ on sys.path (as the toolkit does)."""
+def load_user_module(code_dir: Path, name: str = "inference") -> ModuleType:
+    """Import the user module `name` from code_dir, with code_dir on sys.path (as the toolkits do)."""
     if str(code_dir) not in sys.path:
         sys.path.insert(0, str(code_dir))
-    spec = importlib.util.spec_from_file_location("inference", code_dir / "inference.py")
-    if spec is None or spec.loader is None:
-        raise ModelLoadError(f"cannot import {code_dir / 'inference.py'}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["inference"] = module
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module(name)
 
 
 def _error_status(error: BaseException) -> int:
@@ -396,9 +390,16 @@ class Outcome:
 class ModelHandler:
     """A loaded model and its handler chain."""
 
-    def __init__(self, model_dir: Path, framework: str | None, artifact: Path | None, code_dir: Path | None):
+    def __init__(
+        self,
+        model_dir: Path,
+        framework: str | None,
+        artifact: Path | None,
+        code_dir: Path | None,
+        module: str = "inference",
+    ):
         self.model_dir = model_dir
-        user: ModuleType | None = load_user_module(code_dir) if code_dir is not None else None
+        user: ModuleType | None = load_user_module(code_dir, module) if code_dir is not None else None
         built_in = BUILT_INS.get(framework or "")
 
         def user_fn(name: str) -> Callable[..., Any] | None:
@@ -413,7 +414,7 @@ class ModelHandler:
             self._model_fn = lambda _model_dir, context: loader(artifact)
         else:
             raise ModelLoadError(
-                "code/inference.py defines no model_fn and no built-in loader fits "
+                f"{module}.py defines no model_fn and no built-in loader fits "
                 f"(framework {framework or 'unknown'}, artifact {artifact.name if artifact else 'none'})"
             )
         transform_fn = user_fn("transform_fn")
@@ -431,6 +432,9 @@ class ModelHandler:
         self.model = self._model_fn(str(model_dir), context=Context(str(model_dir)))
 
     def invoke(self, body: bytes, content_type: str, accept: str, request_id: str) -> Outcome:
+        # The runtime hands headers over as sent; absent ones mean JSON here (the image profiles
+        # have their own defaults: sklearn_container.py, xgboost_container.py, toolkit_container.py).
+        content_type, accept = content_type or JSON, accept or JSON
         context = Context(str(self.model_dir), request_id, {"content-type": content_type, "accept": accept})
         timings: dict[str, float] = {}
         try:

@@ -1,4 +1,4 @@
-"""The worker API shared with the local SageMaker server (see prompts/worker_api.md)."""
+"""The worker API shared with the local SageMaker server."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ class WorkerSpec:
     memory_mb: int  # ServerlessConfig.MemorySizeInMB: the worker's memory cap
     log_path: Path  # stdout/stderr appended here, each line prefixed with a timestamp and the request id
     startup_timeout_s: float = 180.0
+    # An s3:// SAGEMAKER_SUBMIT_DIRECTORY (the SDK's sourcedir.tar.gz), downloaded and extracted.
+    source_dir: Path | None = None
 
 
 @dataclass(frozen=True)
