@@ -44,7 +44,15 @@ def run(
 
     sagemaker.create_model(
         ModelName=name,
-        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/models/{name}/model.tar.gz"},
+        PrimaryContainer={
+            "Image": IMAGE,
+            "ModelDataUrl": f"s3://{bucket}/models/{name}/model.tar.gz",
+            # What the scikit-learn image needs to import code/inference.py (the SDK sets the same).
+            "Environment": {
+                "SAGEMAKER_PROGRAM": "inference.py",
+                "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+            },
+        },
         ExecutionRoleArn=ROLE_ARN,
     )
     sagemaker.create_endpoint_config(

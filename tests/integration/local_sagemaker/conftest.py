@@ -36,6 +36,9 @@ from tests.utils import free_port
 BUCKET = "models"
 ROLE_ARN = "arn:aws:iam::123456789012:role/modeldrop-sagemaker"
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+# Endpoints of these tests run modeldrop's generic contract (a custom image: the files choose the
+# loader); how each prebuilt image serves is tested in test_container_profiles.py.
+CUSTOM_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own-container:latest"
 CLIENT_CONFIG = Config(retries={"total_max_attempts": 1, "mode": "standard"}, parameter_validation=False)
 
 # A model whose behaviour each request chooses (sleep, crash the process) or its environment does
@@ -195,7 +198,7 @@ def create_serverless_endpoint(
     provisioned: int | None = None,
     config_name: str | None = None,
     create_endpoint: bool = True,
-    image: str = SKLEARN_IMAGE,
+    image: str = CUSTOM_IMAGE,
 ) -> str:
     """CreateModel + CreateEndpointConfig (+ CreateEndpoint); returns the config name."""
     config_name = config_name or f"{name}-config"

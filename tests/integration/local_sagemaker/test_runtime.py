@@ -266,13 +266,9 @@ def test_logs_reach_cloudwatch_like_sagemakers(runtime: Any, iris_endpoint: str,
 def test_built_in_loaders_answer_like_the_model(
     sm: Any, runtime: Any, model_urls: ModelUrls, framework: str
 ) -> None:
-    from modeldrop.frameworks import image_for
-
-    # Given a tarball of this framework on its SageMaker image
+    # Given a tarball of this framework on a custom image (modeldrop's built-in loaders)
     name = f"rt-{framework}"
-    create_serverless_endpoint(
-        sm, name, getattr(model_urls, framework), image=image_for(framework, None, "us-east-1")
-    )
+    create_serverless_endpoint(sm, name, getattr(model_urls, framework))
     assert wait_until_settled(sm, name)["EndpointStatus"] == "InService"
     # When invoked with JSON, Then it answers what the model predicts in-process
     assert invoke_json(runtime, name, iris_sample()) == model_urls.expected[framework]

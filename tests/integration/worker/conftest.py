@@ -91,7 +91,7 @@ SpecFactory = Callable[..., WorkerSpec]
 def make_spec(tmp_path: Path) -> SpecFactory:
     def factory(
         model_dir: Path,
-        image: str = SKLEARN_IMAGE,
+        image: str = CUSTOM_IMAGE,  # the generic contract; the prebuilt images: test_container_profiles.py
         environment: Mapping[str, str] | None = None,
         memory_mb: int = 1024,
         startup_timeout_s: float = 60.0,

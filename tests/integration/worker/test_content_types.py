@@ -12,7 +12,7 @@ import pytest
 from modeldrop_local import example_models
 from modeldrop_local.sagemaker.worker import Worker, WorkerLauncher, WorkerSpec
 
-from tests.integration.worker.conftest import CustomModel, iris_body
+from tests.integration.worker.conftest import CUSTOM_IMAGE, CustomModel, iris_body
 
 ROWS = example_models.iris_payload(6)
 EXPECTED = example_models.predict_in_process  # (tarball, rows) -> the JSON answer
@@ -35,7 +35,7 @@ def sklearn_worker(
     """One scikit-learn worker for the whole module: content types do not change its state."""
     spec = WorkerSpec(
         model_dir=model_dirs["sklearn"],
-        image="683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+        image=CUSTOM_IMAGE,  # modeldrop's generic encoders; the sklearn image's: test_container_profiles.py
         environment={},
         memory_mb=1024,
         log_path=tmp_path_factory.mktemp("logs") / "worker.log",
@@ -142,10 +142,13 @@ def test_handler_errors_carry_their_status(
 def test_xgboost_and_onnx_reject_wrong_feature_counts_with_400(
     launcher: WorkerLauncher, start: Callable[..., Worker], model_dirs: dict[str, Path]
 ) -> None:
-    # Given XGBoost and ONNX workers (on their images)
-    from tests.integration.worker.conftest import ONNX_IMAGE, XGBOOST_IMAGE
+    # Given XGBoost and ONNX workers (modeldrop's built-in loaders, on a custom image)
+    from tests.integration.worker.conftest import CUSTOM_IMAGE
 
-    workers = [start(model_dirs["xgboost"], image=XGBOOST_IMAGE), start(model_dirs["onnx"], image=ONNX_IMAGE)]
+    workers = [
+        start(model_dirs["xgboost"], image=CUSTOM_IMAGE),
+        start(model_dirs["onnx"], image=CUSTOM_IMAGE),
+    ]
 
     for worker in workers:
         # When they get rows with three features instead of four

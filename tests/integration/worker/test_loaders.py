@@ -12,8 +12,6 @@ from modeldrop_local.sagemaker.worker import Worker, WorkerLauncher, WorkerStart
 
 from tests.integration.worker.conftest import (
     CUSTOM_IMAGE,
-    ONNX_IMAGE,
-    SKLEARN_IMAGE,
     XGBOOST_IMAGE,
     CustomModel,
     SpecFactory,
@@ -28,12 +26,13 @@ ROWS = example_models.iris_payload(12)
 @pytest.mark.parametrize(
     ("model", "image"),
     [
-        ("sklearn", SKLEARN_IMAGE),
-        ("xgboost", XGBOOST_IMAGE),
-        ("onnx", ONNX_IMAGE),
-        ("onnx-handler", ONNX_IMAGE),
-        ("custom", SKLEARN_IMAGE),
-        ("sklearn", CUSTOM_IMAGE),  # a custom image: the files decide
+        # A custom image: modeldrop's generic contract, where the files choose the built-in loader
+        # (the prebuilt images' own behaviour is in test_container_profiles.py).
+        ("sklearn", CUSTOM_IMAGE),
+        ("xgboost", CUSTOM_IMAGE),
+        ("onnx", CUSTOM_IMAGE),
+        ("onnx-handler", CUSTOM_IMAGE),
+        ("custom", CUSTOM_IMAGE),
     ],
 )
 def test_each_loader_predicts_like_the_model_in_process(
@@ -171,7 +170,7 @@ def test_torchscript_without_torch_is_a_clear_start_error(
     model_dir = extract(write_tarball(tmp_path / "tar", {"model.pt": b"not really"}), tmp_path / "torch")
 
     # When it is prepared, Then the reason says PyTorch is needed
-    with pytest.raises(WorkerStartError, match=r"TorchScript model needs PyTorch"):
+    with pytest.raises(WorkerStartError, match=r"PyTorch, which is not installed in this local SageMaker"):
         launcher.prepare(make_spec(model_dir, image=CUSTOM_IMAGE))
 
 
@@ -189,15 +188,17 @@ def test_unknown_framework_is_a_clear_start_error(
         launcher.prepare(make_spec(model_dir, image=CUSTOM_IMAGE))
 
 
-def test_image_framework_without_its_artifact_is_a_clear_start_error(
-    launcher: WorkerLauncher, make_spec: SpecFactory, model_dirs: dict[str, Path]
+def test_a_root_file_that_is_no_booster_fails_the_xgboost_image_health_check(
+    launcher: WorkerLauncher, make_spec: SpecFactory, tmp_path: Path, tarballs: dict[str, Path]
 ) -> None:
-    # Given a scikit-learn tarball deployed on the XGBoost image
-    spec = make_spec(model_dirs["sklearn"], image=XGBOOST_IMAGE)
+    # Given the XGBoost example with a modeldrop.json beside the booster, on the XGBoost image
+    # (aws/sagemaker-xgboost-container algorithm_mode/serve_utils.py loads every root file as a booster)
+    model_dir = extract(tarballs["xgboost"], tmp_path / "m")
+    (model_dir / "modeldrop.json").write_text('{"memory_mb": 2048}')
 
-    # When it is prepared, Then the reason says what the image expects
-    with pytest.raises(WorkerStartError, match=r"serves xgboost but the tarball holds no xgboost"):
-        launcher.prepare(spec)
+    # When it is prepared, Then it fails as the image's /ping does, naming the file
+    with pytest.raises(WorkerStartError, match=r"Unable to load model: modeldrop\.json at the model root"):
+        launcher.prepare(make_spec(model_dir, image=XGBOOST_IMAGE))
 
 
 def test_load_exception_reports_the_traceback_tail(
@@ -232,4 +233,4 @@ def test_prepare_loads_then_stops_the_worker(
     # Then the log shows a worker that loaded and was stopped (no worker is left running)
     log = spec.log_path.read_text()
     assert "worker ready: setup" in log
-    assert "xgboost on the xgboost fork server" in log
+    assert "XGBoost image, xgboost-algorithm on the xgboost fork server" in log

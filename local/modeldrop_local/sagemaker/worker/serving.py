@@ -432,9 +432,10 @@ class ModelHandler:
         self.model = self._model_fn(str(model_dir), context=Context(str(model_dir)))
 
     def invoke(self, body: bytes, content_type: str, accept: str, request_id: str) -> Outcome:
-        # The runtime hands headers over as sent; absent ones mean JSON here (the image profiles
-        # have their own defaults: sklearn_container.py, xgboost_container.py, toolkit_container.py).
-        content_type, accept = content_type or JSON, accept or JSON
+        # The runtime hands headers over as sent: an absent Content-Type means JSON, an absent Accept
+        # the request's type (the image profiles have their own defaults: sklearn_container.py,
+        # xgboost_container.py, toolkit_container.py).
+        content_type = content_type or JSON
         context = Context(str(self.model_dir), request_id, {"content-type": content_type, "accept": accept})
         timings: dict[str, float] = {}
         try:
