@@ -279,23 +279,27 @@ def start_or_queue(deployment: Deployment, sagemaker: SageMakerAdapter) -> tuple
     return DeploymentStatus.DEPLOYING, "Updating"
 
 
-def start_execution(
-    deployment: Deployment, status: DeploymentStatus, settings: OnUploadSettings, stepfunctions: Any
-) -> str:
-    execution_input = ExecutionInput(
+def execution_input(deployment: Deployment, status: DeploymentStatus, max_polls: int) -> ExecutionInput:
+    return ExecutionInput(
         deployment_id=deployment.deployment_id,
         model_name=deployment.model_name,
         version=deployment.version,
         endpoint_name=deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
         endpoint_config_name=deployment.endpoint_config_name or "",
         status="Queued" if status is DeploymentStatus.QUEUED else "Deploying",
-        max_polls=settings.max_polls,
+        max_polls=max_polls,
     )
+
+
+def start_execution(
+    deployment: Deployment, status: DeploymentStatus, settings: OnUploadSettings, stepfunctions: Any
+) -> str:
+    payload = execution_input(deployment, status, settings.max_polls)
     try:
         response = stepfunctions.start_execution(
             stateMachineArn=settings.state_machine_arn,
             name=deployment.deployment_id,
-            input=execution_input.model_dump_json(by_alias=True),
+            input=payload.model_dump_json(by_alias=True),
         )
     except stepfunctions.exceptions.ExecutionAlreadyExists:
         # A retried invocation: the execution of this deployment is already running.

@@ -17,8 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from modeldrop import naming
-from modeldrop.deploy import start_or_queue
-from modeldrop.events import ExecutionInput
+from modeldrop.deploy import execution_input, start_or_queue
 from modeldrop.observability import logger
 from modeldrop.records import Deployment, DeploymentKind, DeploymentRecords, DeploymentStatus, utc_now
 from modeldrop.sagemaker_adapter import SageMakerAdapter
@@ -194,18 +193,6 @@ def request_rollback(model_name: str, requested: int | None, deps: RollbackDepen
     execution_arn = start_rollback_execution(deployment, status, deps)
     deps.records.update_deployment(model_name, version, status, execution_arn=execution_arn)
     return deployment.model_copy(update={"status": status, "execution_arn": execution_arn})
-
-
-def execution_input(deployment: Deployment, status: DeploymentStatus, max_polls: int) -> ExecutionInput:
-    return ExecutionInput(
-        deployment_id=deployment.deployment_id,
-        model_name=deployment.model_name,
-        version=deployment.version,
-        endpoint_name=deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
-        endpoint_config_name=deployment.endpoint_config_name or "",
-        status="Queued" if status is DeploymentStatus.QUEUED else "Deploying",
-        max_polls=max_polls,
-    )
 
 
 def start_rollback_execution(
