@@ -462,7 +462,11 @@ def local_invoke(
     else:
         from modeldrop_local.state import LocalCloud, free_port
 
-        with LocalCloud(template_path=template, edge_port=free_port(), api_port=free_port()) as cloud:
+        # One invocation: no spare workers for the other functions.
+        transient = LocalCloud(
+            template_path=template, edge_port=free_port(), api_port=free_port(), spare_function_workers=0
+        )
+        with transient as cloud:
             assert cloud.functions is not None
             try:
                 result = cloud.functions.invoke(function, payload)
