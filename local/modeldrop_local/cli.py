@@ -384,11 +384,11 @@ def local_up(
 
 
 # Loggers that are only noise on a console at their default level, with the level they get unless
-# --verbose: werkzeug writes an access-log line for every call between the cloud's own parts (its
-# warnings and errors still show), and moto's ASL engine logs each Fail state with the whole state's
-# repr at ERROR (the deployment's reason is in the logs of the function that recorded it).
+# --verbose: the edge and the REST front write an access-log line for every call between the cloud's
+# own parts (their warnings and errors still show), and moto's ASL engine logs each Fail state with the
+# whole state's repr at ERROR (the deployment's reason is in the logs of the function that recorded it).
 _QUIET_LOGGERS = {
-    "werkzeug": logging.WARNING,
+    "modeldrop_local.access": logging.WARNING,
     "moto.stepfunctions.parser.asl.component.eval_component": logging.CRITICAL,
 }
 

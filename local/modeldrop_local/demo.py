@@ -87,7 +87,7 @@ def run(workdir: Path) -> bool:
 
 
 def main() -> int:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("modeldrop_local.access").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="modeldrop-demo-") as workdir:
         try:
             ok = run(Path(workdir))
