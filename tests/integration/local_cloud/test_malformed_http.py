@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
+from typing import Any
 
 import pytest
 from modeldrop_local.state import LocalCloud
@@ -80,3 +82,29 @@ def test_a_json_protocol_call_moto_cannot_parse_gets_a_400_in_json(cloud: LocalC
     status = int(head.split(b" ", 2)[1])
     assert 400 <= status < 500, head
     assert answer.startswith(b"{")
+
+
+def test_s3_metadata_keeps_underscores_through_the_edge(cloud: LocalCloud, client: Any) -> None:
+    # Given an object written with a metadata key that has an underscore (moto's own server keeps it)
+    s3 = client("s3")
+    bucket = cloud.stack.outputs["BucketName"] if cloud.stack else ""
+    s3.put_object(Bucket=bucket, Key="meta/object", Body=b"x", Metadata={"model_name": "iris"})
+    # When it is read back through the edge
+    metadata = s3.head_object(Bucket=bucket, Key="meta/object")["Metadata"]
+    # Then the key is spelt as written
+    assert metadata == {"model_name": "iris"}
+
+
+def test_edge_and_rest_front_keep_the_connection_open(cloud: LocalCloud) -> None:
+    # Given one keep-alive HTTP/1.1 connection to each port
+    assert cloud.rest is not None
+    for port, path in ((cloud.edge_port, "/nowhere"), (cloud.rest.port, "/test/nowhere")):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        # When two requests are sent on it
+        for _ in range(2):
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            # Then each is answered on the same open connection (no Connection: close)
+            assert response.getheader("Connection") == "keep-alive"
+        connection.close()
