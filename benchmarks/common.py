@@ -186,6 +186,39 @@ def http_load(
     return result
 
 
+# http_load in a child process: the client must not share the GIL of a server that runs in this process.
+_CHILD_LOAD = """
+import json, sys
+from benchmarks.common import http_load
+target, port, path, body, headers, concurrency, requests = sys.argv[1:8]
+result = http_load(target, int(port), path, body.encode("latin-1"), json.loads(headers), int(concurrency),
+                   int(requests))
+print(json.dumps({"latencies_ms": result.latencies_ms, "errors": result.errors, "wall_s": result.wall_s}))
+"""
+
+
+def http_load_in_child(
+    target: str,
+    port: int,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    concurrency: int,
+    requests_per_client: int,
+) -> LoadResult:
+    """http_load, driven from a fresh Python process (same client, same counts)."""
+    arguments = [target, str(port), path, body.decode("latin-1"), json.dumps(headers)]
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD_LOAD, *arguments, str(concurrency), str(requests_per_client)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    answer = json.loads(done.stdout)
+    return LoadResult(target, concurrency, answer["latencies_ms"], answer["errors"], answer["wall_s"])
+
+
 @contextmanager
 def subprocess_server(
     args: Sequence[str],

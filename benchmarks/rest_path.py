@@ -1,7 +1,9 @@
 """REST path: REST front → Api function → InvokeEndpoint, against InvokeEndpoint on the edge directly.
 
-Both run on the same local cloud, same deployed model, same payload, same HTTP client; the ratio is
-what the API Gateway + Lambda proxy layer costs on top of SageMaker itself.
+Both run on the same local cloud, same deployed model, same payload, same HTTP client (driven from a
+child process, so it does not share the cloud's GIL); the ratio is what the API Gateway + Lambda proxy
+layer (REST front, the Api function's DynamoDB lookup and its InvokeEndpoint call) costs on top of
+SageMaker itself. Where that time goes: `python -m benchmarks.profile_rest` (PROFILE.md).
 Run alone: `python -m benchmarks.rest_path [--requests N]`.
 """
 
@@ -18,14 +20,14 @@ from modeldrop.naming import endpoint_name
 from modeldrop_local.demo import throwaway_cloud
 from modeldrop_local.example_models import build_sklearn_iris, iris_payload
 
-from benchmarks.common import http_load, percentile, write_result
+from benchmarks.common import http_load_in_child, percentile, write_result
 from benchmarks.local_cloud import upload_and_follow
 
 MODEL = "iris"
 CONCURRENCY = (1, 2)
 
 
-def run(requests: int = 200) -> dict[str, Any]:
+def run(requests: int = 300) -> dict[str, Any]:
     body = json.dumps(iris_payload(4)).encode()
     rows = []
     with tempfile.TemporaryDirectory(prefix="modeldrop-rest-") as tmp:
@@ -42,7 +44,7 @@ def run(requests: int = 200) -> dict[str, Any]:
                 rest_headers["x-api-key"] = key
             direct_headers = {"Content-Type": "application/json", "Accept": "application/json"}
             for concurrency in CONCURRENCY:
-                direct = http_load(
+                direct = http_load_in_child(
                     "InvokeEndpoint on the edge",
                     cloud.edge_port,
                     f"/endpoints/{endpoint_name(MODEL)}/invocations",
@@ -51,7 +53,7 @@ def run(requests: int = 200) -> dict[str, Any]:
                     concurrency,
                     requests,
                 )
-                rest = http_load(
+                rest = http_load_in_child(
                     "REST front → Api function → InvokeEndpoint",
                     int(api.port or 80),
                     f"{api.path.rstrip('/')}/models/{MODEL}/invocations",
@@ -73,5 +75,5 @@ def run(requests: int = 200) -> dict[str, Any]:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--requests", type=int, default=300)
     print(json.dumps(run(parser.parse_args().requests), indent=2))

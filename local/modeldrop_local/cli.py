@@ -416,11 +416,11 @@ def local_up(
 
 
 # Loggers that are only noise on a console at their default level, with the level they get unless
-# --verbose: werkzeug writes an access-log line for every call between the cloud's own parts (its
-# warnings and errors still show), and moto's ASL engine logs each Fail state with the whole state's
-# repr at ERROR (the deployment's reason is in the logs of the function that recorded it).
+# --verbose: the edge and the REST front write an access-log line for every call between the cloud's
+# own parts (their warnings and errors still show), and moto's ASL engine logs each Fail state with the
+# whole state's repr at ERROR (the deployment's reason is in the logs of the function that recorded it).
 _QUIET_LOGGERS = {
-    "werkzeug": logging.WARNING,
+    "modeldrop_local.access": logging.WARNING,
     "moto.stepfunctions.parser.asl.component.eval_component": logging.CRITICAL,
 }
 
@@ -494,7 +494,11 @@ def local_invoke(
     else:
         from modeldrop_local.state import LocalCloud, free_port
 
-        with LocalCloud(template_path=template, edge_port=free_port(), api_port=free_port()) as cloud:
+        # One invocation: no spare workers for the other functions.
+        transient = LocalCloud(
+            template_path=template, edge_port=free_port(), api_port=free_port(), spare_function_workers=0
+        )
+        with transient as cloud:
             assert cloud.functions is not None
             try:
                 result = cloud.functions.invoke(function, payload)

@@ -51,8 +51,6 @@ def throwaway_cloud(workdir: Path) -> Iterator[tuple[LocalCloud, StackClient]]:
         edge_port=free_port(),
         api_port=free_port(),
         state_dir=workdir / "state",
-        # Poll the endpoint every second instead of every 30: a local endpoint is ready in seconds.
-        parameters={"PollIntervalSeconds": "1"},
         function_log_dir=workdir / "logs",
     )
     with cloud, _environment(cloud.environment()):
@@ -89,7 +87,7 @@ def run(workdir: Path) -> bool:
 
 
 def main() -> int:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("modeldrop_local.access").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="modeldrop-demo-") as workdir:
         try:
             ok = run(Path(workdir))

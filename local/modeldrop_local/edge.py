@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import logging
 import os
 import re
 import threading
@@ -24,14 +25,16 @@ from xml.sax.saxutils import escape
 
 import boto3
 from moto.core.config import default_user_config
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.wrappers import Response
 
 from modeldrop_local.functions_host import FunctionsHost
-from modeldrop_local.http_server import NoDelayWSGIServer, make_server
+from modeldrop_local.http_server import make_server
+from modeldrop_local.sagemaker.server import LeanWSGIServer
 from modeldrop_local.service_quotas import install as install_sagemaker_quotas
 from modeldrop_local.stack import ACCOUNT_ID, LocalStack
 
+logger = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 _SAGEMAKER_RUNTIME = re.compile(r"^/endpoints/[^/]+/invocations")
@@ -60,19 +63,47 @@ def configure_moto(port: int) -> Callable[[], None]:
     return restore
 
 
+class _BackendCachingDispatcher(DomainDispatcherApplication):
+    """moto's dispatcher, remembering which backend serves a host.
+
+    moto looks the backend up on every request (a listing of its own package folders, then one regex
+    per service, under a lock that every request shares): about 0.6 ms of each DynamoDB GetItem on the
+    REST path. The answer depends on the host string alone (moto's URL patterns are fixed at import).
+    """
+
+    _MAX_HOSTS = 1024  # virtual-hosted S3 puts bucket names in the host: keep the memo bounded
+
+    def __init__(self) -> None:
+        super().__init__(create_backend_app)
+        self._backend_by_host: dict[str, Any] = {}
+
+    def get_backend_for_host(self, host: str | None) -> Any:
+        if host is None:
+            return None
+        if host in self._backend_by_host:
+            return self._backend_by_host[host]
+        backend = super().get_backend_for_host(host)
+        if len(self._backend_by_host) >= self._MAX_HOSTS:
+            self._backend_by_host.clear()
+        self._backend_by_host[host] = backend
+        return backend
+
+
 class EdgeApp:
     """The WSGI application behind the edge port."""
 
     def __init__(self, sagemaker_app: WSGIApp | None = None) -> None:
         # SageMaker's serverless quotas for OnUpload's preflight (moto's Service Quotas has only VPC's).
         install_sagemaker_quotas()
-        self.moto_app: WSGIApp = DomainDispatcherApplication(create_backend_app)
+        self.moto_app: WSGIApp = _BackendCachingDispatcher()
         self.sagemaker_app = sagemaker_app
         self.functions: FunctionsHost | None = None
         self.stack: LocalStack | None = None
         self.edge_url = ""
         self._sequencer = itertools.count(int(time.time() * 1000))
         self.notification_threads: list[threading.Thread] = []
+        self._s3: Any = None
+        self._s3_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -96,20 +127,38 @@ class EdgeApp:
         return self._moto(environ, start_response)
 
     def _moto(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        object_write = _s3_object_write(environ)
-        if object_write is None or self.stack is None or not self.stack.notifications:
-            return self.moto_app(environ, start_response)
         captured: dict[str, Any] = {}
+        early_writes: list[bytes] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            captured["status"] = int(status.split(" ", 1)[0])
-            captured["headers"] = dict(headers)
-            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+            captured["status"] = status
+            captured["headers"] = headers
+            return early_writes.append
 
-        body = b"".join(self.moto_app(environ, capture))
-        if captured.get("status") == 200:
+        # moto raising on a request (or answering Flask's HTML error page) means a path or body it
+        # cannot parse, i.e. the client's fault: 400 in the addressed service's shape, never a 500.
+        try:
+            answer = self.moto_app(environ, capture)
+        except Exception as error:
+            logger.info(
+                "moto could not handle %s %s: %r", environ["REQUEST_METHOD"], environ["PATH_INFO"], error
+            )
+            return _malformed(environ)(environ, start_response)
+        status = str(captured.get("status", "500 Internal Server Error"))
+        headers = list(captured.get("headers", []))
+        if _is_unhandled_error(status, headers):
+            close = getattr(answer, "close", None)
+            if close is not None:
+                close()
+            return _malformed(environ)(environ, start_response)
+        start_response(status, headers)
+        object_write = _s3_object_write(environ)
+        if object_write is None or self.stack is None or not self.stack.notifications:
+            return [*early_writes, *answer] if early_writes else answer
+        body = b"".join([*early_writes, *answer])
+        if status.startswith("200"):
             bucket, key, event_name = object_write
-            self._notify(bucket, key, event_name, captured["headers"])
+            self._notify(bucket, key, event_name, dict(headers))
         return [body]
 
     def _notify(self, bucket: str, key: str, event_name: str, headers: dict[str, str]) -> None:
@@ -122,13 +171,7 @@ class EdgeApp:
 
         def send() -> None:
             # S3 sends the notification after the write; size/eTag come from the stored object.
-            s3 = boto3.client(
-                "s3",
-                endpoint_url=self.edge_url,
-                region_name=self.stack.region if self.stack else "us-east-1",
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-            )
+            s3 = self._s3_client()
             head_arguments: dict[str, Any] = {"Bucket": bucket, "Key": key}
             if version_id:
                 head_arguments["VersionId"] = version_id
@@ -151,6 +194,19 @@ class EdgeApp:
         thread = threading.Thread(target=send, daemon=True, name=f"s3-notify-{key}")
         self.notification_threads = [t for t in self.notification_threads if t.is_alive()] + [thread]
         thread.start()
+
+    def _s3_client(self) -> Any:
+        """One client for every notification (boto3 clients are thread-safe; making one costs ~20 ms)."""
+        with self._s3_lock:
+            if self._s3 is None:
+                self._s3 = boto3.client(
+                    "s3",
+                    endpoint_url=self.edge_url,
+                    region_name=self.stack.region if self.stack else "us-east-1",
+                    aws_access_key_id="testing",
+                    aws_secret_access_key="testing",
+                )
+            return self._s3
 
     def _lambda_invoke(self, environ: dict[str, Any], name: str) -> Response:
         if self.functions is None:
@@ -243,6 +299,35 @@ def _s3_object_write(environ: dict[str, Any]) -> tuple[str, str, str] | None:
     return None
 
 
+def _is_unhandled_error(status: str, headers: list[tuple[str, str]]) -> bool:
+    """moto's own errors carry the service's error body; an exception inside it gives Flask's HTML 500."""
+    if not status.startswith("500"):
+        return False
+    content_type = next((value for name, value in headers if name.lower() == "content-type"), "")
+    return content_type.startswith("text/html")
+
+
+_SIGNED_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/(?P<service>[^/]+)/aws4_request")
+
+
+def _malformed(environ: dict[str, Any]) -> Response:
+    """400 for a request the addressed service cannot understand, in that service's error shape."""
+    method, path = environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    signed = _SIGNED_SERVICE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
+    service = signed["service"] if signed else ""
+    message = f"The request {method} {path[:200]} is not one {service or 'the edge'} understands."
+    if target:  # the JSON protocols (DynamoDB, Step Functions, SageMaker, ...)
+        return _json_error(400, "SerializationException", message)
+    if service in ("s3", ""):  # the REST-XML protocol; an unsigned request is taken as S3's, as moto does
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InvalidRequest</Code>'
+            f"<Message>{escape(message)}</Message><RequestId>{uuid.uuid4().hex[:16].upper()}</RequestId></Error>"
+        )
+        return Response(body, status=400, content_type="application/xml")
+    return Response(message, status=400, content_type="text/plain")
+
+
 def _is_form(environ: dict[str, Any]) -> bool:
     return str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded")
 
@@ -298,9 +383,7 @@ class Edge:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.app.edge_url = self.url
-        self._server: NoDelayWSGIServer = make_server(
-            "127.0.0.1", port, self.app, request_handler=MotoRequestHandler
-        )
+        self._server: LeanWSGIServer = make_server("127.0.0.1", port, self.app, moto_headers=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="edge")
 
     def start(self) -> None:

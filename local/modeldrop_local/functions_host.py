@@ -263,16 +263,28 @@ class _Worker:
         self._replies.close()
 
 
+# Lambda runs as many invocations of a function at once as its ReservedConcurrentExecutions allow (else
+# up to the account's unreserved pool, 1000 by default). On one machine each invocation is a process, so
+# a function without a reservation runs at most this many at once here; more wait for a free worker.
+DEFAULT_CONCURRENCY = 10
+
+
 class FunctionsHost:
-    """Invokes the stack's functions in warm worker processes, at most `pool_size` at once per function."""
+    """Invokes the stack's functions in warm worker processes, up to each function's concurrency at once.
+
+    `spare_workers` workers per function are kept started ahead of demand (their handler imported while
+    nothing waits on them), so an event is not held up by a cold start while the machine is busy: on
+    Lambda each concurrent invocation gets its own sandbox, here they would share two cores.
+    """
 
     def __init__(
         self,
         functions: Mapping[str, FunctionSpec],
         base_environment: Mapping[str, str],
-        pool_size: int = 4,
+        default_concurrency: int = DEFAULT_CONCURRENCY,
         log_dir: Path | None = None,
         condensed_console: bool = False,
+        spare_workers: int = 0,
     ) -> None:
         """log_dir: each function's log in log_dir/<name>.log; else on this console, as written or,
         with condensed_console, one readable line per record (see console_line)."""
@@ -283,7 +295,8 @@ class FunctionsHost:
         self._idle: dict[str, list[_Worker]] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
-        self._pool_size = pool_size
+        self._default_concurrency = default_concurrency
+        self._spare_workers = spare_workers
         self._closed = False
         # The latest invocations (function, request id, failed), bounded: `local up` may run for days.
         self.invocations: deque[tuple[str, str, bool]] = deque(maxlen=1000)
@@ -295,13 +308,18 @@ class FunctionsHost:
                 return spec
         raise KeyError(f"Function not found: {name_or_arn}")
 
+    def concurrency(self, spec: FunctionSpec) -> int:
+        if spec.reserved_concurrency is not None:
+            return max(1, spec.reserved_concurrency)
+        return self._default_concurrency
+
     def invoke(self, name_or_arn: str, payload: bytes) -> InvokeResult:
         """Run one invocation; raises KeyError for an unknown function."""
         spec = self.spec(name_or_arn)
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
         with self._lock:
-            slots = self._slots.setdefault(spec.name, threading.BoundedSemaphore(self._pool_size))
+            slots = self._slots.setdefault(spec.name, threading.BoundedSemaphore(self.concurrency(spec)))
         with slots:
             worker = self._take(spec)
             kind, body = worker.invoke(payload, request_id)
@@ -333,10 +351,20 @@ class FunctionsHost:
             if self._closed:
                 raise RuntimeError("functions host is stopped")
             idle = self._idle.setdefault(spec.name, [])
-            while idle:
+            taken = None
+            while idle and taken is None:
                 worker = idle.pop()
                 if worker.alive():
-                    return worker
+                    taken = worker
+            missing = self._spare_workers - len(idle)
+        if taken is None:
+            taken = self._start_worker(spec)
+        # Start the replacements now (a process spawn, a few ms); they import while this one works.
+        for _ in range(missing):
+            self._give_back(self._start_worker(spec))
+        return taken
+
+    def _start_worker(self, spec: FunctionSpec) -> _Worker:
         return _Worker(spec, self._base_environment, self.log_dir, self.condensed_console)
 
     def _give_back(self, worker: _Worker) -> None:
@@ -346,11 +374,14 @@ class FunctionsHost:
                 return
         worker.stop()
 
-    def warm(self, name_or_arn: str) -> None:
-        """Start one worker ahead of traffic (its handler imported), so the first request is warm."""
-        spec = self.spec(name_or_arn)
-        worker = _Worker(spec, self._base_environment, self.log_dir, self.condensed_console)
-        self._give_back(worker)
+    def start_spares(self) -> None:
+        """Start each function's spare workers ahead of traffic; their handlers import in the background
+        (this returns once the processes are spawned), so the first event does not wait for a cold start."""
+        for spec in self._functions.values():
+            with self._lock:
+                missing = self._spare_workers - len(self._idle.get(spec.name, []))
+            for _ in range(missing):
+                self._give_back(self._start_worker(spec))
 
     def close(self) -> None:
         with self._lock:

@@ -22,7 +22,8 @@ from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from modeldrop_local.functions_host import InvokeResult
-from modeldrop_local.http_server import NoDelayWSGIServer, make_server
+from modeldrop_local.http_server import make_server
+from modeldrop_local.sagemaker.server import LeanWSGIServer
 from modeldrop_local.stack import ACCOUNT_ID, RestApiSpec
 
 Invoke = Callable[[str, bytes], InvokeResult]
@@ -219,7 +220,7 @@ class RestFront:
         self.app = RestFrontApp(api, invoke)
         self.port = port
         self.url = f"http://127.0.0.1:{port}/{api.stage}"
-        self._server: NoDelayWSGIServer = make_server("127.0.0.1", port, self.app)
+        self._server: LeanWSGIServer = make_server("127.0.0.1", port, self.app)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="rest-front")
 
     def start(self) -> None:

@@ -74,6 +74,8 @@ class FunctionSpec:
     environment: dict[str, str]
     timeout_s: float
     memory_mb: int
+    # ReservedConcurrentExecutions: at most this many invocations at once (None: the account's pool).
+    reserved_concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -544,7 +546,16 @@ def _function_spec(
         environment=environment,
         timeout_s=float(resolver.resolve(properties.get("Timeout", defaults.get("Timeout", 3)))),
         memory_mb=int(resolver.resolve(properties.get("MemorySize", defaults.get("MemorySize", 128)))),
+        reserved_concurrency=_optional_int(
+            resolver.resolve(
+                properties.get("ReservedConcurrentExecutions", defaults.get("ReservedConcurrentExecutions"))
+            )
+        ),
     )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None or value is NO_VALUE else int(value)
 
 
 def _s3_notifications(resolver: Resolver, logical_id: str, resource: dict[str, Any]) -> list[S3Notification]:

@@ -20,7 +20,13 @@ from modeldrop_local.credentials import use_fake_credentials_if_none
 from modeldrop_local.edge import Edge
 from modeldrop_local.functions_host import FunctionsHost
 from modeldrop_local.rest_front import RestFront
-from modeldrop_local.stack import DEFAULT_REGION, DEFAULT_STACK_NAME, LocalStack, build_stack
+from modeldrop_local.stack import (
+    DEFAULT_REGION,
+    DEFAULT_STACK_NAME,
+    LocalStack,
+    build_stack,
+    load_template,
+)
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +42,10 @@ _PERSISTED_SERVICES = {
     "logs": "moto.logs.models:logs_backends",
 }
 _MOTO_STATE_FILE = "moto-state.pickle"
+# Template parameters the local cloud sets unless the caller does (and only if the template has them).
+# The deploy state machine waits PollIntervalSeconds between two DescribeEndpoint calls: 30 s suits
+# SageMaker on AWS (minutes per endpoint), while a local endpoint is InService in about a second.
+LOCAL_PARAMETER_DEFAULTS = {"PollIntervalSeconds": "1"}
 
 
 def free_port() -> int:
@@ -101,6 +111,7 @@ class LocalCloud:
     sagemaker_idle_timeout_s: float = 300.0
     function_log_dir: Path | None = None  # None: functions log to this console
     condensed_function_logs: bool = False  # on the console: one readable line per record, no metrics
+    spare_function_workers: int = 1  # per function, started ahead of demand (see FunctionsHost)
     stack: LocalStack | None = None
     edge: Edge | None = None
     functions: FunctionsHost | None = None
@@ -127,6 +138,12 @@ class LocalCloud:
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
         }
+
+    def effective_parameters(self) -> dict[str, str]:
+        """The caller's parameters, plus the local defaults for those the template has and they left out."""
+        declared = load_template(self.template_path).get("Parameters", {})
+        defaults = {key: value for key, value in LOCAL_PARAMETER_DEFAULTS.items() if key in declared}
+        return {**defaults, **self.parameters}
 
     def start(self) -> LocalCloud:
         try:
@@ -156,14 +173,16 @@ class LocalCloud:
             api_url=f"http://127.0.0.1:{self.api_port}",
             stack_name=self.stack_name,
             region=self.region,
-            parameters=self.parameters,
+            parameters=self.effective_parameters(),
         )
         self.functions = FunctionsHost(
             self.stack.functions,
             self.environment(),
             log_dir=self.function_log_dir,
             condensed_console=self.condensed_function_logs,
+            spare_workers=self.spare_function_workers,
         )
+        self.functions.start_spares()
         self.edge.attach(self.stack, self.functions)
         if self.stack.rest_api is not None:
             self.rest = RestFront(self.api_port, self.stack.rest_api, self.functions.invoke)

@@ -43,7 +43,11 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class BadRequest(Exception):
-    """The request line or headers cannot be parsed: answer 400 and close."""
+    """The request line or headers cannot be parsed: answer 400 (431 for oversized headers) and close."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class BodyReader(io.RawIOBase):
@@ -88,6 +92,21 @@ class BodyReader(io.RawIOBase):
             if not self.read(min(self.remaining, 1 << 20)):
                 return False
         return True
+
+
+def _framing_error(environ: dict[str, Any]) -> str | None:
+    """Why the request's body framing cannot be trusted, or None (RFC 9112 §6.1-6.3)."""
+    encoding = environ.get("HTTP_TRANSFER_ENCODING")
+    length = environ.get("CONTENT_LENGTH")
+    if encoding is not None:
+        if length is not None:
+            return "both Transfer-Encoding and Content-Length"
+        if encoding.strip().lower() != "chunked":
+            return f"unsupported Transfer-Encoding {encoding[:50]!r} (only chunked)"
+        return None
+    if length is not None and not (length.isascii() and length.isdigit()):
+        return f"invalid Content-Length {length[:50]!r}"
+    return None
 
 
 _date_cache: tuple[int, str] = (0, "")
@@ -137,30 +156,34 @@ class ConnectionHandler(socketserver.BaseRequestHandler):
 
     def _serve_one(self) -> bool:
         """Answer one request; False when the connection must be closed."""
-        line = self._read_line()
-        while line in (b"\r\n", b"\n"):  # tolerated before a request line (RFC 9112 §2.2)
+        try:
             line = self._read_line()
+            while line in (b"\r\n", b"\n"):  # tolerated before a request line (RFC 9112 §2.2)
+                line = self._read_line()
+        except BadRequest:
+            self._send_simple(414, "Bad request: request line too long")
+            return False
         if not line:
             return False
         try:
             method, target, version, headers = self._parse(line)
         except BadRequest as error:
-            self._send_simple(400, f"Bad request: {error}")
+            self._send_simple(error.status, f"Bad request: {error}")
             return False
         environ = self._environ(method, target, version, headers)
         keep_alive = version == "HTTP/1.1" and "close" not in environ.get("HTTP_CONNECTION", "").lower()
         body: BodyReader | None = None
-        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        framing_error = _framing_error(environ)
+        if framing_error:
+            # Ambiguous or invalid framing is how requests are smuggled (RFC 9112 §6.3): refuse and close.
+            self._send_simple(400, f"Bad request: {framing_error}")
+            return False
+        if "HTTP_TRANSFER_ENCODING" in environ:
             environ["wsgi.input"] = DechunkedInput(self.rfile)  # type: ignore[arg-type]
             environ["wsgi.input_terminated"] = True
             keep_alive = False  # simplest safe choice for a rare framing: no draining to get wrong
         else:
-            try:
-                length = max(0, int(environ.get("CONTENT_LENGTH") or 0))
-            except ValueError:
-                self._send_simple(400, "Bad request: invalid Content-Length")
-                return False
-            body = BodyReader(self.rfile, length)
+            body = BodyReader(self.rfile, int(environ.get("CONTENT_LENGTH") or 0))
             environ["wsgi.input"] = body
             environ["wsgi.input_terminated"] = True
         if environ.get("HTTP_EXPECT", "").lower() == "100-continue":
@@ -178,11 +201,14 @@ class ConnectionHandler(socketserver.BaseRequestHandler):
         method, target, version = parts
         headers: list[tuple[str, str]] = []
         while True:
-            raw = self._read_line()
+            try:
+                raw = self._read_line()
+            except BadRequest:
+                raise BadRequest("header line too long", 431) from None
             if raw in (b"\r\n", b"\n", b""):
                 break
             if len(headers) >= MAX_HEADERS:
-                raise BadRequest("too many headers")
+                raise BadRequest("too many headers", 431)
             text = raw.decode("latin-1").rstrip("\r\n")
             if text[:1] in (" ", "\t") and headers:  # an obsolete folded continuation line
                 name, value = headers[-1]
@@ -285,7 +311,9 @@ class ConnectionHandler(socketserver.BaseRequestHandler):
         self.request.sendall(head_bytes if head else head_bytes + payload)
 
     def _send_simple(self, code: int, message: str) -> None:
-        reason = {400: "Bad Request"}.get(code, "Error")
+        reason = {400: "Bad Request", 414: "URI Too Long", 431: "Request Header Fields Too Large"}.get(
+            code, "Error"
+        )
         self._send(f"{code} {reason}", [("Content-Type", "text/plain")], message.encode(), False, head=False)
 
 
@@ -296,8 +324,14 @@ class LeanWSGIServer(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, host: str, port: int, app: Callable[..., Iterable[bytes]]) -> None:
-        super().__init__((host, port), ConnectionHandler)
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        app: Callable[..., Iterable[bytes]],
+        handler: type[ConnectionHandler] = ConnectionHandler,
+    ) -> None:
+        super().__init__((host, port), handler)
         self.app = app
         self.host = host
         self.port = int(self.server_address[1])

@@ -1,0 +1,220 @@
+"""Where the time goes on the REST path: REST front → Api function → DynamoDB GetItem + InvokeEndpoint.
+
+The whole local cloud runs in this process (`modeldrop_local.demo.throwaway_cloud`, the iris model with
+MaxConcurrency 2, ProvisionedConcurrency 2); the load comes from a child process with the benchmarks'
+HTTP client, as in `benchmarks.rest_path`. Two passes:
+1. stage timers: wrappers around the REST front app, the functions host's invoke, the worker round trip
+   (the Api function in its own process, seen from the host) and the edge, per AWS call. The Api
+   function's own work is the worker round trip minus the two edge calls it makes (p50s subtracted:
+   the stages run on different threads and processes).
+2. cProfile of the Api function's handler, called in this process with the proxy event the REST front
+   builds (same code, same environment, same edge), to say what its own share is made of.
+
+Run: `python -m benchmarks.profile_rest [--requests 1000] [--concurrency 1] [--top 25]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import functools
+import importlib.util
+import io
+import json
+import os
+import pstats
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from modeldrop_local import edge, functions_host, rest_front
+from modeldrop_local.demo import throwaway_cloud
+from modeldrop_local.example_models import build_sklearn_iris, iris_payload
+from modeldrop_local.functions_host import LambdaContext
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from benchmarks.common import http_load_in_child, percentile
+from benchmarks.local_cloud import upload_and_follow
+
+MODEL = "iris"
+
+
+class Timers:
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = defaultdict(list)
+        self.lock = threading.Lock()
+        self.undo: list[Callable[[], None]] = []
+
+    def wrap(self, owner: Any, method: str, label: Callable[..., str | None]) -> None:
+        original = getattr(owner, method)
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                name = label(*args)
+                if name:
+                    with self.lock:
+                        self.samples[name].append((time.perf_counter() - started) * 1e6)
+
+        setattr(owner, method, timed)
+        if isinstance(owner, type):
+            self.undo.append(lambda: setattr(owner, method, original))
+        else:  # an instance attribute (a bound method handed over at construction)
+            self.undo.append(lambda: delattr(owner, method) if method in vars(owner) else None)
+
+    def uninstall(self) -> None:
+        for step in self.undo:
+            step()
+
+
+def _edge_label(_app: Any, environ: dict[str, Any], *_: Any) -> str | None:
+    target = str(environ.get("HTTP_X_AMZ_TARGET", ""))
+    if target.endswith(".GetItem"):
+        return "edge GetItem"
+    if environ.get("PATH_INFO", "").endswith("/invocations") and "/endpoints/" in environ["PATH_INFO"]:
+        return "edge InvokeEndpoint"
+    return None
+
+
+def _row(name: str, value: float | None, note: str = "") -> str:
+    return f"| {name} | {'' if value is None else f'{value:.0f}'} | {note} |"
+
+
+def _api_handler(spec: Any) -> Callable[[dict[str, Any], Any], Any]:
+    """The Api function's handler, imported in this process with its environment and layers."""
+    os.environ.update(spec.environment)
+    for path in [str(spec.code_dir), *(str(p) for p in spec.layer_dirs)]:
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    module_name, _, function_name = spec.handler.rpartition(".")
+    location = Path(spec.code_dir) / f"{module_name}.py"
+    module_spec = importlib.util.spec_from_file_location("profiled_api_app", location)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    handler: Callable[[dict[str, Any], Any], Any] = getattr(module, function_name)
+    return handler
+
+
+def run(requests: int, concurrency: int, top: int) -> str:
+    body = json.dumps(iris_payload(4)).encode()
+    with tempfile.TemporaryDirectory(prefix="modeldrop-profile-rest-") as tmp:
+        workdir = Path(tmp)
+        tarball = build_sklearn_iris(
+            workdir / "build", config={"provisioned_concurrency": 2, "max_concurrency": 2}
+        )
+        with throwaway_cloud(workdir) as (cloud, stack):
+            upload_and_follow(stack, tarball, MODEL)
+            api = urlparse(stack.outputs()["ApiUrl"])
+            path = f"{api.path.rstrip('/')}/models/{MODEL}/invocations"
+            headers = {"Content-Type": "application/json", "Accept": "application/json"}
+            key = stack.api_key()
+            if key:
+                headers["x-api-key"] = key
+            port = int(api.port or 80)
+            direct_path = f"/endpoints/modeldrop-{MODEL}/invocations"
+            http_load_in_child("warm-up", port, path, body, headers, concurrency, 100)
+
+            timers = Timers()
+            timers.wrap(rest_front.RestFrontApp, "__call__", lambda *_: "REST front app")
+            assert cloud.rest is not None
+            # The REST front holds the host's bound invoke: time that attribute of its app.
+            timers.wrap(cloud.rest.app, "invoke", lambda *_: "functions host invoke")
+            timers.wrap(functions_host._Worker, "invoke", lambda *_: "worker round trip")
+            timers.wrap(edge.EdgeApp, "__call__", _edge_label)
+            try:
+                rest = http_load_in_child("REST", port, path, body, headers, concurrency, requests)
+                rest_samples = dict(timers.samples)
+                timers.samples.clear()
+                direct = http_load_in_child(
+                    "direct", cloud.edge_port, direct_path, body, headers, concurrency, requests
+                )
+                direct_samples = dict(timers.samples)
+            finally:
+                timers.uninstall()
+
+            assert cloud.stack is not None and cloud.rest is not None
+            spec = next(s for s in cloud.stack.functions.values() if s.logical_id == "ApiFunction")
+            handler = _api_handler(spec)
+            request = Request(
+                EnvironBuilder(path=path, method="POST", data=body, headers=headers).get_environ()
+            )
+            route = next(r for r in cloud.rest.app.routes if r.method == "POST")
+            event = cloud.rest.app.proxy_event(request, route, path.split(api.path, 1)[-1], {"name": MODEL})
+            context = LambdaContext(
+                {"name": spec.name, "arn": spec.arn, "memory_mb": spec.memory_mb}, "profile", time.time() + 60
+            )
+            profile = cProfile.Profile()
+            with contextlib.redirect_stdout(io.StringIO()):  # its logs and metrics lines
+                for _ in range(50):
+                    handler(event, context)
+                in_process_started = time.perf_counter()
+                profile.enable()
+                for _ in range(requests):
+                    handler(event, context)
+                profile.disable()
+            in_process_us = (time.perf_counter() - in_process_started) / requests * 1e6
+
+    def p50(samples: dict[str, list[float]], name: str) -> float | None:
+        values = samples.get(name)
+        return percentile(values, 50) if values else None
+
+    client = percentile([ms * 1000 for ms in rest.latencies_ms], 50)
+    direct_client = percentile([ms * 1000 for ms in direct.latencies_ms], 50)
+    app = p50(rest_samples, "REST front app") or 0.0
+    host = p50(rest_samples, "functions host invoke") or 0.0
+    worker = p50(rest_samples, "worker round trip") or 0.0
+    get_item = p50(rest_samples, "edge GetItem") or 0.0
+    invoke = p50(rest_samples, "edge InvokeEndpoint") or 0.0
+    stream = io.StringIO()
+    pstats.Stats(profile, stream=stream).strip_dirs().sort_stats("cumulative").print_stats(top)
+    lines = [
+        f"requests={requests} concurrency={concurrency} errors={rest.errors} "
+        f"REST rps={rest.rps:.0f}, direct rps={direct.rps:.0f}",
+        "",
+        "| stage (REST path) | p50 µs | note |",
+        "|---|---:|---|",
+        _row("client-observed latency, REST path", client),
+        _row("client-observed latency, InvokeEndpoint on the edge", direct_client, "the baseline"),
+        _row("  of which in the edge (local SageMaker app)", p50(direct_samples, "edge InvokeEndpoint")),
+        _row("HTTP server + client + loopback, REST front", client - app, "client p50 - app p50"),
+        _row("REST front: route, proxy event, response", app - host),
+        _row("functions host: checkout, JSON line to the worker and back", host - worker),
+        _row(
+            "Api function's own work",
+            worker - get_item - invoke,
+            "Powertools, resolver, pydantic, botocore for 2 calls, its HTTP client",
+        ),
+        _row("edge: DynamoDB GetItem (moto)", get_item, "the model's record, ConsistentRead"),
+        _row("edge: InvokeEndpoint (local SageMaker)", invoke),
+        "",
+        f"The Api handler called in this process: {in_process_us:.0f} µs per call (cProfile on), "
+        f"top {top} by cumulative time:",
+        "",
+        "```",
+        stream.getvalue().strip(),
+        "```",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=1000, help="requests per client per pass")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--top", type=int, default=25, help="functions listed from the profile")
+    options = parser.parse_args()
+    print(run(options.requests, options.concurrency, options.top))

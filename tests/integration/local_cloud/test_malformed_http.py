@@ -1,0 +1,110 @@
+"""Malformed requests on the edge and the REST front: the client's fault, answered 400, never 500."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+from typing import Any
+
+import pytest
+from modeldrop_local.state import LocalCloud
+
+
+def _exchange(port: int, request: bytes) -> bytes:
+    """Send raw bytes, read until the server closes (every answer here closes the connection)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+AMBIGUOUS_FRAMING = {
+    "both Content-Length and Transfer-Encoding": (
+        b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"both Transfer-Encoding and Content-Length",
+    ),
+    "negative Content-Length": (
+        b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
+        b"invalid Content-Length '-1'",
+    ),
+    "a transfer coding other than chunked": (
+        b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"unsupported Transfer-Encoding 'gzip' (only chunked)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AMBIGUOUS_FRAMING))
+@pytest.mark.parametrize("port_of", ["edge", "rest"])
+def test_ambiguous_framing_is_refused_with_400_and_its_reason(
+    cloud: LocalCloud, case: str, port_of: str
+) -> None:
+    # Given a request whose body framing could be read two ways (how requests are smuggled)
+    request, reason = AMBIGUOUS_FRAMING[case]
+    assert cloud.rest is not None
+    port = cloud.edge_port if port_of == "edge" else cloud.rest.port
+    # When it reaches the port
+    answer = _exchange(port, request)
+    # Then it is refused with 400 and the reason, and the connection is closed
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"Connection: close" in head
+    assert body == b"Bad request: " + reason
+
+
+def test_a_path_no_service_knows_gets_a_400_in_s3s_shape_on_the_edge(cloud: LocalCloud) -> None:
+    # Given an unsigned POST to a path that is no AWS API (moto takes unsigned requests as S3's)
+    request = b"POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+    # When it reaches the edge
+    head, _, body = _exchange(cloud.edge_port, request).partition(b"\r\n\r\n")
+    # Then the answer is S3's error document with 400, not a 500
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"Content-Type: application/xml" in head
+    assert b"<Code>InvalidRequest</Code>" in body
+    assert b"POST /nowhere" in body
+
+
+def test_a_json_protocol_call_moto_cannot_parse_gets_a_400_in_json(cloud: LocalCloud) -> None:
+    # Given a DynamoDB call whose body is not JSON
+    body = b"not json"
+    request = (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Target: DynamoDB_20120810.GetItem\r\n"
+        b"Content-Type: application/x-amz-json-1.0\r\n"
+        b"Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, "
+        b"SignedHeaders=host, Signature=00\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    )
+    # When it reaches the edge
+    head, _, answer = _exchange(cloud.edge_port, request).partition(b"\r\n\r\n")
+    # Then the client is told, in the JSON protocol's error shape, never with a 500
+    status = int(head.split(b" ", 2)[1])
+    assert 400 <= status < 500, head
+    assert answer.startswith(b"{")
+
+
+def test_s3_metadata_keeps_underscores_through_the_edge(cloud: LocalCloud, client: Any) -> None:
+    # Given an object written with a metadata key that has an underscore (moto's own server keeps it)
+    s3 = client("s3")
+    bucket = cloud.stack.outputs["BucketName"] if cloud.stack else ""
+    s3.put_object(Bucket=bucket, Key="meta/object", Body=b"x", Metadata={"model_name": "iris"})
+    # When it is read back through the edge
+    metadata = s3.head_object(Bucket=bucket, Key="meta/object")["Metadata"]
+    # Then the key is spelt as written
+    assert metadata == {"model_name": "iris"}
+
+
+def test_edge_and_rest_front_keep_the_connection_open(cloud: LocalCloud) -> None:
+    # Given one keep-alive HTTP/1.1 connection to each port
+    assert cloud.rest is not None
+    for port, path in ((cloud.edge_port, "/nowhere"), (cloud.rest.port, "/test/nowhere")):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        # When two requests are sent on it
+        for _ in range(2):
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            # Then each is answered on the same open connection (no Connection: close)
+            assert response.getheader("Connection") == "keep-alive"
+        connection.close()
