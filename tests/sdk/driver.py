@@ -120,7 +120,9 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     # The SDK's order: delete_model reads the endpoint config, which delete_endpoint removes.
     predictor.delete_model()
     predictor.delete_endpoint()
-    sm.get_waiter("endpoint_deleted").wait(EndpointName=endpoint, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    sm.get_waiter("endpoint_deleted").wait(
+        EndpointName=endpoint, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
     try:
         after = sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"]
     except ClientError as error:
@@ -135,7 +137,7 @@ def main() -> None:
     for request in json.load(sys.stdin):
         try:
             results[request["case"]] = run(request)
-        except Exception:  # noqa: BLE001 - the test reads the traceback
+        except Exception:
             results[request["case"]] = {"case": request["case"], "error": traceback.format_exc()}
     json.dump(results, ANSWER, default=str)
     ANSWER.flush()

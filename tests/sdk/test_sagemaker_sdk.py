@@ -46,13 +46,13 @@ def predict_fn(data, model):
     return model.predict_proba(data)
 """
 
-SERVE_PY = """\
+SERVE_PY = f"""\
 import json
 import os
 
 import joblib
 
-NAMES = {names!r}
+NAMES = {CLASS_NAMES!r}
 
 
 def model_fn(model_dir):
@@ -65,7 +65,7 @@ def predict_fn(data, model):
 
 def output_fn(prediction, accept):
     return json.dumps({{"species": prediction}}), "application/json"
-""".format(names=CLASS_NAMES)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,9 @@ def sdk_results(cloud: Cloud, build_dir: Path) -> dict[str, Any]:
     with tarfile.open(weights_only) as archive:
         archive.extract("model.joblib", build_dir / "artifact", filter="data")
     with_code = build_model_tarball(
-        [build_dir / "artifact" / "model.joblib"], build_dir / "with-code.tar.gz", inference_py=code_dir / "inference.py"
+        [build_dir / "artifact" / "model.joblib"],
+        build_dir / "with-code.tar.gz",
+        inference_py=code_dir / "inference.py",
     )
     s3 = boto3.client("s3", endpoint_url=cloud.s3_url, region_name="us-east-1")
     s3.create_bucket(Bucket=BUCKET)
@@ -87,7 +89,12 @@ def sdk_results(cloud: Cloud, build_dir: Path) -> dict[str, Any]:
     common = {"bucket": BUCKET, "role": ROLE_ARN, "rows": iris_sample(), "code_dir": str(code_dir)}
     for case in ("sklearn_sourcedir", "sklearn_network_isolation", "sklearn_serve_py"):
         requests.append(
-            {**common, "case": case, "endpoint": case.replace("_", "-"), "model_data": f"s3://{BUCKET}/weights/model.tar.gz"}
+            {
+                **common,
+                "case": case,
+                "endpoint": case.replace("_", "-"),
+                "model_data": f"s3://{BUCKET}/weights/model.tar.gz",
+            }
         )
     s3.upload_file(str(with_code), BUCKET, "with-code/model.tar.gz")
     requests.append(
@@ -132,6 +139,7 @@ def _not_found_after_delete(result: dict[str, Any]) -> None:
     assert result["after_delete"] == "ValidationException", result["after_delete"]
 
 
+@pytest.mark.fidelity_pending  # fails on main at 15ae78b: see PENDING in tests/conformance/cases.py
 def test_sklearn_model_default_path_uploads_sourcedir_and_serves(sdk_results: dict[str, Any]) -> None:
     result = _case(sdk_results, "sklearn_sourcedir")
     environment = result["container"]["Environment"]
@@ -154,6 +162,7 @@ def test_sklearn_model_with_network_isolation_repacks_code(sdk_results: dict[str
     _not_found_after_delete(result)
 
 
+@pytest.mark.fidelity_pending  # fails on main at 15ae78b: see PENDING in tests/conformance/cases.py
 def test_entry_point_not_named_inference_py_is_the_one_served(sdk_results: dict[str, Any]) -> None:
     result = _case(sdk_results, "sklearn_serve_py")
     assert result["container"]["Environment"]["SAGEMAKER_PROGRAM"] == "serve.py"
@@ -163,6 +172,7 @@ def test_entry_point_not_named_inference_py_is_the_one_served(sdk_results: dict[
     _not_found_after_delete(result)
 
 
+@pytest.mark.fidelity_pending  # fails on main at 15ae78b: see PENDING in tests/conformance/cases.py
 def test_model_with_image_uri_and_repacked_code(sdk_results: dict[str, Any]) -> None:
     result = _case(sdk_results, "image_uri")
     assert result["container"]["Image"] == SKLEARN_IMAGE
@@ -171,6 +181,7 @@ def test_model_with_image_uri_and_repacked_code(sdk_results: dict[str, Any]) -> 
     _not_found_after_delete(result)
 
 
+@pytest.mark.fidelity_pending  # fails on main at 15ae78b: see PENDING in tests/conformance/cases.py
 def test_model_on_sklearn_image_without_program_fails_as_on_aws(sdk_results: dict[str, Any]) -> None:
     """No SAGEMAKER_PROGRAM: the real image's /ping answers 500 (serving.py builds the app, and imports
     the user module, on the first request), so CreateEndpoint ends Failed."""
