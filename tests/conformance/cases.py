@@ -472,30 +472,9 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     ),
 )
 
-# Rows the local SageMaker does not match yet (main at 15ae78b); `make sdk-test` deselects them through
-# the fidelity_pending marker, `make sdk-test-pending` runs them. Remove a row here once it passes.
-PENDING: frozenset[str] = frozenset(
-    {
-        "sklearn-artifact-only/deploy",
-        "onnx-artifact-only/deploy",
-        "sklearn-missing-model-fn/deploy",
-        "sklearn-program-not-found/deploy",
-        "sklearn-model-fn/csv-in-csv-out",
-        "sklearn-model-fn/json-in-csv-out",
-        "sklearn-model-fn/content-type-with-charset",
-        "sklearn-model-fn/accept-unsupported",
-        "sklearn-model-fn/csv-one-row",
-        "sklearn-model-fn/json-instances",
-        "sklearn-transform-fn/accept-any-resolved",
-        "sklearn-transform-and-input-fn/deploy",
-        "sklearn-output-fn-str/json-in",
-        "sklearn-default-accept-env/accept-any",
-        "xgboost-artifact-only/csv-in",
-        "xgboost-artifact-only/json-in",
-        "xgboost-code-without-program/csv-in",
-        "pytorch-no-model-pt/deploy",
-    }
-)
+# Rows the local SageMaker does not match yet (none since the container profiles landed): `make sdk-test`
+# deselects them through the fidelity_pending marker, `make sdk-test-pending` runs them.
+PENDING: frozenset[str] = frozenset()
 
 by_id = {deployment.id: deployment for deployment in DEPLOYMENTS}
 assert len(by_id) == len(DEPLOYMENTS), "deployment ids are unique"

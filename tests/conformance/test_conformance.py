@@ -49,8 +49,9 @@ def _artifacts(build: Path) -> dict[str, Path]:
     """One real artifact per kind, extracted from the example builders' tarballs."""
     out = {}
     builders: dict[str, Callable[[Path], Path]] = {
-        "sklearn": build_sklearn_iris,
-        "onnx": build_onnx_iris,
+        # The bare artifacts: the builders add the handler code the images need unless told not to.
+        "sklearn": lambda dest: build_sklearn_iris(dest, with_handler=False),
+        "onnx": lambda dest: build_onnx_iris(dest, with_handler=False),
         "xgboost": build_xgboost_iris,
     }
     for kind, builder in builders.items():

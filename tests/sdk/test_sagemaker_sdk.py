@@ -139,7 +139,6 @@ def _not_found_after_delete(result: dict[str, Any]) -> None:
     assert result["after_delete"] == "ValidationException", result["after_delete"]
 
 
-@pytest.mark.fidelity_pending  # fails on main at 15ae78b: see PENDING in tests/conformance/cases.py
 def test_sklearn_model_default_path_uploads_sourcedir_and_serves(sdk_results: dict[str, Any]) -> None:
     result = _case(sdk_results, "sklearn_sourcedir")
     environment = result["container"]["Environment"]
@@ -162,7 +161,6 @@ def test_sklearn_model_with_network_isolation_repacks_code(sdk_results: dict[str
     _not_found_after_delete(result)
 
 
-@pytest.mark.fidelity_pending  # fails on main at 15ae78b: see PENDING in tests/conformance/cases.py
 def test_entry_point_not_named_inference_py_is_the_one_served(sdk_results: dict[str, Any]) -> None:
     result = _case(sdk_results, "sklearn_serve_py")
     assert result["container"]["Environment"]["SAGEMAKER_PROGRAM"] == "serve.py"
@@ -172,7 +170,6 @@ def test_entry_point_not_named_inference_py_is_the_one_served(sdk_results: dict[
     _not_found_after_delete(result)
 
 
-@pytest.mark.fidelity_pending  # fails on main at 15ae78b: see PENDING in tests/conformance/cases.py
 def test_model_with_image_uri_and_repacked_code(sdk_results: dict[str, Any]) -> None:
     result = _case(sdk_results, "image_uri")
     assert result["container"]["Image"] == SKLEARN_IMAGE
@@ -181,7 +178,6 @@ def test_model_with_image_uri_and_repacked_code(sdk_results: dict[str, Any]) -> 
     _not_found_after_delete(result)
 
 
-@pytest.mark.fidelity_pending  # fails on main at 15ae78b: see PENDING in tests/conformance/cases.py
 def test_model_on_sklearn_image_without_program_fails_as_on_aws(sdk_results: dict[str, Any]) -> None:
     """No SAGEMAKER_PROGRAM: the real image's /ping answers 500 (serving.py builds the app, and imports
     the user module, on the first request), so CreateEndpoint ends Failed."""

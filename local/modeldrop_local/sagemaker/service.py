@@ -473,7 +473,8 @@ class LocalSageMaker:
         try:
             body = s3.get_object(Bucket=bucket, Key=key)["Body"]
             try:
-                report = safe_extract(body, deployment.model_dir)
+                # SageMaker extracts any archive; whether the image can serve it is the health check's call.
+                report = safe_extract(body, deployment.model_dir, require_model=False)
             finally:
                 body.close()
         except (ClientError, BotoCoreError) as error:

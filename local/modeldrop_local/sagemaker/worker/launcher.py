@@ -26,6 +26,7 @@ import psutil
 from modeldrop_local.sagemaker.worker.child import IDLE_ID, MARKER_PREFIX, MARKER_SUFFIX
 from modeldrop_local.sagemaker.worker.profiles import (
     GENERIC,
+    NO_TORCH,
     PYTORCH,
     TENSORFLOW,
     XGBOOST,
@@ -82,12 +83,6 @@ def _torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-NO_TORCH = (
-    "the PyTorch image serves with PyTorch, which is not installed in this local SageMaker "
-    "(pip install torch==2.13.0 in its virtualenv)"
-)
-
-
 def plan_for(spec: WorkerSpec) -> ServingPlan:
     """Serve the model as the image of spec.image does (profiles.py); a custom image: the generic plan."""
     if not spec.model_dir.is_dir():
@@ -107,9 +102,8 @@ def plan_for(spec: WorkerSpec) -> ServingPlan:
     assert handler is not None
     names = _relative_files(spec.model_dir)
     if profile is PYTORCH:
-        if not _torch_installed():
-            raise WorkerStartError(NO_TORCH)
-        preload = "pytorch"
+        # Without torch here the toolkit still checks the layout first; loading then says torch is missing.
+        preload = "pytorch" if _torch_installed() else "generic"
     elif profile is XGBOOST:
         preload = "xgboost"
     else:  # the scikit-learn image, which also hosts ONNX models (their inference.py imports onnxruntime)

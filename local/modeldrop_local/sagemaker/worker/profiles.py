@@ -34,6 +34,10 @@ PING_FAILED = (
     "The primary container for production variant {variant} did not pass the ping health check. "
     "Please check CloudWatch logs for this endpoint."
 )
+NO_TORCH = (
+    "the PyTorch image serves with PyTorch, which is not installed in this local SageMaker "
+    "(pip install torch==2.13.0 in its virtualenv)"
+)
 
 
 class Handler(StrEnum):

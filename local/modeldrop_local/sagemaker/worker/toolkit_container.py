@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from modeldrop_local.sagemaker.worker.profiles import DEFAULT_ACCEPT_ENV
+from modeldrop_local.sagemaker.worker.profiles import DEFAULT_ACCEPT_ENV, NO_TORCH
 from modeldrop_local.sagemaker.worker.serving import ModelLoadError, Outcome, load_user_module
 from modeldrop_local.sagemaker.worker.sklearn_container import ANY, CSV, JSON, NPY, UTF8_TYPES, encode
 
@@ -39,15 +39,22 @@ class ToolkitError(Exception):
 
 
 def default_model_fn(model_dir: str) -> Any:
-    import torch
-
     root = Path(model_dir)
     path = root / DEFAULT_MODEL_NAME
     if not path.is_file():
         candidates = [p for p in sorted(root.iterdir()) if p.is_file() and p.suffix in (".pt", ".pth")]
         if len(candidates) != 1:
-            raise ValueError(f"Exactly one .pth or .pt file is required for PyTorch models: {candidates}")
+            names = [candidate.name for candidate in candidates]
+            raise ValueError(
+                f"Exactly one .pth or .pt file is required for PyTorch models: {names} "
+                f"(the image's default_model_fn loads {DEFAULT_MODEL_NAME}, or the one .pt/.pth at the model "
+                "root, as TorchScript; or define model_fn in code/inference.py)"
+            )
         path = candidates[0]
+    try:
+        import torch
+    except ImportError:
+        raise ModelLoadError(NO_TORCH) from None
     model = torch.jit.load(str(path), map_location="cpu")
     model.eval()
     return model
