@@ -41,7 +41,7 @@ build: venv
 pytest: venv
 	$(BIN)/pytest
 
-test: lint typecheck cfn-lint validate build pytest
+test: lint typecheck cfn-lint validate build pytest sdk-test
 
 demo: venv
 	$(BIN)/python -m modeldrop_local.demo
@@ -88,8 +88,8 @@ $(ORACLE_STAMP): requirements-oracle.lock
 	$(ORACLE_VENV)/bin/python -m pip install --quiet --no-deps -r requirements-oracle.lock
 	touch $(ORACLE_STAMP)
 
-# SDK paths and conformance rows that pass today; the rows marked fidelity_pending (written from the
-# real containers, not yet matched by the local SageMaker) run with `make sdk-test-pending`.
+# The SageMaker Python SDK paths and the conformance suite (part of `make test`); rows marked
+# fidelity_pending (written from the real containers, not yet matched locally) run with `make sdk-test-pending`.
 sdk-test: venv $(SDK_STAMP) $(ORACLE_STAMP)
 	$(BIN)/pytest -p no:cacheprovider -m "sdk and not fidelity_pending" tests/sdk tests/conformance
 
