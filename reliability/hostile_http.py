@@ -22,6 +22,10 @@ class Port:
     port: int
     invocation_path: str
     headers: dict[str, str] = field(default_factory=dict)
+    # SageMaker's own answer to a serverless payload over 4 MB is a 400 ValidationError "Request <id> has
+    # oversize body." (aws/sagemaker-python-sdk#4271); API Gateway's REST front answers 413.
+    oversize_status: int = 413
+    oversize_text: str = ""
 
 
 def exchange(port: int, request: bytes, read_timeout_s: float = 5.0) -> bytes:
@@ -158,9 +162,9 @@ def oversize_case(target: Port) -> CaseResult:
         + body
     )
     answer = exchange(target.port, request, read_timeout_s=30)
-    return _row(
-        target, "body of 4 MB + 1 byte", "413", answer, status_of(answer) == 413, body_bytes=len(body)
-    )
+    expected = f"{target.oversize_status} {target.oversize_text}".strip()
+    held = status_of(answer) == target.oversize_status and target.oversize_text in _body(answer)
+    return _row(target, "body of 4 MB + 1 byte", expected, answer, held, body_bytes=len(body))
 
 
 def slowloris_case(target: Port, clients: int = SLOW_CLIENTS, hold_s: float = 5.0) -> CaseResult:

@@ -39,6 +39,7 @@ STACK_NAME = "modeldrop-local"
 GOOD_MODEL = "iris"
 DEFAULT_LOAD_SECONDS = 15.0
 OUTCOME_TIMEOUT_S = 180.0
+SAGEMAKER: dict[str, Any] = {"oversize_status": 400, "oversize_text": "has oversize body"}
 CUSTOM_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/modeldrop-reliability:latest"
 MAX_CONCURRENCY = 5  # the template's DefaultMaxConcurrency
 NO_RETRIES = Config(retries={"total_max_attempts": 1}, read_timeout=90, connect_timeout=10)
@@ -222,14 +223,18 @@ class Suite:
         endpoint = self.stack.records().get_model(GOOD_MODEL).endpoint_name
         targets = [
             hostile_http.Port("REST front", port, f"{prefix}/models/{GOOD_MODEL}/invocations", headers),
-            hostile_http.Port("edge", self.cloud.edge_port, f"/endpoints/{endpoint}/invocations"),
+            hostile_http.Port(
+                "edge", self.cloud.edge_port, f"/endpoints/{endpoint}/invocations", **SAGEMAKER
+            ),
         ]
         rows = [row for target in targets for row in hostile_http.all_cases(target)]
         with local_sagemaker() as standalone:
             # A custom image: the scikit-learn image would need SAGEMAKER_PROGRAM, which OnUpload sets on
             # the stack and a bare CreateModel does not (the endpoint is only here to take requests).
             standalone.deploy("iris", self.iris, image=CUSTOM_IMAGE)
-            target = hostile_http.Port("standalone SageMaker", standalone.port, "/endpoints/iris/invocations")
+            target = hostile_http.Port(
+                "standalone SageMaker", standalone.port, "/endpoints/iris/invocations", **SAGEMAKER
+            )
             rows += hostile_http.all_cases(target)
         return rows
 
