@@ -416,7 +416,9 @@ class Suite:
         self.cloud.start()
         status, body = self.invoke_rest(GOOD_MODEL)
         after_restart = f"{status} {body[:80]!r}"
-        outcomes = {model: self.outcome(model, version, timeout_s=150) for model, version in versions.items()}
+        with ThreadPoolExecutor(max_workers=len(versions)) as pool:
+            waits = {model: pool.submit(self.outcome, model, version, 120) for model, version in versions.items()}
+            outcomes = {model: wait.result() for model, wait in waits.items()}
         final = all(
             o["status"] in FINAL_STATUSES and (o["status"] == "InService" or o.get("reason"))
             for o in outcomes.values()
