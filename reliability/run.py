@@ -417,7 +417,9 @@ class Suite:
         status, body = self.invoke_rest(GOOD_MODEL)
         after_restart = f"{status} {body[:80]!r}"
         with ThreadPoolExecutor(max_workers=len(versions)) as pool:
-            waits = {model: pool.submit(self.outcome, model, version, 120) for model, version in versions.items()}
+            waits = {
+                model: pool.submit(self.outcome, model, version, 120) for model, version in versions.items()
+            }
             outcomes = {model: wait.result() for model, wait in waits.items()}
         final = all(
             o["status"] in FINAL_STATUSES and (o["status"] == "InService" or o.get("reason"))
