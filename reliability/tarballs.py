@@ -222,7 +222,7 @@ class HostileTarballs:
                 "code/inference.py whose model_fn forks a child that sleeps 10 minutes",
                 "serves (forking is allowed) and the child does not outlive the cloud",
                 lambda _: self.with_code(
-                    _inference(_FORK_BODY.format(pid_file=self.canary.parent / "fork.pid"))
+                    _inference(_FORK_BODY.format(pid_file=str(self.canary.parent / "fork.pid")))
                 ),
                 "deployed",
             ),
