@@ -45,7 +45,25 @@ MAX_CONCURRENCY = 5  # the template's DefaultMaxConcurrency
 NO_RETRIES = Config(retries={"total_max_attempts": 1}, read_timeout=90, connect_timeout=10)
 IRIS_BODY = json.dumps(iris_payload(2)).encode()
 # Cases that do not hold and are not fixed here, by case-name prefix: why (shown under "Open").
-KNOWN_OPEN: dict[str, str] = {}
+KNOWN_OPEN: dict[str, str] = {
+    "model-fn-forks: the forked child": (
+        "a process forked by user code in model_fn is reparented to init when its worker stops, and "
+        "the launcher kills workers by pid, not by process group; fixing it means a process group (or a "
+        "child subreaper) per worker in the launcher, which another branch is reworking"
+    ),
+    "REST API": (
+        "the REST path queues at the functions host (at most DEFAULT_CONCURRENCY = 10 ApiFunction "
+        "processes at once) instead of throttling: on this shared 2-core machine the queued calls can pass "
+        "the Api function's 29 s timeout, and the REST front answers 502 as API Gateway does for a "
+        "function error. Lambda on AWS runs them at once and SageMaker's throttling becomes 429"
+    ),
+}
+# A deployed case invoked right after its deployment became InService, answered 503 ModelNotInService.
+INSERVICE_BEFORE_LIVE = (
+    "the invocation came right after the deployment became InService: deployment_status.py records "
+    "the deployment InService before mark_live points the model item at it, so for a moment the API answers 503 ModelNotInService; reordering those two conditional "
+    "writes touches the superseded-deployment logic and is left to its owner"
+)
 SAGEMAKER_ERRORS = {"ModelError", "InternalFailure", "ServiceUnavailable", "InternalDependencyException"}
 
 
@@ -167,6 +185,7 @@ class Suite:
         figures: dict[str, Any],
     ) -> CaseResult:
         status, reason = outcome["status"], outcome.get("reason")
+        open_reason = None
         if kind == "rejected":
             right = status == "Rejected" and bool(reason)
         elif kind == "failed":
@@ -179,6 +198,8 @@ class Suite:
                 answer, body = self.invoke_rest(name)
                 right = answer == 200
                 figures["invoke"] = f"{answer} {body[:60]!r}"
+                if b"ModelNotInService" in body:
+                    open_reason = INSERVICE_BEFORE_LIVE
         answering = prober.between(started, time.time())
         intact = self.canary_intact()
         figures = {
@@ -194,6 +215,7 @@ class Suite:
             observed=f"{status}: {reason}",
             held=right and intact and answering["failures"] == 0,
             figures=figures,
+            open_reason=open_reason,
         )
 
     def _gzip_bomb(self, prober: Prober) -> CaseResult:
@@ -339,7 +361,8 @@ class Suite:
         return CaseResult(
             group="Faults",
             case="two uploads of the same model 50 ms apart",
-            expected="the second (last) upload is live; the first ends Superseded or replaced",
+            expected="the second (last) upload is live; the first ends Superseded, or Failed naming the "
+            "newer config the endpoint is on",
             observed=f"first {outcomes[0]['status']} ({outcomes[0].get('reason')}), "
             f"second {outcomes[1]['status']}; live object version is the "
             f"{'second' if live == second else 'first' if live == first else repr(live)}",
@@ -367,20 +390,23 @@ class Suite:
 
         def deliver(_: int) -> str:
             answer = lambda_client.invoke(FunctionName="OnUploadFunction", Payload=payload)
-            return str(answer.get("FunctionError") or "ok")
+            if not answer.get("FunctionError"):
+                return "ok"
+            return str(json.loads(answer["Payload"].read()).get("errorType"))
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             deliveries = list(pool.map(deliver, range(2)))
         outcome = self.outcome("dupe", version)
-        time.sleep(2)  # a late duplicate would have written its record by now
+        deliveries.append(f"after the outcome: {deliver(3)}")
         deployments = [d for d in self.stack.records().all_deployments("dupe") if d.object_version == version]
         return CaseResult(
             group="Faults",
             case="the same S3 event delivered again, twice at once (after the edge's own delivery)",
-            expected="one deployment for the object version",
+            expected="one deployment for the object version (a redelivery while the first runs is refused "
+            "as in progress, so Lambda retries it; one after it answers the recorded outcome)",
             observed=f"{len(deployments)} deployment(s), {outcome['status']}; "
             f"redeliveries answered {deliveries}",
-            held=len(deployments) == 1 and outcome["status"] == "InService",
+            held=len(deployments) == 1 and outcome["status"] == "InService" and deliveries[-1].endswith("ok"),
         )
 
     def restart_case(self) -> CaseResult:
@@ -563,7 +589,7 @@ def run(load_seconds: float = DEFAULT_LOAD_SECONDS, only: tuple[str, ...] = GROU
                 results.append(left)
             log = (suite.workdir / "cloud.log").read_bytes()
             (Path(__file__).resolve().parent / "cloud.log").write_bytes(log[-500_000:])
-    for result in results:
+    for result in (result for result in results if not result.held):
         result.open_reason = result.open_reason or next(
             (reason for prefix, reason in KNOWN_OPEN.items() if result.case.startswith(prefix)), None
         )
