@@ -61,8 +61,9 @@ KNOWN_OPEN: dict[str, str] = {
 # A deployed case invoked right after its deployment became InService, answered 503 ModelNotInService.
 INSERVICE_BEFORE_LIVE = (
     "the invocation came right after the deployment became InService: deployment_status.py records "
-    "the deployment InService before mark_live points the model item at it, so for a moment the API answers 503 ModelNotInService; reordering those two conditional "
-    "writes touches the superseded-deployment logic and is left to its owner"
+    "the deployment InService before mark_live points the model item at it, so for a moment the API "
+    "answers 503 ModelNotInService; reordering those two conditional writes touches the "
+    "superseded-deployment logic and is left to its owner"
 )
 SAGEMAKER_ERRORS = {"ModelError", "InternalFailure", "ServiceUnavailable", "InternalDependencyException"}
 
