@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv lint typecheck cfn-lint validate build pytest test sdk-test sdk-test-pending demo local bench lock clean
+.PHONY: venv lint typecheck cfn-lint validate build pytest test sdk-test sdk-test-pending demo local bench reliability lock clean
 
 venv: $(STAMP)
 
@@ -99,6 +99,12 @@ sdk-test-pending: venv $(SDK_STAMP) $(ORACLE_STAMP)
 # Writes benchmarks/RESULTS.md and the PNG plots beside it; `python -m benchmarks.<name>` runs one.
 bench: $(BENCH_STAMP) $(MLFLOW_STAMP) build
 	$(BIN)/python -m benchmarks.run_all
+
+# Hostile tarballs, hostile HTTP, load and faults against a local cloud on free loopback ports (about
+# 10 minutes); writes reliability/RESULTS.md and results.json. Not part of `make test`.
+# RELIABILITY_ARGS="--load-seconds 30" runs the load cases for the issue's 30 s.
+reliability: venv
+	$(BIN)/python -m reliability.run $(RELIABILITY_ARGS)
 
 lock:
 	$(BIN)/python -m pip install --quiet -r requirements.in

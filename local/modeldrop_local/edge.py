@@ -104,6 +104,7 @@ class EdgeApp:
         self.notification_threads: list[threading.Thread] = []
         self._s3: Any = None
         self._s3_lock = threading.Lock()
+        self._dynamodb_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -124,6 +125,12 @@ class EdgeApp:
                 "",
             ):
                 return _describe_stacks(self.stack)(environ, start_response)
+        if target.startswith("DynamoDB_"):
+            # DynamoDB applies each item write atomically; moto checks the condition, stores the bare
+            # key, then applies the update, so a concurrent reader sees a key-only item and two
+            # conditional writers can both pass. One DynamoDB call at a time gives back the atomicity.
+            with self._dynamodb_lock:
+                return self._moto(environ, start_response)
         return self._moto(environ, start_response)
 
     def _moto(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -482,7 +482,12 @@ def _create_resource(
             ],
         }
         role_name = resolver.refs[f"{logical_id}Role"]
-        clients("iam").create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+        try:
+            clients("iam").create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))
+        except ClientError as error:
+            # A restored state keeps IAM but not Step Functions: the state machine is still to create.
+            if error.response["Error"]["Code"] != "EntityAlreadyExists":
+                raise
         if kind == "AWS::Serverless::StateMachine":
             clients("stepfunctions").create_state_machine(
                 name=resolver.attributes[(logical_id, "Name")],

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from modeldrop_local.credentials import use_fake_credentials_if_none
 from modeldrop_local.edge import Edge
 from modeldrop_local.functions_host import FunctionsHost
@@ -95,6 +97,44 @@ def restore_moto_state(state_dir: Path) -> bool:
             for region, backend in regions.items():
                 backends[account][region] = backend
     return True
+
+
+def resume_deployments(stack: LocalStack, edge_url: str, region: str) -> list[str]:
+    """Start again the deploy executions of the deployments a restored state has in flight.
+
+    Step Functions executions are not saved (see _PERSISTED_SERVICES), so a cloud stopped while a
+    deployment was Queued or Deploying would leave its record there for good. The state machine takes
+    the same input again: a Deploying one resumes at its poll loop, a Queued one waits for its turn.
+    Returns the deployment ids resumed (none for a template without modeldrop's OnUpload function).
+    """
+    from boto3.dynamodb.conditions import Attr
+    from modeldrop.deploy import start_execution
+    from modeldrop.records import DEPLOY_SK_PREFIX, DeploymentRecords, DeploymentStatus
+    from modeldrop.settings import OnUploadSettings
+
+    on_upload = next((f for f in stack.functions.values() if f.logical_id == "OnUploadFunction"), None)
+    if on_upload is None:
+        return []
+    settings = OnUploadSettings.load(on_upload.environment)
+    session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
+    table = session.resource("dynamodb", endpoint_url=edge_url).Table(settings.deployments_table)
+    stepfunctions = session.client("stepfunctions", endpoint_url=edge_url)
+    in_flight = Attr("sk").begins_with(DEPLOY_SK_PREFIX) & Attr("status").is_in(
+        [DeploymentStatus.QUEUED.value, DeploymentStatus.DEPLOYING.value]
+    )
+    records = DeploymentRecords(table)
+    resumed = []
+    scan: dict[str, Any] = {"FilterExpression": in_flight}
+    while True:
+        page = table.scan(**scan)
+        for item in page.get("Items", []):
+            deployment = records.get_deployment(str(item["modelName"]), int(str(item["version"])))
+            if deployment is not None:
+                start_execution(deployment, deployment.status, settings, stepfunctions)
+                resumed.append(deployment.deployment_id)
+        if "LastEvaluatedKey" not in page:
+            return resumed
+        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 @dataclass
@@ -187,6 +227,10 @@ class LocalCloud:
         if self.stack.rest_api is not None:
             self.rest = RestFront(self.api_port, self.stack.rest_api, self.functions.invoke)
             self.rest.start()
+        if self.restored:
+            resumed = resume_deployments(self.stack, self.edge_url, self.region)
+            if resumed:
+                logger.warning("resumed the deploy executions of %s", ", ".join(resumed))
 
     def _sagemaker_app(self) -> Any:
         from modeldrop_local.sagemaker import LocalSageMakerSettings, create_app

@@ -116,6 +116,11 @@ def test_an_empty_object_sets_nothing() -> None:
         (b"[1, 2]", "modeldrop.json: must be a JSON object (got list)"),
         (b'{"memory_mb": ', "modeldrop.json: invalid JSON: Expecting value: line 1 column 15 (char 14)"),
         (b"\xff\xfe{}", "modeldrop.json: not UTF-8 text"),
+        # 40 KB, under the size limit, but deeper than Python's JSON decoder recurses.
+        (
+            b'{"environment": ' + b"[" * 20_000 + b"]" * 20_000 + b"}",
+            "modeldrop.json: nested too deeply to be a modeldrop.json",
+        ),
     ],
 )
 def test_rejects_bad_keys_and_values_naming_them(raw: bytes, reason: str) -> None:

@@ -167,6 +167,10 @@ def parse_model_config(raw: bytes, source: str = CONFIG_SOURCE) -> ModelConfig:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise ConfigRejected(f"{source}: invalid JSON: {error}") from None
+    except RecursionError:
+        # Python's JSON decoder recurses once per nesting level: thousands of `[` under the size limit
+        # would otherwise crash the upload's handler instead of rejecting the upload.
+        raise ConfigRejected(f"{source}: nested too deeply to be a modeldrop.json") from None
     if not isinstance(document, dict):
         raise ConfigRejected(f"{source}: must be a JSON object (got {type(document).__name__})")
     try:

@@ -257,8 +257,10 @@ class ConnectionHandler(socketserver.BaseRequestHandler):
             key = name.upper().replace("-", "_")
             if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 key = f"HTTP_{key}"
-                if key in environ:
-                    value = f"{environ[key]},{value}"
+            if key in environ and key != "CONTENT_TYPE":
+                # A repeated header joins with commas (RFC 9110 5.3); so does a repeated Content-Length,
+                # which _framing_error then refuses: differing lengths are how requests are smuggled.
+                value = f"{environ[key]},{value}"
             environ[key] = value
         if host_from_target:
             environ["HTTP_HOST"] = host_from_target

@@ -29,6 +29,10 @@ AMBIGUOUS_FRAMING = {
         b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n",
         b"invalid Content-Length '-1'",
     ),
+    "two different Content-Length headers": (
+        b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\nContent-Length: 30\r\n\r\n[]",
+        b"invalid Content-Length '2,30'",
+    ),
     "a transfer coding other than chunked": (
         b"POST /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n",
         b"unsupported Transfer-Encoding 'gzip' (only chunked)",

@@ -1,0 +1,1 @@
+"""`make reliability`: hostile inputs and faults against the local cloud, written up as a table."""

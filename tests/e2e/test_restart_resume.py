@@ -1,0 +1,77 @@
+"""A local cloud stopped while a deployment is in flight finishes that deployment once started again."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from modeldrop_local.cli import StackClient
+from modeldrop_local.state import LocalCloud
+
+from tests.utils import free_port
+
+# Loads for a few seconds, so the cloud can be stopped while the endpoint is still Creating.
+SLOW_LOADING_INFERENCE = b"""
+import json, time
+
+def model_fn(model_dir):
+    time.sleep(6)
+    return 0
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+def predict_fn(data, model):
+    return [7 for _ in data]
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction)
+"""
+
+
+def _slow_loading_model(path: Path) -> Path:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in (("weights.json", b"[0]"), ("code/inference.py", SLOW_LOADING_INFERENCE)):
+            member = tarfile.TarInfo(name)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def _cloud(state_dir: Path, edge_port: int, api_port: int, logs: Path) -> LocalCloud:
+    return LocalCloud(edge_port=edge_port, api_port=api_port, state_dir=state_dir, function_log_dir=logs)
+
+
+@pytest.mark.slow
+def test_a_deployment_in_flight_at_stop_finishes_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a local cloud with a state dir, and a model whose endpoint is being created
+    edge_port, api_port = free_port(), free_port()
+    first = _cloud(tmp_path / "state", edge_port, api_port, tmp_path / "logs")
+    for key, value in first.environment().items():
+        monkeypatch.setenv(key, value)
+    stack = StackClient(first.edge_url, first.stack_name)
+    with first:
+        version = stack.upload(_slow_loading_model(tmp_path / "model.tar.gz"), "slow")
+        records = stack.records()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            deployment = next(iter(records.list_deployments("slow", limit=1)), None)
+            if deployment is not None and str(deployment.status) == "Deploying":
+                break
+            time.sleep(0.1)
+        assert deployment is not None and str(deployment.status) == "Deploying"
+    # When the cloud is stopped before the endpoint is InService, then started again on the same state
+    second = _cloud(tmp_path / "state", edge_port, api_port, tmp_path / "logs")
+    with second:
+        # Then the deployment is followed to the end (its execution was not lost with the first cloud)
+        final = stack.follow("slow", version, timeout_s=120, progress=lambda _line: None, poll_s=0.2)
+        assert final is not None and str(final.status) == "InService", final
+        answer = stack.invoke("slow", b"[[1, 2]]", "application/json")
+        assert answer.status_code == 200 and answer.json() == [7]
