@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from modeldrop_local.cli import StackClient
+from modeldrop_local.stack_client import StackClient
 from modeldrop_local.state import LocalCloud
 
 from tests.utils import REPO_ROOT, free_port
