@@ -1,10 +1,20 @@
-"""Read template.yaml and create its resources in the local cloud.
+"""The one reader of template.yaml: the local cloud creates its resources from it, and the tests
+read the template and create its tables, bucket and state machine in moto through it too.
 
 Everything comes from the template: the bucket, tables, roles, state machine (DefinitionUri with its
-DefinitionSubstitutions), the API key, the functions (CodeUri/Handler/Layers/Environment/Timeout) and
-the S3 → Lambda notifications. Physical names are decided first (deterministic, like CloudFormation's),
-so intrinsics resolve whatever order the resources are declared in; then the resources are created
-through the edge with plain boto3 clients.
+DefinitionSubstitutions), the API key, the functions and the S3 → Lambda notifications. Physical names
+are decided first (deterministic, like CloudFormation's), so intrinsics resolve whatever order the
+resources are declared in; then the resources are created with plain boto3 clients (through the edge,
+or moto's in-process mock in the unit tests).
+
+The functions are read by SAM CLI's own function provider (samcli.lib.providers), as `sam local invoke`
+reads them: Globals merged into each function (Layers appended, Environment merged key by key),
+CodeUri, Handler, the template's own layers, Timeout and MemorySize. Its intrinsic resolver is given
+the physical names decided here, so the environment holds real names and ARNs (on its own it resolves
+a Ref to the logical id and every GetAtt Arn to a Lambda ARN).
+
+A resource type the local cloud neither creates nor deliberately ignores stops the stack with an
+error naming it: nothing of the template is skipped silently.
 """
 
 from __future__ import annotations
@@ -19,6 +29,9 @@ from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
+from samcli.lib.providers.provider import Function
+from samcli.lib.providers.sam_function_provider import SamFunctionProvider
+from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
 from samtranslator.yaml_helper import yaml_parse
 
 ACCOUNT_ID = "123456789012"
@@ -36,8 +49,45 @@ _ALREADY_EXISTS = {
 }
 
 
+# What the local cloud makes of each resource type (resources are created in _create_resource).
+SUPPORTED_TYPES = frozenset(
+    {
+        "AWS::S3::Bucket",
+        "AWS::DynamoDB::Table",
+        "AWS::IAM::Role",
+        "AWS::Logs::LogGroup",
+        "AWS::Serverless::Function",  # run by the functions host
+        "AWS::Serverless::LayerVersion",  # put on each function's sys.path by the functions host
+        "AWS::Serverless::StateMachine",  # moto's Step Functions runs its ASL
+        "AWS::Serverless::Api",  # served by the REST front from its DefinitionBody
+        "AWS::ApiGateway::ApiKey",  # its value is the key the REST front checks
+    }
+)
+# Types with no local meaning: declared on AWS, nothing for one machine to do. Each says why.
+IGNORED_TYPES = {
+    "AWS::S3::BucketPolicy": "bucket policies are not enforced locally (no IAM evaluation)",
+    "AWS::ApiGateway::UsagePlan": "the REST front applies no usage-plan throttling",
+    "AWS::ApiGateway::UsagePlanKey": "the REST front checks the API key itself, without usage plans",
+}
+
+
 class TemplateError(ValueError):
     """The template uses something the local cloud cannot resolve; the message names it."""
+
+
+def check_resource_types(template: dict[str, Any]) -> None:
+    """Refuse a template with a resource type the local cloud does not run, naming each one."""
+    unsupported = [
+        f"{logical_id} ({resource.get('Type')})"
+        for logical_id, resource in template.get("Resources", {}).items()
+        if resource.get("Type") not in SUPPORTED_TYPES and resource.get("Type") not in IGNORED_TYPES
+    ]
+    if unsupported:
+        raise TemplateError(
+            f"resource types the local cloud does not support: {', '.join(unsupported)} "
+            f"(supported: {', '.join(sorted(SUPPORTED_TYPES))}; ignored as meaningless locally: "
+            f"{', '.join(sorted(IGNORED_TYPES))})"
+        )
 
 
 def load_template(path: Path) -> dict[str, Any]:
@@ -233,6 +283,7 @@ def plan_stack(
 ) -> Resolver:
     """Decide every physical name and attribute; returns a resolver that knows them all."""
     template = load_template(template_path)
+    check_resource_types(template)
     overrides = dict(parameters or {})
     declared = template.get("Parameters", {})
     unknown = sorted(set(overrides) - set(declared))
@@ -326,7 +377,7 @@ def _included(resolver: Resolver, resource: dict[str, Any]) -> bool:
 def build_stack(
     template_path: Path,
     *,
-    edge_url: str,
+    edge_url: str | None,
     api_url: str = "",
     stack_name: str = DEFAULT_STACK_NAME,
     region: str = DEFAULT_REGION,
@@ -363,11 +414,7 @@ def build_stack(
                 # Restored state holds it already: a restart creates only what is missing.
                 if error.response["Error"]["Code"] not in _ALREADY_EXISTS:
                     raise
-    functions = {
-        logical_id: _function_spec(resolver, logical_id, resource, template_path.parent)
-        for logical_id, resource in resources.items()
-        if resource["Type"] == "AWS::Serverless::Function"
-    }
+    functions = function_specs(resolver, template_path, included=set(resources))
     notifications = [
         notification
         for logical_id, resource in resources.items()
@@ -391,7 +438,9 @@ def build_stack(
 
 
 class _Clients:
-    def __init__(self, edge_url: str, region: str) -> None:
+    """boto3 clients of the edge (None: boto3's own endpoints, which moto's mock serves in tests)."""
+
+    def __init__(self, edge_url: str | None, region: str) -> None:
         self.edge_url = edge_url
         self.region = region
         self._cache: dict[str, Any] = {}
@@ -517,45 +566,78 @@ def state_machine_definition(resolver: Resolver, resource: dict[str, Any], base_
     return text
 
 
-def _globals(template: dict[str, Any]) -> dict[str, Any]:
-    return dict(template.get("Globals", {}).get("Function", {}))
+def function_specs(
+    resolver: Resolver, template_path: Path, included: set[str] | None = None
+) -> dict[str, FunctionSpec]:
+    """Each AWS::Serverless::Function as SAM CLI's function provider reads it, with this stack's names."""
+    template_path = template_path.resolve()
+    stacks, _ = SamLocalStackProvider.get_stacks(
+        str(template_path), parameter_overrides=_logical_id_translator(resolver)
+    )
+    provider = SamFunctionProvider(stacks, ignore_code_extraction_warnings=True)
+    # Globals merged in by SAM's plugins; its resolver renames each resource key to the Ref it was given.
+    processed = stacks[0].resources
+    specs = {}
+    for function in provider.get_all():
+        logical_id = function.function_id
+        if included is not None and logical_id not in included:
+            continue
+        properties = processed[resolver.refs[logical_id]].get("Properties", {})
+        specs[logical_id] = _function_spec(resolver, function, properties, template_path.parent)
+    return specs
+
+
+def _logical_id_translator(resolver: Resolver) -> dict[str, Any]:
+    """Parameters, pseudo parameters and every resource's Ref and attributes, for SAM CLI's resolver.
+
+    The template's layers are left out: given an ARN for them, SAM CLI would take them for published
+    layers and lose their ContentUri.
+    """
+    layers = {
+        logical_id
+        for logical_id, resource in resolver.template.get("Resources", {}).items()
+        if resource.get("Type") == "AWS::Serverless::LayerVersion"
+    }
+    translator: dict[str, Any] = {
+        name: value for name, value in resolver.refs.items() if name not in layers and "." not in name
+    }
+    for (logical_id, attribute), value in resolver.attributes.items():
+        entry = translator.get(logical_id)
+        if not isinstance(entry, dict):
+            entry = {} if entry is None else {"Ref": entry}
+        entry[attribute] = value
+        translator[logical_id] = entry
+    return translator
 
 
 def _function_spec(
-    resolver: Resolver, logical_id: str, resource: dict[str, Any], base_dir: Path
+    resolver: Resolver, function: Function, properties: dict[str, Any], base_dir: Path
 ) -> FunctionSpec:
-    defaults = _globals(resolver.template)
-    properties = dict(resource.get("Properties", {}))
-    code_uri = properties.get("CodeUri", defaults.get("CodeUri"))
-    handler = properties.get("Handler", defaults.get("Handler"))
-    if not isinstance(code_uri, str) or not isinstance(handler, str):
-        raise TemplateError(f"{logical_id}: the local cloud needs a local CodeUri and a Handler")
-    layer_ids = list(defaults.get("Layers", [])) + list(properties.get("Layers", []))
+    logical_id = function.function_id
+    if function.packagetype != "Zip" or not function.codeuri or not function.handler:
+        raise TemplateError(f"{logical_id}: the local cloud needs a local CodeUri and a Handler (Zip)")
     layer_dirs = []
-    for layer in layer_ids:
-        layer_id = layer.get("Ref") if isinstance(layer, dict) else None
-        layer_resource = resolver.template["Resources"].get(layer_id or "")
-        if layer_resource is None:
-            raise TemplateError(f"{logical_id}: only layers of this template can run locally, not {layer}")
-        layer_dirs.append((base_dir / layer_resource["Properties"]["ContentUri"]).resolve())
-    variables: dict[str, Any] = dict(defaults.get("Environment", {}).get("Variables", {}))
-    variables.update(properties.get("Environment", {}).get("Variables", {}))
-    environment = {key: str(value) for key, value in resolver.resolve(variables).items()}
+    for layer in function.layers:
+        if layer.codeuri is None:
+            raise TemplateError(
+                f"{logical_id}: only layers of this template can run locally, not {layer.arn}"
+            )
+        layer_dirs.append((base_dir / layer.codeuri).resolve())
+    variables = (function.environment or {}).get("Variables", {})
+    unresolved = sorted(key for key, value in variables.items() if isinstance(value, dict | list))
+    if unresolved:
+        raise TemplateError(f"{logical_id}: cannot resolve the environment variables {', '.join(unresolved)}")
     return FunctionSpec(
         logical_id=logical_id,
         name=resolver.refs[logical_id],
         arn=resolver.attributes[(logical_id, "Arn")],
-        code_dir=(base_dir / code_uri).resolve(),
-        handler=handler,
+        code_dir=(base_dir / function.codeuri).resolve(),
+        handler=function.handler,
         layer_dirs=tuple(layer_dirs),
-        environment=environment,
-        timeout_s=float(resolver.resolve(properties.get("Timeout", defaults.get("Timeout", 3)))),
-        memory_mb=int(resolver.resolve(properties.get("MemorySize", defaults.get("MemorySize", 128)))),
-        reserved_concurrency=_optional_int(
-            resolver.resolve(
-                properties.get("ReservedConcurrentExecutions", defaults.get("ReservedConcurrentExecutions"))
-            )
-        ),
+        environment={key: str(value) for key, value in variables.items()},
+        timeout_s=float(function.timeout if function.timeout is not None else 3),
+        memory_mb=int(function.memory if function.memory is not None else 128),
+        reserved_concurrency=_optional_int(resolver.resolve(properties.get("ReservedConcurrentExecutions"))),
     )
 
 

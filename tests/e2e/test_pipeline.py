@@ -7,6 +7,7 @@ import re
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
