@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,10 +90,11 @@ def check_resource_types(template: dict[str, Any]) -> None:
         )
 
 
-def load_template(path: Path) -> dict[str, Any]:
-    """The template as a dict, each `Fn::Transform: AWS::Include` replaced by the local file it names."""
+def load_template(path: Path, *, inline_includes: bool = True) -> dict[str, Any]:
+    """The template as a dict, each `Fn::Transform: AWS::Include` replaced by the local file it names
+    (inline_includes=False: as written, the way CloudFormation receives it before the transform)."""
     template = dict(yaml_parse(path.read_text()))
-    return _inline_includes(template, path.parent)
+    return _inline_includes(template, path.parent) if inline_includes else template
 
 
 def _inline_includes(value: Any, base_dir: Path) -> Any:
@@ -407,13 +408,7 @@ def build_stack(
             resolver.refs[logical_id] = key["id"]
             api_key_value = key["value"]
     if create:
-        for logical_id, resource in resources.items():
-            try:
-                _create_resource(clients, resolver, logical_id, resource, template_path.parent)
-            except ClientError as error:
-                # Restored state holds it already: a restart creates only what is missing.
-                if error.response["Error"]["Code"] not in _ALREADY_EXISTS:
-                    raise
+        _create_resources(clients, resolver, resources, template_path.parent)
     functions = function_specs(resolver, template_path, included=set(resources))
     notifications = [
         notification
@@ -435,6 +430,32 @@ def build_stack(
         rest_api=rest_api,
         outputs=outputs,
     )
+
+
+def create_resources(
+    resolver: Resolver,
+    template_path: Path,
+    logical_ids: Iterable[str],
+    *,
+    edge_url: str | None = None,
+    region: str = DEFAULT_REGION,
+) -> None:
+    """Create these resources of a planned stack as build_stack does (edge_url None: boto3's own
+    endpoints, e.g. moto's mock in the unit tests, which need the tables, bucket and state machine)."""
+    resources = {logical_id: resolver.template["Resources"][logical_id] for logical_id in logical_ids}
+    _create_resources(_Clients(edge_url, region), resolver, resources, template_path.resolve().parent)
+
+
+def _create_resources(
+    clients: _Clients, resolver: Resolver, resources: dict[str, Any], base_dir: Path
+) -> None:
+    for logical_id, resource in resources.items():
+        try:
+            _create_resource(clients, resolver, logical_id, resource, base_dir)
+        except ClientError as error:
+            # Restored state holds it already: a restart creates only what is missing.
+            if error.response["Error"]["Code"] not in _ALREADY_EXISTS:
+                raise
 
 
 class _Clients:
