@@ -23,6 +23,9 @@ from modeldrop.records import DeploymentRecords
 from tests.unit.api.support import TABLE_NAME, assert_error, header, put_model
 from tests.utils import free_port, load_event
 
+# Real HTTP on loopback on purpose (tests/unit/conftest.py blocks sockets elsewhere).
+pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
+
 REQUEST_ID = "e3b0c442-98fc-41c1-a4e2-9c6f1b2d3a4e"
 
 
