@@ -1,4 +1,5 @@
-"""The template reader: parameters, conditions, intrinsics, outputs and the resources it creates."""
+"""The template reader (template.py) and the stack built from it (stack.py): parameters, conditions,
+intrinsics, functions, resource types, outputs and the resources it creates."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 import pytest
 from modeldrop_local.cli import app
-from modeldrop_local.stack import (
+from modeldrop_local.stack import state_machine_definition
+from modeldrop_local.state import LocalCloud
+from modeldrop_local.template import (
     IGNORED_TYPES,
     SUPPORTED_TYPES,
     Resolver,
@@ -17,9 +20,7 @@ from modeldrop_local.stack import (
     function_specs,
     load_template,
     plan_stack,
-    state_machine_definition,
 )
-from modeldrop_local.state import LocalCloud
 from typer.testing import CliRunner
 
 from tests.integration.local_cloud.conftest import FIXTURE_TEMPLATE

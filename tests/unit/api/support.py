@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.response import StreamingBody
-from modeldrop_local import stack
+from modeldrop_local import template
 from openapi_schema_validator import OAS30Validator
 
 from tests.utils import REPO_ROOT
@@ -21,7 +21,7 @@ TABLE_NAME = "modeldrop-deployments-test"
 
 def load_template() -> dict[str, Any]:
     """template.yaml as written (its DefinitionBody still the AWS::Include of openapi/api.yaml)."""
-    return stack.load_template(TEMPLATE_PATH, inline_includes=False)
+    return template.load_template(TEMPLATE_PATH, inline_includes=False)
 
 
 def load_openapi_raw() -> dict[str, Any]:
@@ -32,7 +32,7 @@ def load_openapi_raw() -> dict[str, Any]:
 def resolved_openapi(iam: bool = False) -> dict[str, Any]:
     """The OpenAPI document as CloudFormation would hand it to API Gateway, resolved by the template
     reader for a stack whose ApiAuthMode is IAM or API_KEY."""
-    resolver = stack.plan_stack(
+    resolver = template.plan_stack(
         TEMPLATE_PATH, stack_name="modeldrop", parameters={"ApiAuthMode": "IAM" if iam else "API_KEY"}
     )
     return dict(resolver.resolve(load_openapi_raw()))

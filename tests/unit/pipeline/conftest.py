@@ -17,7 +17,8 @@ from modeldrop.deployment_status import StatusDependencies
 from modeldrop.records import DeploymentRecords
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 from modeldrop.settings import DeploymentStatusSettings, OnUploadSettings
-from modeldrop_local.stack import FunctionSpec, Resolver, create_resources
+from modeldrop_local.stack import create_resources
+from modeldrop_local.template import FunctionSpec, Resolver
 from moto import mock_aws
 
 from tests.unit.pipeline.template_resources import REGION, TEMPLATE_PATH, planned

@@ -1,4 +1,4 @@
-"""template.yaml as the unit tests see it, read by the one template reader (modeldrop_local.stack)
+"""template.yaml as the unit tests see it, read by the one template reader (modeldrop_local.template)
 for a stack named "modeldrop" in us-east-1: the name the sample events' bucket is derived from.
 
 The tests create the template's tables, bucket and state machine in moto through that reader too, so
