@@ -22,7 +22,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import httpx
 import typer
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
-from modeldrop.api.models import is_valid_model_name
+from modeldrop import naming
 
 from modeldrop_local.credentials import is_loopback
 from modeldrop_local.progress import follow_display
@@ -100,12 +100,12 @@ def deploy(
     timeout: Annotated[float, typer.Option(help="Seconds to follow the deployment.")] = 900,
 ) -> None:
     """Upload PATH as models/NAME/model.tar.gz and follow the deployment to InService or Failed."""
-    if not is_valid_model_name(name):
+    key = f"models/{name}/model.tar.gz"
+    try:
+        naming.model_name_from_key(key)
+    except naming.InvalidModelKey as error:
         # OnUpload would refuse the key (recorded apart from any model): say so before uploading.
-        raise _fail(
-            f"invalid model name {name!r}: use 1-48 lowercase letters, digits and hyphens, "
-            "starting and ending with a letter or digit"
-        )
+        raise _fail(f"cannot deploy: {error.reason}") from error
     stack = StackClient(endpoint_url, stack_name)
     version = stack.upload(path, name)
     typer.echo(f"uploaded {path} as models/{name}/model.tar.gz (version {version})")
@@ -212,9 +212,7 @@ def logs(
         typer.echo(
             f"{deployment.updated_at} v{deployment.version} {deployment.status} {deployment.reason or ''}"
         )
-    from modeldrop.naming import endpoint_name
-
-    group = f"/aws/sagemaker/Endpoints/{endpoint_name(name)}"
+    group = f"/aws/sagemaker/Endpoints/{naming.endpoint_name(name)}"
     client = stack.client("logs")
     latest: collections.deque[str] = collections.deque(maxlen=tail)
     try:

@@ -179,7 +179,9 @@ def test_cli_deploy_refuses_an_invalid_model_name_before_uploading(stack: StackC
     )
     # Then it fails naming the rule, and nothing was uploaded under that name
     assert result.exit_code == 1
-    assert "invalid model name 'Iris_Model': use 1-48 lowercase letters, digits and hyphens" in result.output
+    assert "cannot deploy: model name 'Iris_Model' in key 'models/Iris_Model/model.tar.gz' is invalid: " in (
+        result.output
+    )
     bucket = stack.outputs()["ModelsBucketName"]
     listing = stack.client("s3").list_objects_v2(Bucket=bucket, Prefix="models/Iris_Model/")
     assert listing.get("KeyCount", 0) == 0
