@@ -204,8 +204,18 @@ class StackClient:
         started = time.monotonic()
         last = None
         line = f"waiting for the deployment of {model_name} to be recorded"
+        failure: ApiError | None = None
         while (elapsed := time.monotonic() - started) < timeout_s:
-            detail = self.describe_model(model_name)
+            try:
+                detail = self.describe_model(model_name)
+            except ApiError as error:
+                if error.status_code < 500 and error.status_code != 429:
+                    raise
+                # A throttled or failed poll is asked again, as the AWS SDKs retry 5xx and 429; one
+                # that keeps failing is reported with the timeout.
+                failure = error
+                time.sleep(poll_s)
+                continue
             deployment = _find(detail, object_version, version) if detail is not None else None
             if detail is not None and deployment is not None:
                 line = f"v{deployment.version} {deployment.status}" + (
@@ -222,7 +232,8 @@ class StackClient:
                 waiting(line, elapsed)
             time.sleep(poll_s)
         what = f"v{version}" if version is not None else "the deployment"
-        raise TimeoutError(f"{what} of {model_name} not final after {timeout_s:.0f} s")
+        because = f" (the last poll failed: {failure})" if failure is not None else ""
+        raise TimeoutError(f"{what} of {model_name} not final after {timeout_s:.0f} s{because}")
 
 
 def _find(detail: ModelDetail, object_version: str | None, version: int | None) -> DeploymentSummary | None:
