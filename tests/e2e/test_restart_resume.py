@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from modeldrop_local.cli import StackClient
+from modeldrop_local.stack_client import StackClient
 from modeldrop_local.state import LocalCloud
 
 from tests.utils import free_port
