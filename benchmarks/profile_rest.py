@@ -104,6 +104,11 @@ def _api_handler(spec: Any) -> Callable[[dict[str, Any], Any], Any]:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     handler: Callable[[dict[str, Any], Any], Any] = getattr(module, function_name)
+    # This process imported modeldrop.observability (through the cloud) before the function's environment
+    # was set: give its shared Metrics the namespace the function's worker reads at import.
+    from modeldrop.observability import metrics
+
+    metrics.namespace = spec.environment.get("POWERTOOLS_METRICS_NAMESPACE")
     return handler
 
 
