@@ -3,8 +3,9 @@
 A worker is a Python process with the function's environment, its layers and CodeUri on sys.path,
 and its handler imported once (the cold start); then it answers invocations over a pipe with a
 Lambda-shaped context. Workers are forked from one fork server per host that has the common libraries
-(boto3, Powertools, pydantic) imported already, so a cold start imports only the function's own code. An invocation that outlives the function's Timeout kills the worker
-(the next one starts cold), exactly like Lambda's sandbox reset. Errors come back in Lambda's shape.
+(boto3, Powertools, pydantic) imported already, so a cold start imports only the function's own code.
+An invocation that outlives the function's Timeout kills the worker (the next one starts cold),
+exactly like Lambda's sandbox reset. Errors come back in Lambda's shape.
 """
 
 from __future__ import annotations
@@ -152,6 +153,8 @@ def _copy_to_console(function: str, stream: IO[str]) -> None:
 # imported in the worker, after its environment is set, as before.
 PRELOADED_MODULES = (
     "boto3",
+    "boto3.dynamodb.conditions",
+    "boto3.s3.transfer",
     "botocore.client",
     "pydantic",
     "aws_xray_sdk.core",
@@ -159,7 +162,23 @@ PRELOADED_MODULES = (
     "aws_lambda_powertools.event_handler",
     "aws_lambda_powertools.utilities.idempotency",
     "aws_lambda_powertools.utilities.parser",
+    "aws_lambda_powertools.utilities.parser.models",
     "aws_lambda_powertools.utilities.typing",
+)
+# AWS services whose API descriptions the fork server loads into boto3's default session (the one
+# `boto3.client(...)` uses): the services the edge serves. A worker's first client then skips reading
+# and parsing those JSON files (~0.4 s of CPU for an OnUpload worker). Only the descriptions are
+# loaded: region, credentials and endpoint are resolved when the function creates its clients, from
+# its own environment, as before.
+PRELOADED_SERVICE_MODELS = (
+    "s3",
+    "dynamodb",
+    "stepfunctions",
+    "sagemaker",
+    "sagemaker-runtime",
+    "service-quotas",
+    "lambda",
+    "logs",
 )
 # Lambda's runtime variables that are the same for every function; the fork server imports with them
 # set (aws_xray_sdk's recorder checks LAMBDA_TASK_ROOT when imported), each worker then sets its own.
@@ -177,6 +196,7 @@ def _fork_server_main(control: socket.socket) -> None:
     for module in PRELOADED_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+    _load_service_models()
     # The kernel reaps the workers; the host watches each through its reply pipe and its pid.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
@@ -205,6 +225,25 @@ def _fork_server_main(control: socket.socket) -> None:
         control.sendall(json.dumps({"pid": pid}).encode())
 
 
+def _load_service_models() -> None:
+    try:
+        import boto3
+    except ImportError:
+        return
+    boto3.setup_default_session()
+    assert boto3.DEFAULT_SESSION is not None
+    botocore_session = boto3.DEFAULT_SESSION._session
+    loader = botocore_session.get_component("data_loader")
+    botocore_session.get_component("endpoint_resolver")
+    for service in PRELOADED_SERVICE_MODELS:
+        # A warm-up only: a service this botocore does not know is left to load (and fail) on use.
+        with contextlib.suppress(Exception):
+            botocore_session.get_service_model(service)
+            loader.load_service_model(service, "endpoint-rule-set-1")
+            if service in boto3.DEFAULT_SESSION.get_available_resources():
+                loader.load_service_model(service, "resources-1")
+
+
 def _become_worker(fds: list[int], environment: dict[str, str], spec: dict[str, Any]) -> None:
     """In a forked worker: take the host's pipes as stdin (requests), the reply pipe and stdout/stderr
     (its log), the function's environment, then serve like a spawned worker (`_worker_main`)."""
@@ -224,7 +263,7 @@ def _become_worker(fds: list[int], environment: dict[str, str], spec: dict[str, 
     sys.stderr.flush()
 
 
-class _ForkServer:
+class ForkServer:
     """The host's side of the fork server: one process per functions host, started on first use."""
 
     def __init__(self, environment: Mapping[str, str]) -> None:
@@ -280,7 +319,7 @@ class _Worker:
         base_environment: Mapping[str, str],
         log_dir: Path | None,
         condensed_console: bool = False,
-        fork_server: _ForkServer | None = None,
+        fork_server: ForkServer | None = None,
     ) -> None:
         self.spec = spec
         environment = dict(base_environment)
@@ -347,6 +386,19 @@ class _Worker:
         self._requests = os.fdopen(requests_write, "w")
         self._replies = os.fdopen(reply_read, "r")
         self._ready = False
+        self._init_reply: tuple[str, bytes] | None = None  # an init error read by await_init
+        self._init_deadline = time.time() + max(INIT_TIMEOUT_S, spec.timeout_s)
+
+    def await_init(self, deadline: float) -> None:
+        """Wait (until deadline at most) for the handler's import to end; the next invoke answers an
+        import failure as it would have without this wait."""
+        if self._ready or self._init_reply is not None:
+            return
+        kind, body = self._receive(min(deadline, self._init_deadline))
+        if kind == "ready":
+            self._ready = True
+        elif kind != "timeout":
+            self._init_reply = (kind, body)
 
     @staticmethod
     def _spawn(environment: Mapping[str, str], spec: Mapping[str, Any], fds: list[int]) -> int:
@@ -366,7 +418,7 @@ class _Worker:
     def invoke(self, payload: bytes, request_id: str) -> tuple[str, bytes]:
         if not self._ready:
             # Lambda's init phase (imports) has its own limit, 10 s, before the handler's timeout starts.
-            kind, body = self._receive(time.time() + max(INIT_TIMEOUT_S, self.spec.timeout_s))
+            kind, body = self._init_reply or self._receive(self._init_deadline)
             if kind != "ready":
                 return kind, body
             self._ready = True
@@ -392,7 +444,7 @@ class _Worker:
     def alive(self) -> bool:
         # An idle worker only ends by dying; its end of the reply pipe then reads as closed.
         readable, _, _ = select.select([self._replies], [], [], 0)
-        if readable and not self._ready:
+        if readable and not self._ready and self._init_reply is None:
             return True  # its "ready" line (or its init error) waits there
         if readable:
             return False
@@ -449,6 +501,7 @@ class FunctionsHost:
         log_dir: Path | None = None,
         condensed_console: bool = False,
         spare_workers: int = 0,
+        fork_server: ForkServer | None = None,
     ) -> None:
         """log_dir: each function's log in log_dir/<name>.log; else on this console, as written or,
         with condensed_console, one readable line per record (see console_line)."""
@@ -462,7 +515,8 @@ class FunctionsHost:
         self._default_concurrency = default_concurrency
         self._spare_workers = spare_workers
         self._closed = False
-        self._fork_server: _ForkServer | None = None
+        # Started by the caller ahead of time (its imports overlap the caller's own start), else on first use.
+        self._fork_server: ForkServer | None = fork_server
         self._fork_server_lock = threading.Lock()
         # The latest invocations (function, request id, failed), bounded: `local up` may run for days.
         self.invocations: deque[tuple[str, str, bool]] = deque(maxlen=1000)
@@ -535,12 +589,12 @@ class FunctionsHost:
             spec, self._base_environment, self.log_dir, self.condensed_console, self._running_fork_server()
         )
 
-    def _running_fork_server(self) -> _ForkServer | None:
+    def _running_fork_server(self) -> ForkServer | None:
         with self._fork_server_lock:
             if self._closed:
                 return None
             if self._fork_server is None or not self._fork_server.alive():
-                self._fork_server = _ForkServer(self._base_environment)
+                self._fork_server = ForkServer(self._base_environment)
             return self._fork_server
 
     def _give_back(self, worker: _Worker) -> None:
@@ -558,6 +612,15 @@ class FunctionsHost:
                 missing = self._spare_workers - len(self._idle.get(spec.name, []))
             for _ in range(missing):
                 self._give_back(self._start_worker(spec))
+
+    def await_spares(self, timeout_s: float = INIT_TIMEOUT_S) -> None:
+        """Wait until the spare workers have imported their handlers (or timeout_s has passed), so the
+        first events after start find them warm, as with Lambda's provisioned concurrency."""
+        deadline = time.time() + timeout_s
+        with self._lock:
+            spares = [worker for idle in self._idle.values() for worker in idle]
+        for worker in spares:
+            worker.await_init(deadline)
 
     def close(self) -> None:
         with self._lock:
