@@ -50,8 +50,9 @@ READING_NOTES = """
   `warm_serving` itself was fixed: it deployed the scikit-learn image without SAGEMAKER_PROGRAM,
   which the image profiles now refuse as AWS does.
 - REST path (issue 9): REST front → Api function → InvokeEndpoint went from 10.4x to ~4x direct
-  InvokeEndpoint (3.5x in PROFILE.md's run). The Api function now keeps a servable model's record 5 s per warm container (no
-  DynamoDB GetItem per request; unknown, unservable and vanished models still get the table's answer).
+  InvokeEndpoint (3.5x in PROFILE.md's run). The Api function now keeps a servable model's record 5 s
+  per warm container (no DynamoDB GetItem per request; unknown, unservable and vanished models still
+  get the table's answer).
   What holds the rest back, per PROFILE.md: the REST path *contains* the direct call, and adds a
   second HTTP hop, a process hop and the Api function's botocore `invoke_endpoint`, whose client side
   alone (request building, SigV4 signing, event hooks, two socket writes, response parsing; ~2.5 ms
