@@ -108,22 +108,42 @@ class VersionCheck:
     warnings: list[str] = field(default_factory=list)
 
 
+# The key of code/modeldrop-libraries.json naming the numpy module the pickle itself references.
+PICKLED_NUMPY_KEY = "pickled-numpy-module"
+NUMPY2_MODULE = "numpy._core"
+
+
 def check_versions(
     saved: Mapping[str, str], framework: Framework | None, version: str | None
 ) -> VersionCheck:
-    """Whether a model saved with `saved` versions loads on the image of framework and version."""
+    """Whether a model saved with `saved` versions loads on the image of framework and version.
+
+    Refused: the pickle references numpy._core and the image's numpy is 1.x (numpy 1.24 has no such
+    module; numpy 1.26 added it as an alias, so the check is on the major version only where the
+    image's numpy is older than 1.26). Warned: numpy 2 recorded without that evidence (joblib writes
+    the arrays of a LogisticRegression without naming any numpy module, and it loads), and a
+    scikit-learn version other than the image's.
+    """
     image = image_libraries(framework, version)
     if image is None or framework is Framework.ONNX:  # an ONNX graph holds no pickled Python objects
         return VersionCheck()
     refusal: str | None = None
     warnings: list[str] = []
-    saved_numpy, image_numpy = _major(saved.get("numpy", "")), _major(image.libraries.get("numpy", ""))
-    if saved_numpy is not None and image_numpy is not None and saved_numpy >= 2 > image_numpy:
+    image_numpy = image.libraries.get("numpy", "")
+    numpy_1 = (_major_minor(image_numpy) or (2, 0)) < (1, 26)
+    family = f"{image.framework.value} {version}"
+    if numpy_1 and saved.get(PICKLED_NUMPY_KEY) == NUMPY2_MODULE:
         refusal = (
-            f"saved with numpy {saved['numpy']}; the {image.framework.value} {version} image has numpy "
-            f"{image.libraries['numpy']}, which cannot unpickle it (No module named 'numpy._core'): the "
-            "endpoint would fail its health check. Pickle the model with numpy<2 (modeldrop's examples "
-            f"train in the image's own versions: {_pins(image)})"
+            f"the pickle references {NUMPY2_MODULE} (it was written under numpy "
+            f"{saved.get('numpy', '2')}); the {family} image has numpy {image_numpy}, which cannot "
+            f"unpickle it (No module named '{NUMPY2_MODULE}'): the endpoint would fail its health check. "
+            f"Pickle the model with numpy<2 (the image's versions: {_pins(image)})"
+        )
+    elif numpy_1 and (_major(saved.get("numpy", "")) or 0) >= 2:
+        warnings.append(
+            f"saved with numpy {saved['numpy']}; the {family} image has numpy {image_numpy}: a pickle "
+            f"that references {NUMPY2_MODULE} fails its health check there (No module named "
+            f"'{NUMPY2_MODULE}'). Save the model with numpy<2"
         )
     saved_sklearn = _major_minor(saved.get("scikit-learn", ""))
     image_sklearn = _major_minor(image.libraries.get("scikit-learn", ""))
@@ -147,11 +167,11 @@ PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
 
 def pickled_libraries(artifact: Path) -> dict[str, str]:
-    """The versions an uncompressed pickle or joblib file names itself (nothing for a compressed one).
+    """What an uncompressed pickle or joblib file says of itself (nothing for a compressed one).
 
     scikit-learn's BaseEstimator.__getstate__ stores `_sklearn_version` (a SHORT_BINUNICODE or
-    BINUNICODE string right after the key); numpy 2 pickles reference numpy._core, numpy 1 numpy.core.
-    The numpy entry is then a major version only ("1" or "2"): that is all a pickle tells.
+    BINUNICODE string right after the key); a numpy 2 pickle of an array or scalar references
+    numpy._core.multiarray, a numpy 1 pickle numpy.core.multiarray.
     """
     if not artifact.name.lower().endswith(PICKLE_SUFFIXES):
         return {}
@@ -159,23 +179,10 @@ def pickled_libraries(artifact: Path) -> dict[str, str]:
     found: dict[str, str] = {}
     match = _SKLEARN_VERSION.search(data)
     if match is not None:
-        if match[1] is not None:
-            start, size = match.end(), match[1][0]
-        else:
-            start, size = match.end(), int.from_bytes(match[2], "little")
-        found["scikit-learn"] = data[start : start + size].decode("utf-8", "replace")
-    if b"numpy._core" in data:
-        found["numpy"] = "2"
+        size = match[1][0] if match[1] is not None else int.from_bytes(match[2], "little")
+        found["scikit-learn"] = data[match.end() : match.end() + size].decode("utf-8", "replace")
+    if NUMPY2_MODULE.encode() in data:
+        found[PICKLED_NUMPY_KEY] = NUMPY2_MODULE
     elif b"numpy.core" in data:
-        found["numpy"] = "1"
+        found[PICKLED_NUMPY_KEY] = "numpy.core"
     return found
-
-
-def merge_recorded(environment: Mapping[str, str], pickled: Mapping[str, str]) -> dict[str, str]:
-    """The packaging environment's versions, corrected by what the artifact says of itself."""
-    merged = dict(environment)
-    if "scikit-learn" in pickled:
-        merged["scikit-learn"] = pickled["scikit-learn"]
-    if "numpy" in pickled and _major(merged.get("numpy", "")) != int(pickled["numpy"]):
-        merged["numpy"] = pickled["numpy"]  # the environment is not the one that pickled it
-    return merged

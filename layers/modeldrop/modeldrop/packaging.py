@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldrop.frameworks import Framework, detect_framework
-from modeldrop.image_libraries import merge_recorded, pickled_libraries
+from modeldrop.image_libraries import pickled_libraries
 from modeldrop.model_config import ModelConfig, parse_model_config
 from modeldrop.serving_setup import (
     ONNX_HANDLER_FILE,
@@ -115,12 +115,13 @@ def packaging_libraries(framework: Framework | None) -> dict[str, str]:
     return found
 
 
-def saved_libraries(artifacts: list[Path]) -> dict[str, str]:
-    """The versions the artifacts were saved with, as far as this environment and the files tell."""
-    found = packaging_libraries(detect_framework([path.name for path in artifacts]))
+def saved_libraries(artifacts: list[Path], environment: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The versions the artifacts were saved with: `environment` (the one that trained them; default
+    this one), corrected by what each pickle says of itself (modeldrop.image_libraries)."""
+    found = dict(environment or packaging_libraries(detect_framework([path.name for path in artifacts])))
     for artifact in artifacts:
         if artifact.is_file():
-            found = merge_recorded(found, pickled_libraries(artifact))
+            found |= pickled_libraries(artifact)
     return found
 
 
@@ -196,7 +197,7 @@ def build_model_tarball(
     elif serving_code and inference_py is None:
         code = _generated_code(list(names)) | code
     if code and record_libraries:
-        recorded = dict(libraries) if libraries is not None else saved_libraries(list(names.values()))
+        recorded = saved_libraries(list(names.values()), libraries)
         code[LIBRARIES_MEMBER] = (json.dumps(recorded, indent=2, sort_keys=True) + "\n").encode()
 
     dest_path.parent.mkdir(parents=True, exist_ok=True)

@@ -68,11 +68,14 @@ THREAD_ENV = {
     "MALLOC_ARENA_MAX": "2",
 }
 MAX_MESSAGE = 1 << 16
-# The zygote imports this package without running modeldrop_local.sagemaker's __init__ (the whole
-# server and its web stack): it must stay small, and free of any thread a server module may start.
+# The zygote imports this package without running the __init__ of modeldrop_local.sagemaker (the whole
+# server and its web stack) or of its worker package (the launcher, psutil): it must stay small, free
+# of any thread a server module may start, and run in a pinned image environment that has none of those.
 BOOTSTRAP = (
-    "import sys, types; package = types.ModuleType('modeldrop_local.sagemaker'); "
-    "package.__path__ = [sys.argv.pop(1)]; sys.modules['modeldrop_local.sagemaker'] = package; "
+    "import sys, types; root = sys.argv.pop(1)\n"
+    "for name, path in (('modeldrop_local.sagemaker', root), ('modeldrop_local.sagemaker.worker', "
+    "root + '/worker')):\n"
+    "    package = types.ModuleType(name); package.__path__ = [path]; sys.modules[name] = package\n"
     "from modeldrop_local.sagemaker.worker.zygote import main; main()"
 )
 READY_TIMEOUT_S = 120.0
