@@ -120,8 +120,15 @@ def saved_libraries(artifacts: list[Path], environment: Mapping[str, str] | None
     this one), corrected by what each pickle says of itself (modeldrop.image_libraries)."""
     found = dict(environment or packaging_libraries(detect_framework([path.name for path in artifacts])))
     for artifact in artifacts:
-        if artifact.is_file():
-            found |= pickled_libraries(artifact)
+        if not artifact.is_file():
+            continue
+        pickled = pickled_libraries(artifact)
+        if environment is None and pickled.get("scikit-learn", found.get("scikit-learn")) != found.get(
+            "scikit-learn"
+        ):
+            # Pickled by another scikit-learn: this environment's numpy, scipy and Python say nothing of it.
+            found = {}
+        found |= pickled
     return found
 
 
