@@ -164,14 +164,14 @@ def _tarball(
     )
 
 
-def _image_python(framework: Framework) -> str:
+def image_python(framework: Framework) -> str:
     """The interpreter of the pinned environment of the framework's default image version."""
     return str(EnvironmentCache().python(environment_for(framework, default_version(framework))))
 
 
 def _run_in_image(framework: Framework, request: Mapping[str, Any]) -> Any:
     completed = subprocess.run(
-        [_image_python(framework), example_runner.__file__],
+        [image_python(framework), example_runner.__file__],
         input=json.dumps(request),
         capture_output=True,
         text=True,
@@ -182,6 +182,22 @@ def _run_in_image(framework: Framework, request: Mapping[str, Any]) -> Any:
             f"example_runner.py failed in the {framework.value} image environment: {completed.stderr[-2000:]}"
         )
     return json.loads(completed.stdout)
+
+
+def pickle_large_knn(path: Path, n_samples: int) -> dict[str, str]:
+    """A KNeighborsClassifier on n_samples synthetic rows, pickled to path in the scikit-learn image's
+    environment (for the size benchmarks); returns the versions it was made with."""
+    answer = _run_in_image(
+        Framework.SKLEARN,
+        {
+            "command": "train",
+            "model": "knn",
+            "n_samples": n_samples,
+            "random_state": RANDOM_STATE,
+            "out": str(path),
+        },
+    )
+    return dict(answer["libraries"])
 
 
 @cache

@@ -8,8 +8,9 @@ imports nothing of modeldrop (that environment has only the image's libraries) a
 standard library at module level, so example_models.py can import it as well.
 
 As a script: one JSON request on stdin, one JSON answer on stdout.
-  {"command": "train", "model": "logistic" | "forest" | "pipeline" | "xgboost", "n_estimators": N,
+  {"command": "train", "model": "logistic" | "forest" | "pipeline" | "xgboost" | "knn", "n_estimators": N,
    "features": [[...]], "targets": [...], "random_state": 0, "out": "<artifact path>"}
+   (knn: "n_samples" synthetic iris-shaped rows instead of features and targets)
    -> {"libraries": {name: version}}
   {"command": "predict", "model_dir": "...", "rows": [[...]], "artifact": "<path>" | null,
    "framework": "sklearn" | ..., "has_code": bool} -> {"prediction": ...}
@@ -45,9 +46,21 @@ def versions(family: str) -> dict[str, str]:
 def train(request: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
-    features = np.asarray(request["features"], dtype=np.float64)
-    targets = np.asarray(request["targets"])
     seed = int(request["random_state"])
+    if kind_needs_synthetic_data := request["model"] == "knn":
+        from sklearn.datasets import make_classification
+
+        features, targets = make_classification(
+            n_samples=int(request["n_samples"]),
+            n_features=4,
+            n_informative=3,
+            n_redundant=0,
+            n_classes=3,
+            random_state=seed,
+        )
+    else:
+        features = np.asarray(request["features"], dtype=np.float64)
+        targets = np.asarray(request["targets"])
     out = Path(request["out"])
     kind = request["model"]
     if kind == "xgboost":
@@ -66,8 +79,12 @@ def train(request: dict[str, Any]) -> dict[str, Any]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    if kind == "forest":
-        model: Any = RandomForestClassifier(n_estimators=int(request["n_estimators"]), random_state=seed)
+    if kind_needs_synthetic_data:  # KNN stores its training set: a big model from a small request
+        from sklearn.neighbors import KNeighborsClassifier
+
+        model: Any = KNeighborsClassifier(n_neighbors=5)
+    elif kind == "forest":
+        model = RandomForestClassifier(n_estimators=int(request["n_estimators"]), random_state=seed)
     elif kind == "pipeline":
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
     elif kind == "logistic":
