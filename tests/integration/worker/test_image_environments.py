@@ -28,18 +28,9 @@ from tests.integration.worker.conftest import (
     extract,
     write_tarball,
 )
+from tests.integration.worker.test_container_profiles import MODEL_FN_ONLY, SDK_ENV
 
 ROWS = example_models.iris_payload(6)
-SDK_ENV = {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
-MODEL_FN_ONLY = """\
-import os
-
-import joblib
-
-
-def model_fn(model_dir):
-    return joblib.load(os.path.join(model_dir, "model.joblib"))
-"""
 # Reports the versions the worker imported, so the test sees the environment the model really ran in.
 VERSIONS_INFERENCE = """\
 import json
