@@ -16,6 +16,7 @@ import psutil
 import pytest
 from modeldrop_local.cli import app
 from modeldrop_local.example_models import build_sklearn_iris, iris_sample, predict_in_process
+from modeldrop_local.sagemaker.worker.image_envs import CACHE_ENV, default_cache_root
 from typer.testing import CliRunner, Result
 
 from tests.utils import REPO_ROOT, free_port
@@ -35,6 +36,9 @@ class LocalUp:
         if home is not None:
             env = {key: value for key, value in env.items() if not key.startswith("AWS_")}
             env["HOME"] = str(home)
+            # The pinned image environments are a per-machine cache, built once (make image-envs); a new
+            # home would build them again inside the deployment's timeout. Credentials are the point here.
+            env[CACHE_ENV] = str(default_cache_root())
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "modeldrop_local.cli", "local", "up"),
