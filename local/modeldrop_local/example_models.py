@@ -25,7 +25,10 @@ What "prediction" means, per builder (the JSON a serving container returns for a
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -202,24 +205,47 @@ def pickle_large_knn(path: Path, n_samples: int) -> dict[str, str]:
 
 @cache
 def _trained(kind: str, n_estimators: int = 0) -> tuple[bytes, tuple[tuple[str, str], ...]]:
-    """An example model trained in its image's pinned environment: the artifact and the versions used."""
+    """An example model trained in its image's pinned environment: the artifact and the versions used.
+
+    Training is deterministic, so the result is kept beside the environment (per machine, keyed by the
+    environment, example_runner.py's source and the request): later processes and test runs read it.
+    """
     framework = Framework.XGBOOST if kind == "xgboost" else Framework.SKLEARN
+    environment = environment_for(framework, default_version(framework))
     features, targets = _iris()
-    with tempfile.TemporaryDirectory(prefix="modeldrop-train-") as staging:
-        out = Path(staging) / "artifact"
-        answer = _run_in_image(
-            framework,
-            {
-                "command": "train",
-                "model": kind,
-                "n_estimators": n_estimators,
-                "features": features.tolist(),
-                "targets": targets.tolist(),
-                "random_state": RANDOM_STATE,
-                "out": str(out),
-            },
-        )
-        return out.read_bytes(), tuple(sorted(answer["libraries"].items()))
+    request = {
+        "command": "train",
+        "model": kind,
+        "n_estimators": n_estimators,
+        "features": features.tolist(),
+        "targets": targets.tolist(),
+        "random_state": RANDOM_STATE,
+    }
+    digest = hashlib.sha256(Path(example_runner.__file__).read_bytes())
+    digest.update(json.dumps(request, sort_keys=True).encode())
+    cache = EnvironmentCache()
+    kept = (
+        cache.path(environment).with_name(f"{cache.path(environment).name}-examples")
+        / digest.hexdigest()[:24]
+    )
+    if (kept / "libraries.json").is_file():
+        libraries = json.loads((kept / "libraries.json").read_text())
+        return (kept / "artifact").read_bytes(), tuple(sorted(libraries.items()))
+    staging = Path(tempfile.mkdtemp(prefix=".train-", dir=_mkdir(kept.parent)))
+    try:
+        answer = _run_in_image(framework, {**request, "out": str(staging / "artifact")})
+        (staging / "libraries.json").write_text(json.dumps(answer["libraries"]))
+        with contextlib.suppress(OSError):  # another process kept the same result first
+            staging.rename(kept)
+        artifact = (kept / "artifact").read_bytes()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return artifact, tuple(sorted(answer["libraries"].items()))
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _write_trained(path: Path, kind: str, n_estimators: int = 0) -> dict[str, str]:
