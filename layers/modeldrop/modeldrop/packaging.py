@@ -9,8 +9,8 @@ code/inference.py that OnUpload would add (the scikit-learn image has no default
 whenever code/ is written, code/modeldrop-libraries.json records the library versions the model was
 saved with (given by the caller that trained it, else the packaging environment's, corrected by what
 a pickle says of itself: modeldrop.image_libraries), so OnUpload can refuse a model the image cannot
-load, or warn when it may not. Versions are
-provenance, not deployment settings, so not in modeldrop.json: a modeldrop.json inside the tarball
+load, or warn when it may not. Versions are provenance, not deployment settings, so not in
+modeldrop.json: a modeldrop.json inside the tarball
 replaces the sibling models/<name>/modeldrop.json whole. XGBoost tarballs get neither: the image loads
 every root file as a booster and ignores code/ without SAGEMAKER_PROGRAM; the booster file records its
 own XGBoost version.

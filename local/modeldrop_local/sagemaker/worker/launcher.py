@@ -493,13 +493,14 @@ class WorkerLauncher:
         """code/requirements.txt is installed for, and checked against, the environment that serves."""
         if environment is None:
             return self.requirements
+        python = str(self.environments.python(environment))  # may build it: not under the fork lock
         with self._fork_lock:
             cache = self._pinned_requirements.get(environment.name)
             if cache is None:
                 cache = RequirementsCache(
                     self.cache_dir / "requirements" / environment.name,
                     no_index=self._pip_no_index,
-                    python=str(self.environments.python(environment)),
+                    python=python,
                     site_packages=self.environments.site_packages(environment),
                 )
                 self._pinned_requirements[environment.name] = cache
