@@ -110,7 +110,7 @@ bench: $(BENCH_STAMP) $(MLFLOW_STAMP) build image-envs
 # Hostile tarballs, hostile HTTP, load and faults against a local cloud on free loopback ports (about
 # 10 minutes); writes reliability/RESULTS.md and results.json. Not part of `make test`.
 # RELIABILITY_ARGS="--load-seconds 30" runs the load cases for the issue's 30 s.
-reliability: venv
+reliability: venv image-envs
 	$(BIN)/python -m reliability.run $(RELIABILITY_ARGS)
 
 lock:
