@@ -353,13 +353,26 @@ def package(
     requirements: Annotated[
         Path | None, typer.Option("--requirements", help="code/requirements.txt.")
     ] = None,
+    framework_version: Annotated[
+        str | None,
+        typer.Option(
+            "--framework-version", help="Image version to check against (default: the default one)."
+        ),
+    ] = None,
 ) -> None:
-    """Build a model.tar.gz with the layout SageMaker expects, and check it as an upload would be."""
+    """Build a model.tar.gz with the layout SageMaker expects, and check it as an upload would be.
+
+    The versions the model was saved with (code/modeldrop-libraries.json) are checked against the image
+    it will run on, as OnUpload checks them: a model that image cannot load is not written.
+    """
     for label, path in (("inference file", inference), ("requirements file", requirements)):
         if path is not None and not path.is_file():
             raise _fail(f"{label} not found: {path}")
+    from modeldrop.frameworks import default_version
+    from modeldrop.image_libraries import check_versions
     from modeldrop.model_config import ConfigRejected
     from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
+    from modeldrop.serving_setup import parse_libraries
     from modeldrop.tarball import TarballRejected
 
     try:
@@ -367,6 +380,14 @@ def package(
         report = describe_tarball(path)
     except (PackagingError, TarballRejected, ConfigRejected) as error:
         raise _fail(f"cannot package: {getattr(error, 'reason', error)}") from error
+    libraries, _ = parse_libraries(report.libraries_bytes)
+    version = framework_version or (default_version(report.framework) if report.framework else None)
+    versions = check_versions(libraries, report.framework, version)
+    if versions.refusal:
+        path.unlink()
+        raise _fail(f"cannot package for the {version} image: {versions.refusal}")
+    for warning in versions.warnings:
+        typer.echo(f"warning: {warning}")
     typer.echo(f"wrote {path}: {', '.join(report.members)}")
 
 
