@@ -25,8 +25,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from modeldrop_local.cli import FINAL_STATUSES, StackClient
-from modeldrop_local.edge import s3_event
 from modeldrop_local.example_models import build_sklearn_iris, iris_payload
+from modeldrop_local.s3_notifications import s3_event
+from modeldrop_local.stack import ACCOUNT_ID
 
 from benchmarks.common import NoDelayHTTPConnection, percentile
 from benchmarks.local_cloud import CREDENTIALS, local_sagemaker, upload_and_follow
@@ -385,6 +386,7 @@ class Suite:
             sequencer="0000000000000000AA",
             configuration_id="redelivered",
             region="us-east-1",
+            account_id=ACCOUNT_ID,
         )
         lambda_client = self.client("lambda")
         payload = json.dumps(event).encode()

@@ -410,7 +410,7 @@ def local_up(
     ] = False,
 ) -> None:
     """Start the local cloud in the foreground until Ctrl-C or SIGTERM."""
-    from modeldrop_local.state import LocalCloud
+    from modeldrop_local.cloud import LocalCloud
 
     configure_console(verbose)
 
@@ -513,7 +513,7 @@ def local_invoke(
         answer = response["Payload"].read()
         failed = "FunctionError" in response
     else:
-        from modeldrop_local.state import LocalCloud, free_port
+        from modeldrop_local.cloud import LocalCloud, free_port
 
         # One invocation: no spare workers for the other functions.
         transient = LocalCloud(

@@ -2,9 +2,9 @@
 
 Everything comes from the template: the bucket, tables, roles, state machine (DefinitionUri with its
 DefinitionSubstitutions), the API key, the functions (CodeUri/Handler/Layers/Environment/Timeout) and
-the S3 → Lambda notifications. Physical names are decided first (deterministic, like CloudFormation's),
-so intrinsics resolve whatever order the resources are declared in; then the resources are created
-through the edge with plain boto3 clients.
+the S3 → Lambda notifications (read and recorded by `s3_notifications.py`). Physical names are decided
+first (deterministic, like CloudFormation's), so intrinsics resolve whatever order the resources are
+declared in; then the resources are created through the edge with plain boto3 clients.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 from samtranslator.yaml_helper import yaml_parse
+
+from modeldrop_local import s3_notifications
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -76,25 +78,6 @@ class FunctionSpec:
     memory_mb: int
     # ReservedConcurrentExecutions: at most this many invocations at once (None: the account's pool).
     reserved_concurrency: int | None = None
-
-
-@dataclass(frozen=True)
-class S3Notification:
-    """An S3 event source of a function: which objects of which bucket invoke it."""
-
-    bucket: str
-    events: tuple[str, ...]
-    prefix: str
-    suffix: str
-    function: str
-    function_arn: str
-    configuration_id: str
-
-    def matches(self, bucket: str, key: str, event_name: str) -> bool:
-        """event_name like `s3:ObjectCreated:Put`; patterns like `s3:ObjectCreated:*`."""
-        if bucket != self.bucket or not key.startswith(self.prefix) or not key.endswith(self.suffix):
-            return False
-        return any(re.fullmatch(re.escape(p).replace(r"\*", ".*"), event_name) for p in self.events)
 
 
 @dataclass(frozen=True)
@@ -205,7 +188,7 @@ class LocalStack:
     template_path: Path
     resolver: Resolver
     functions: dict[str, FunctionSpec]
-    notifications: list[S3Notification]
+    notifications: list[s3_notifications.S3Notification]
     rest_api: RestApiSpec | None
     outputs: dict[str, str]
 
@@ -372,10 +355,10 @@ def build_stack(
         notification
         for logical_id, resource in resources.items()
         if resource["Type"] == "AWS::Serverless::Function"
-        for notification in _s3_notifications(resolver, logical_id, resource)
+        for notification in s3_notifications.function_notifications(resolver, logical_id, resource)
     ]
     if create:
-        _put_bucket_notifications(clients, notifications)
+        s3_notifications.record_on_buckets(clients("s3"), notifications)
     rest_api = _rest_api(resolver, resources, api_key_value)
     outputs = _outputs(resolver, rest_api, api_url)
     return LocalStack(
@@ -561,57 +544,6 @@ def _function_spec(
 
 def _optional_int(value: Any) -> int | None:
     return None if value is None or value is NO_VALUE else int(value)
-
-
-def _s3_notifications(resolver: Resolver, logical_id: str, resource: dict[str, Any]) -> list[S3Notification]:
-    notifications = []
-    for event_id, event in resource.get("Properties", {}).get("Events", {}).items():
-        if event.get("Type") != "S3":
-            continue
-        properties = event["Properties"]
-        events = properties["Events"]
-        rules = {
-            rule["Name"].lower(): str(rule["Value"])
-            for rule in properties.get("Filter", {}).get("S3Key", {}).get("Rules", [])
-        }
-        notifications.append(
-            S3Notification(
-                bucket=str(resolver.resolve(properties["Bucket"])),
-                events=tuple(events if isinstance(events, list) else [events]),
-                prefix=rules.get("prefix", ""),
-                suffix=rules.get("suffix", ""),
-                function=resolver.refs[logical_id],
-                function_arn=resolver.attributes[(logical_id, "Arn")],
-                configuration_id=f"{resolver.refs['AWS::StackName']}-{event_id}",
-            )
-        )
-    return notifications
-
-
-def _put_bucket_notifications(clients: _Clients, notifications: list[S3Notification]) -> None:
-    """Record the notifications on the buckets too, so GetBucketNotificationConfiguration shows them.
-
-    The edge delivers them (moto's own delivery targets its Lambda backend, which holds no function).
-    """
-    by_bucket: dict[str, list[dict[str, Any]]] = {}
-    for notification in notifications:
-        rules = [
-            {"Name": name, "Value": value}
-            for name, value in (("prefix", notification.prefix), ("suffix", notification.suffix))
-            if value
-        ]
-        configuration: dict[str, Any] = {
-            "Id": notification.configuration_id,
-            "LambdaFunctionArn": notification.function_arn,
-            "Events": list(notification.events),
-        }
-        if rules:
-            configuration["Filter"] = {"Key": {"FilterRules": rules}}
-        by_bucket.setdefault(notification.bucket, []).append(configuration)
-    for bucket, configurations in by_bucket.items():
-        clients("s3").put_bucket_notification_configuration(
-            Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": configurations}
-        )
 
 
 def _rest_api(resolver: Resolver, resources: dict[str, Any], api_key_value: str | None) -> RestApiSpec | None:

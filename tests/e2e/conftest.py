@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from modeldrop_local.cli import StackClient
-from modeldrop_local.state import LocalCloud
+from modeldrop_local.cloud import LocalCloud
 
 from tests.utils import REPO_ROOT, free_port
 

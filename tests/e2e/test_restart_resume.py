@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from modeldrop_local.cli import StackClient
-from modeldrop_local.state import LocalCloud
+from modeldrop_local.cloud import LocalCloud
 
 from tests.utils import free_port
 

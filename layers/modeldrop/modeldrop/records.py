@@ -1,4 +1,4 @@
-"""The DeploymentsTable: one model item and one item per deployment, per model (contracts.md).
+"""The DeploymentsTable: one model item and one item per deployment, per model.
 
 pk=MODEL#<name>  sk=MODEL             the model: endpoint, its status, the live deployment
 pk=MODEL#<name>  sk=DEPLOY#<000042>   one deployment (upload), newest last in sort order

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from modeldrop_local.cloud import LocalCloud
 from modeldrop_local.stack import Resolver, TemplateError, plan_stack, state_machine_definition
-from modeldrop_local.state import LocalCloud
 
 from tests.integration.local_cloud.conftest import FIXTURE_TEMPLATE
 

@@ -1,4 +1,4 @@
-"""template.yaml: the facts other parts rely on (contracts.md) and least privilege, read from the file."""
+"""template.yaml: the facts other parts rely on and least privilege, read from the file."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Reads the deployment records the pipeline writes to the DeploymentsTable (read-only adapter).
 
-Key schema (contracts.md, modeldrop.records): model item pk=`MODEL#<name>`, sk=`MODEL`; deployment
+Key schema (modeldrop.records): model item pk=`MODEL#<name>`, sk=`MODEL`; deployment
 items pk=`MODEL#<name>`, sk=`DEPLOY#<version, 6 digits>`, so a descending query on the partition gives
 the newest deployments first. Unlike the pipeline's `DeploymentRecords`, this reader also lists models
 whose uploads never reached SageMaker (deployment items but no model item), with their reasons.

@@ -6,12 +6,11 @@ and restored on start, and the local SageMaker keeps its own endpoints under sta
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import pickle
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -286,10 +285,3 @@ class LocalCloud:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def running_cloud(**kwargs: Any) -> Iterator[LocalCloud]:
-    cloud = LocalCloud(**kwargs)
-    with cloud:
-        yield cloud
