@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 from modeldrop_local.functions_host import FunctionsHost
-from modeldrop_local.state import LocalCloud
+from modeldrop_local.cloud import LocalCloud
 
 ECHO = "fixture-EchoFunction"
 
