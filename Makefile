@@ -9,7 +9,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv lint typecheck cfn-lint validate build pytest test sdk-test sdk-test-pending demo local bench reliability lock clean
+.PHONY: venv image-envs lint typecheck cfn-lint validate build pytest test sdk-test sdk-test-pending demo local bench reliability lock clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# The local SageMaker's environments of the prebuilt images it emulates (scikit-learn 1.2-1, XGBoost
+# 1.7-1: their library versions, from local/modeldrop_local/sagemaker/images/*.lock), built once per
+# machine into ~/.cache/modeldrop/images (MODELDROP_IMAGE_ENVS); a no-op once built. First use builds
+# them too; building here first keeps that out of the tests' timeouts and the demo's first deployment.
+image-envs: venv
+	$(BIN)/python -m modeldrop_local.sagemaker.worker.image_envs
 
 lint: venv
 	$(BIN)/ruff check .
@@ -38,16 +45,16 @@ validate: venv
 build: venv
 	$(BIN)/sam build --template template.yaml --cached --parallel
 
-pytest: venv
+pytest: venv image-envs
 	$(BIN)/pytest
 
 test: lint typecheck cfn-lint validate build pytest sdk-test
 
-demo: venv
+demo: venv image-envs
 	$(BIN)/python -m modeldrop_local.demo
 
 # The local cloud in the foreground (edge :4566, REST :3000, state in .state/); Ctrl-C stops it.
-local: venv
+local: venv image-envs
 	$(BIN)/modeldrop local up --state-dir .state
 
 BENCH_STAMP := $(VENV)/.installed-bench
@@ -90,20 +97,20 @@ $(ORACLE_STAMP): requirements-oracle.lock
 
 # The SageMaker Python SDK paths and the conformance suite (part of `make test`); rows marked
 # fidelity_pending (written from the real containers, not yet matched locally) run with `make sdk-test-pending`.
-sdk-test: venv $(SDK_STAMP) $(ORACLE_STAMP)
+sdk-test: venv image-envs $(SDK_STAMP) $(ORACLE_STAMP)
 	$(BIN)/pytest -p no:cacheprovider -m "sdk and not fidelity_pending" tests/sdk tests/conformance
 
-sdk-test-pending: venv $(SDK_STAMP) $(ORACLE_STAMP)
+sdk-test-pending: venv image-envs $(SDK_STAMP) $(ORACLE_STAMP)
 	$(BIN)/pytest -p no:cacheprovider -m "sdk" tests/sdk tests/conformance
 
 # Writes benchmarks/RESULTS.md and the PNG plots beside it; `python -m benchmarks.<name>` runs one.
-bench: $(BENCH_STAMP) $(MLFLOW_STAMP) build
+bench: $(BENCH_STAMP) $(MLFLOW_STAMP) build image-envs
 	$(BIN)/python -m benchmarks.run_all
 
 # Hostile tarballs, hostile HTTP, load and faults against a local cloud on free loopback ports (about
 # 10 minutes); writes reliability/RESULTS.md and results.json. Not part of `make test`.
 # RELIABILITY_ARGS="--load-seconds 30" runs the load cases for the issue's 30 s.
-reliability: venv
+reliability: venv image-envs
 	$(BIN)/python -m reliability.run $(RELIABILITY_ARGS)
 
 lock:

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from modeldrop.frameworks import Framework
 from modeldrop_local import example_models
 
 from benchmarks.common import NoDelayHTTPConnection, percentile, write_result
@@ -43,25 +44,19 @@ FRESH_PROCESS = {
 
 
 def build_large_knn(dest_dir: Path, target_mb: int = 100) -> Path:
-    """A real ~target_mb scikit-learn model: KNN stores its (synthetic, iris-shaped) training set."""
-    import joblib
+    """A real ~target_mb scikit-learn model: KNN stores its (synthetic, iris-shaped) training set.
+
+    Pickled with the scikit-learn 1.2-1 image's libraries (example_models.pickle_large_knn), which the
+    local SageMaker serves that image with.
+    """
     from modeldrop.packaging import build_model_tarball
-    from sklearn.datasets import make_classification
-    from sklearn.neighbors import KNeighborsClassifier
+    from modeldrop_local.example_models import pickle_large_knn
 
     n_samples = target_mb * 2**20 // (4 * 8 * 2)  # 4 float64 features, plus the tree's copy
-    features, labels = make_classification(
-        n_samples=n_samples,
-        n_features=4,
-        n_informative=3,
-        n_redundant=0,
-        n_classes=3,
-        random_state=0,
-    )
     dest_dir.mkdir(parents=True, exist_ok=True)
     model_file = dest_dir / "model.joblib"
-    joblib.dump(KNeighborsClassifier(n_neighbors=5).fit(features, labels), model_file)
-    return build_model_tarball([model_file], dest_dir / "model.tar.gz")
+    libraries = pickle_large_knn(model_file, n_samples)
+    return build_model_tarball([model_file], dest_dir / "model.tar.gz", libraries=libraries)
 
 
 def artifact(tarball: Path, suffix: str, into: Path) -> Path:
@@ -89,9 +84,12 @@ def invoke_ms(port: int, endpoint: str, body: bytes) -> float:
 
 
 def fresh_process_ms(kind: str, artifact_path: Path, rows: list[list[float]]) -> float:
+    # The pickles load with the libraries the local SageMaker serves them with (the scikit-learn 1.2-1
+    # image's pinned environment): the same imports on both sides. ONNX is served from this environment.
+    python = example_models.image_python(Framework.SKLEARN) if kind == "sklearn" else sys.executable
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS[kind], str(artifact_path), json.dumps(rows)],
+        [python, "-c", FRESH_PROCESS[kind], str(artifact_path), json.dumps(rows)],
         check=True,
         capture_output=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -109,7 +107,7 @@ def cold_samples(cloud: LocalSageMaker, endpoint: str, body: bytes, samples: int
 
 
 def run(samples: int = 8) -> dict[str, Any]:
-    from modeldrop.frameworks import Framework, image_for
+    from modeldrop.frameworks import image_for
 
     rows = example_models.iris_payload(4)
     body = json.dumps(rows).encode()

@@ -84,6 +84,8 @@ def machine_info() -> dict[str, Any]:
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "versions": versions,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        # The machine is shared: how busy it was (1-minute load average over its cpus) when measured.
+        "load_average_1m": round(os.getloadavg()[0], 1),
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from modeldrop.serving_setup import sdk_environment
 from modeldrop_local.stack_client import StackClient
 
 from benchmarks.common import free_port, subprocess_server
@@ -49,15 +50,26 @@ class LocalSageMaker:
         max_concurrency: int = 2,
         provisioned: int = 0,
         timeout_s: float = 600,
+        environment: dict[str, str] | None = None,
     ) -> float:
-        """Upload the tarball and create a serverless endpoint; return seconds until InService."""
+        """Upload the tarball and create a serverless endpoint; return seconds until InService.
+
+        The scikit-learn image serves the user module SAGEMAKER_PROGRAM names (it has no loader of its
+        own), so by default the model gets the variables the SageMaker Python SDK sets, as OnUpload does;
+        the example tarballs carry that code/inference.py."""
+        if environment is None:
+            environment = sdk_environment(CREDENTIALS["region_name"]) if image == SKLEARN_IMAGE else {}
         key = f"models/{name}/model.tar.gz"
         self.s3.upload_file(str(tarball), self.bucket, key)
         t0 = time.perf_counter()
         self.sagemaker.create_model(
             ModelName=name,
             ExecutionRoleArn=ROLE_ARN,
-            PrimaryContainer={"Image": image, "ModelDataUrl": f"s3://{self.bucket}/{key}"},
+            PrimaryContainer={
+                "Image": image,
+                "ModelDataUrl": f"s3://{self.bucket}/{key}",
+                "Environment": environment,
+            },
         )
         serverless: dict[str, int] = {"MemorySizeInMB": memory_mb, "MaxConcurrency": max_concurrency}
         if provisioned:

@@ -6,7 +6,7 @@ benchmarks' HTTP client (`benchmarks.common.http_load`), so the client does not 
 
 Two passes on the iris endpoint (MaxConcurrency 2, ProvisionedConcurrency 2, warm):
 1. stage timers (cheap wrappers around the layers of the request path), per request:
-   app entry -> LocalSageMaker.invoke -> ServerlessPool.invoke -> Worker.invoke (the frame round trip)
+   app entry -> DataPlane.invoke -> ServerlessPool.invoke -> Worker.invoke (the frame round trip)
    -> the model's handler in the worker (model_latency_us, with its input/predict/output timings);
    "HTTP server + client + loopback" is the client's latency minus the time inside the WSGI app.
 2. cProfile of every server thread that handles a connection (one profiler per thread, merged).
@@ -38,8 +38,8 @@ import boto3
 from modeldrop_local import example_models
 from modeldrop_local.sagemaker import LocalSageMakerSettings, start_in_thread
 from modeldrop_local.sagemaker.app import LocalSageMakerApp
+from modeldrop_local.sagemaker.data_plane import DataPlane
 from modeldrop_local.sagemaker.pool import ServerlessPool
-from modeldrop_local.sagemaker.service import LocalSageMaker
 from modeldrop_local.sagemaker.worker.launcher import Worker
 
 from benchmarks.common import REPO_ROOT, percentile
@@ -117,7 +117,7 @@ class StageTimers:
     def install(self) -> Callable[[], None]:
         undo = [
             self.wrap(LocalSageMakerApp, "__call__", "app"),
-            self.wrap(LocalSageMaker, "invoke", "service"),
+            self.wrap(DataPlane, "invoke", "service"),
             self.wrap(ServerlessPool, "invoke", "pool"),
             self.wrap(Worker, "invoke", "worker"),
         ]
@@ -133,12 +133,12 @@ class StageTimers:
         stages: dict[str, list[float]] = {
             name: []
             for name in (
-                "routing + validation (app, before LocalSageMaker.invoke)",
-                "endpoint lookup + metrics (LocalSageMaker.invoke, outside the pool)",
+                "routing + validation (app, before DataPlane.invoke)",
+                "endpoint lookup + metrics (DataPlane.invoke, outside the pool)",
                 "pool checkout + check-in (ServerlessPool.invoke, outside the worker)",
                 "worker round trip: frames, wake-ups, log note (Worker.invoke minus the handler)",
                 "model handler in the worker (input_fn + predict_fn + output_fn)",
-                "response: status and headers (after LocalSageMaker.invoke)",
+                "response: status and headers (after DataPlane.invoke)",
                 "WSGI app total",
             )
         }

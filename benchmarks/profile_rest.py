@@ -7,8 +7,9 @@ HTTP client, as in `benchmarks.rest_path`. Two passes:
    (the Api function in its own process, seen from the host) and the edge, per AWS call. The Api
    function's own work is the worker round trip minus the two edge calls it makes (p50s subtracted:
    the stages run on different threads and processes).
-2. cProfile of the Api function's handler, called in this process with the proxy event the REST front
-   builds (same code, same environment, same edge), to say what its own share is made of.
+2. the Api function's handler in a child process of its own (as in its worker: same code, environment
+   and edge, the proxy event the REST front builds), timed per call and around its InvokeEndpoint
+   call and its record read, then under cProfile, to say what its own share is made of.
 
 Run: `python -m benchmarks.profile_rest [--requests 1000] [--concurrency 1] [--top 25]`
 """
@@ -24,6 +25,7 @@ import io
 import json
 import os
 import pstats
+import subprocess
 import sys
 import tempfile
 import threading
@@ -91,20 +93,87 @@ def _row(name: str, value: float | None, note: str = "") -> str:
     return f"| {name} | {'' if value is None else f'{value:.0f}'} | {note} |"
 
 
-def _api_handler(spec: Any) -> Callable[[dict[str, Any], Any], Any]:
-    """The Api function's handler, imported in this process with its environment and layers."""
-    os.environ.update(spec.environment)
-    for path in [str(spec.code_dir), *(str(p) for p in spec.layer_dirs)]:
-        if path not in sys.path:
-            sys.path.insert(0, path)
-    module_name, _, function_name = spec.handler.rpartition(".")
-    location = Path(spec.code_dir) / f"{module_name}.py"
-    module_spec = importlib.util.spec_from_file_location("profiled_api_app", location)
-    assert module_spec is not None and module_spec.loader is not None
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    handler: Callable[[dict[str, Any], Any], Any] = getattr(module, function_name)
-    return handler
+def _profile_handler_in_child(spec: Any, event: dict[str, Any], requests: int, top: int) -> dict[str, Any]:
+    """Run `_handler_child` in a new process with the function's environment; its JSON report."""
+    job = {
+        "spec": {
+            "name": spec.name,
+            "arn": spec.arn,
+            "memory_mb": spec.memory_mb,
+            "handler": spec.handler,
+            "code_dir": str(spec.code_dir),
+            "layer_dirs": [str(p) for p in spec.layer_dirs],
+            "environment": dict(spec.environment),
+        },
+        "event": event,
+        "requests": requests,
+        "top": top,
+    }
+    environment = {**os.environ, **spec.environment, "POWERTOOLS_TRACE_DISABLED": "true"}
+    finished = subprocess.run(
+        [sys.executable, "-m", "benchmarks.profile_rest", "--handler-child"],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+    )
+    report: dict[str, Any] = json.loads(finished.stdout.strip().splitlines()[-1])
+    return report
+
+
+def _handler_child() -> None:
+    """In a child process: the Api handler called `requests` times, timed, then profiled."""
+    job = json.loads(sys.stdin.read())
+    spec = job["spec"]
+    for path in [spec["code_dir"], *spec["layer_dirs"]]:
+        sys.path.insert(0, path)
+    from modeldrop.api.record_cache import CachedModelRecords
+    from modeldrop.api.runtime import SageMakerRuntime
+
+    spans: dict[str, list[float]] = defaultdict(list)
+
+    def timed(owner: Any, method: str, name: str) -> None:
+        original = getattr(owner, method)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spans[name].append((time.perf_counter() - started) * 1e6)
+
+        setattr(owner, method, wrapper)
+
+    timed(SageMakerRuntime, "invoke", "invoke")
+    timed(CachedModelRecords, "get_model", "get_model")
+    module_name, _, function_name = spec["handler"].rpartition(".")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    context = LambdaContext(spec, "profile", time.time() + 600)
+    event, requests = job["event"], int(job["requests"])
+    per_call: list[float] = []
+    profile = cProfile.Profile()
+    with contextlib.redirect_stdout(io.StringIO()):  # its logs and metrics lines
+        for _ in range(50):
+            handler(event, context)
+        spans.clear()
+        for _ in range(requests):
+            started = time.perf_counter()
+            handler(event, context)
+            per_call.append((time.perf_counter() - started) * 1e6)
+        profile.enable()
+        for _ in range(requests):
+            handler(event, context)
+        profile.disable()
+    stream = io.StringIO()
+    pstats.Stats(profile, stream=stream).strip_dirs().sort_stats("cumulative").print_stats(int(job["top"]))
+    report = {
+        "handler_p50_us": percentile(per_call, 50),
+        "invoke_p50_us": percentile(spans["invoke"][:requests], 50),
+        "get_model_p50_us": percentile(spans["get_model"][:requests], 50) if spans["get_model"] else 0.0,
+        "profile": stream.getvalue(),
+    }
+    print(json.dumps(report))
 
 
 def run(requests: int, concurrency: int, top: int) -> str:
@@ -146,25 +215,12 @@ def run(requests: int, concurrency: int, top: int) -> str:
 
             assert cloud.stack is not None and cloud.rest is not None
             spec = next(s for s in cloud.stack.functions.values() if s.logical_id == "ApiFunction")
-            handler = _api_handler(spec)
             request = Request(
                 EnvironBuilder(path=path, method="POST", data=body, headers=headers).get_environ()
             )
             route = next(r for r in cloud.rest.app.routes if r.method == "POST")
             event = cloud.rest.app.proxy_event(request, route, path.split(api.path, 1)[-1], {"name": MODEL})
-            context = LambdaContext(
-                {"name": spec.name, "arn": spec.arn, "memory_mb": spec.memory_mb}, "profile", time.time() + 60
-            )
-            profile = cProfile.Profile()
-            with contextlib.redirect_stdout(io.StringIO()):  # its logs and metrics lines
-                for _ in range(50):
-                    handler(event, context)
-                in_process_started = time.perf_counter()
-                profile.enable()
-                for _ in range(requests):
-                    handler(event, context)
-                profile.disable()
-            in_process_us = (time.perf_counter() - in_process_started) / requests * 1e6
+            handler_report = _profile_handler_in_child(spec, event, requests, top)
 
     def p50(samples: dict[str, list[float]], name: str) -> float | None:
         values = samples.get(name)
@@ -175,10 +231,11 @@ def run(requests: int, concurrency: int, top: int) -> str:
     app = p50(rest_samples, "REST front app") or 0.0
     host = p50(rest_samples, "functions host invoke") or 0.0
     worker = p50(rest_samples, "worker round trip") or 0.0
-    get_item = p50(rest_samples, "edge GetItem") or 0.0
+    # The Api function reads the record on a cache miss only (a warm container keeps it a few seconds):
+    # its cost per REST request is the GetItem time spread over all of them.
+    get_items = rest_samples.get("edge GetItem", [])
+    get_item = sum(get_items) / len(rest.latencies_ms) if rest.latencies_ms else 0.0
     invoke = p50(rest_samples, "edge InvokeEndpoint") or 0.0
-    stream = io.StringIO()
-    pstats.Stats(profile, stream=stream).strip_dirs().sort_stats("cumulative").print_stats(top)
     lines = [
         f"requests={requests} concurrency={concurrency} errors={rest.errors} "
         f"REST rps={rest.rps:.0f}, direct rps={direct.rps:.0f}",
@@ -196,20 +253,30 @@ def run(requests: int, concurrency: int, top: int) -> str:
             worker - get_item - invoke,
             "Powertools, resolver, pydantic, botocore for 2 calls, its HTTP client",
         ),
-        _row("edge: DynamoDB GetItem (moto)", get_item, "the model's record, ConsistentRead"),
+        _row(
+            "edge: DynamoDB GetItem (moto), per REST request",
+            get_item,
+            f"the record, ConsistentRead: {len(get_items)} GetItem for {len(rest.latencies_ms)} requests",
+        ),
         _row("edge: InvokeEndpoint (local SageMaker)", invoke),
         "",
-        f"The Api handler called in this process: {in_process_us:.0f} µs per call (cProfile on), "
-        f"top {top} by cumulative time:",
+        "The Api handler in a process of its own (as in its worker), against the same edge, "
+        f"{requests} calls: p50 {handler_report['handler_p50_us']:.0f} µs per call, of which "
+        f"{handler_report['invoke_p50_us']:.0f} µs in its InvokeEndpoint call (botocore, HTTP, the edge) "
+        f"and {handler_report['get_model_p50_us']:.0f} µs reading the model's record; "
+        f"then under cProfile, top {top} by cumulative time:",
         "",
         "```",
-        stream.getvalue().strip(),
+        str(handler_report["profile"]).strip(),
         "```",
     ]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--handler-child"]:
+        _handler_child()
+        sys.exit(0)
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -24,8 +24,9 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from modeldrop_local.edge import s3_event
 from modeldrop_local.example_models import build_sklearn_iris, iris_payload
+from modeldrop_local.s3_notifications import s3_event
+from modeldrop_local.stack import ACCOUNT_ID
 from modeldrop_local.stack_client import FINAL_STATUSES, StackClient
 
 from benchmarks.common import NoDelayHTTPConnection, percentile
@@ -391,6 +392,7 @@ class Suite:
             sequencer="0000000000000000AA",
             configuration_id="redelivered",
             region="us-east-1",
+            account_id=ACCOUNT_ID,
         )
         lambda_client = self.client("lambda")
         payload = json.dumps(event).encode()

@@ -233,13 +233,26 @@ def package(
     requirements: Annotated[
         Path | None, typer.Option("--requirements", help="code/requirements.txt.")
     ] = None,
+    framework_version: Annotated[
+        str | None,
+        typer.Option(
+            "--framework-version", help="Image version to check against (default: the default one)."
+        ),
+    ] = None,
 ) -> None:
-    """Build a model.tar.gz with the layout SageMaker expects, and check it as an upload would be."""
+    """Build a model.tar.gz with the layout SageMaker expects, and check it as an upload would be.
+
+    The versions the model was saved with (code/modeldrop-libraries.json) are checked against the image
+    it will run on, as OnUpload checks them: a model that image cannot load is not written.
+    """
     for label, path in (("inference file", inference), ("requirements file", requirements)):
         if path is not None and not path.is_file():
             raise _fail(f"{label} not found: {path}")
+    from modeldrop.frameworks import default_version
+    from modeldrop.image_libraries import check_versions
     from modeldrop.model_config import ConfigRejected
     from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
+    from modeldrop.serving_setup import parse_libraries
     from modeldrop.tarball import TarballRejected
 
     try:
@@ -247,6 +260,14 @@ def package(
         report = describe_tarball(path)
     except (PackagingError, TarballRejected, ConfigRejected) as error:
         raise _fail(f"cannot package: {getattr(error, 'reason', error)}") from error
+    libraries, _ = parse_libraries(report.libraries_bytes)
+    version = framework_version or (default_version(report.framework) if report.framework else None)
+    versions = check_versions(libraries, report.framework, version)
+    if versions.refusal:
+        path.unlink()
+        raise _fail(f"cannot package for the {version} image: {versions.refusal}")
+    for warning in versions.warnings:
+        typer.echo(f"warning: {warning}")
     typer.echo(f"wrote {path}: {', '.join(report.members)}")
 
 
@@ -269,7 +290,7 @@ def local_up(
     ] = False,
 ) -> None:
     """Start the local cloud in the foreground until Ctrl-C or SIGTERM."""
-    from modeldrop_local.state import LocalCloud
+    from modeldrop_local.cloud import LocalCloud
 
     configure_console(verbose)
 
@@ -372,7 +393,7 @@ def local_invoke(
         answer = response["Payload"].read()
         failed = "FunctionError" in response
     else:
-        from modeldrop_local.state import LocalCloud, free_port
+        from modeldrop_local.cloud import LocalCloud, free_port
 
         # One invocation: no spare workers for the other functions.
         transient = LocalCloud(

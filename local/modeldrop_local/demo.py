@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from modeldrop_local.cloud import LocalCloud, free_port
 from modeldrop_local.example_models import build_sklearn_iris, iris_sample, predict_in_process
 from modeldrop_local.stack_client import StackClient
-from modeldrop_local.state import LocalCloud, free_port
 
 MODEL_NAME = "iris"
 

@@ -1,43 +1,42 @@
 """The AWS edge: one loopback port for every AWS API call of the local cloud.
 
-Routing: SageMaker control plane (X-Amz-Target SageMaker.*) and runtime (/endpoints/*/invocations) →
-the local SageMaker WSGI app; Lambda Invoke → the functions host; CloudFormation DescribeStacks of the
-local stack → the template's Outputs; everything else → moto, in-process. Successful S3 object writes
-are turned into S3 event notifications for the functions the template subscribes, sent asynchronously.
+Routing: SageMaker control plane (X-Amz-Target SageMaker.*) and runtime (/endpoints/*/invocations), as
+`sagemaker.app.is_sagemaker_request` tells → the local SageMaker WSGI app; Lambda Invoke → the
+functions host; CloudFormation DescribeStacks of the local stack → `cloudformation.py`; everything else
+→ moto, in-process. Successful S3 object writes go to `s3_notifications.py`, which sends S3's event to
+the functions the template subscribes, asynchronously.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import logging
 import os
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, unquote
 from xml.sax.saxutils import escape
 
-import boto3
 from moto.core.config import default_user_config
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.wrappers import Response
 
+from modeldrop_local.cloudformation import describe_stacks
 from modeldrop_local.functions_host import FunctionsHost
 from modeldrop_local.http_server import make_server
+from modeldrop_local.s3_notifications import S3Notifier
+from modeldrop_local.sagemaker.app import is_sagemaker_request
 from modeldrop_local.sagemaker.server import LeanWSGIServer
 from modeldrop_local.service_quotas import install as install_sagemaker_quotas
-from modeldrop_local.stack import ACCOUNT_ID, LocalStack
+from modeldrop_local.stack import LocalStack
 
 logger = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 _LAMBDA_INVOKE = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
-_SAGEMAKER_RUNTIME = re.compile(r"^/endpoints/[^/]+/invocations")
 
 
 def configure_moto(port: int) -> Callable[[], None]:
@@ -99,33 +98,22 @@ class EdgeApp:
         self.sagemaker_app = sagemaker_app
         self.functions: FunctionsHost | None = None
         self.stack: LocalStack | None = None
-        self.edge_url = ""
-        self._sequencer = itertools.count(int(time.time() * 1000))
-        self.notification_threads: list[threading.Thread] = []
-        self._s3: Any = None
-        self._s3_lock = threading.Lock()
+        self.notifier: S3Notifier | None = None
         self._dynamodb_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "")
-        target = environ.get("HTTP_X_AMZ_TARGET", "")
-        lambda_match = _LAMBDA_INVOKE.match(path)
+        lambda_match = _LAMBDA_INVOKE.match(environ.get("PATH_INFO", ""))
         if lambda_match and environ["REQUEST_METHOD"] == "POST":
             return self._lambda_invoke(environ, unquote(lambda_match["name"]))(environ, start_response)
         # Without a local SageMaker app, moto's SageMaker answers (records only, serves nothing).
-        if self.sagemaker_app is not None and (
-            target.startswith("SageMaker.") or _SAGEMAKER_RUNTIME.match(path)
-        ):
+        if self.sagemaker_app is not None and is_sagemaker_request(environ):
             return self.sagemaker_app(environ, start_response)
         if self.stack is not None and environ["REQUEST_METHOD"] == "POST" and _is_form(environ):
-            body = _read_body(environ)
-            form = parse_qs(body.decode("utf-8", "replace"))
-            if form.get("Action") == ["DescribeStacks"] and form.get("StackName", [""])[0] in (
-                self.stack.name,
-                "",
-            ):
-                return _describe_stacks(self.stack)(environ, start_response)
-        if target.startswith("DynamoDB_"):
+            form = parse_qs(_read_body(environ).decode("utf-8", "replace"))
+            stack_answer = describe_stacks(self.stack, form)
+            if stack_answer is not None:
+                return stack_answer(environ, start_response)
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
             # DynamoDB applies each item write atomically; moto checks the condition, stores the bare
             # key, then applies the update, so a concurrent reader sees a key-only item and two
             # conditional writers can both pass. One DynamoDB call at a time gives back the atomicity.
@@ -159,61 +147,13 @@ class EdgeApp:
                 close()
             return _malformed(environ)(environ, start_response)
         start_response(status, headers)
-        object_write = _s3_object_write(environ)
-        if object_write is None or self.stack is None or not self.stack.notifications:
+        write = self.notifier.watched_write(environ) if self.notifier is not None else None
+        if write is None:
             return [*early_writes, *answer] if early_writes else answer
         body = b"".join([*early_writes, *answer])
-        if status.startswith("200"):
-            bucket, key, event_name = object_write
-            self._notify(bucket, key, event_name, dict(headers))
+        if status.startswith("200") and self.notifier is not None:
+            self.notifier.notify(write, dict(headers))
         return [body]
-
-    def _notify(self, bucket: str, key: str, event_name: str, headers: dict[str, str]) -> None:
-        assert self.stack is not None and self.functions is not None
-        targets = [n for n in self.stack.notifications if n.matches(bucket, key, f"s3:{event_name}")]
-        if not targets:
-            return
-        version_id = headers.get("x-amz-version-id")
-        sequencer = f"{next(self._sequencer):018X}"
-
-        def send() -> None:
-            # S3 sends the notification after the write; size/eTag come from the stored object.
-            s3 = self._s3_client()
-            head_arguments: dict[str, Any] = {"Bucket": bucket, "Key": key}
-            if version_id:
-                head_arguments["VersionId"] = version_id
-            head = s3.head_object(**head_arguments)
-            for notification in targets:
-                event = s3_event(
-                    bucket=bucket,
-                    key=key,
-                    event_name=event_name,
-                    size=int(head["ContentLength"]),
-                    etag=head["ETag"].strip('"'),
-                    version_id=version_id,
-                    sequencer=sequencer,
-                    configuration_id=notification.configuration_id,
-                    region=self.stack.region if self.stack else "us-east-1",
-                )
-                assert self.functions is not None
-                self.functions.invoke(notification.function, json.dumps(event).encode())
-
-        thread = threading.Thread(target=send, daemon=True, name=f"s3-notify-{key}")
-        self.notification_threads = [t for t in self.notification_threads if t.is_alive()] + [thread]
-        thread.start()
-
-    def _s3_client(self) -> Any:
-        """One client for every notification (boto3 clients are thread-safe; making one costs ~20 ms)."""
-        with self._s3_lock:
-            if self._s3 is None:
-                self._s3 = boto3.client(
-                    "s3",
-                    endpoint_url=self.edge_url,
-                    region_name=self.stack.region if self.stack else "us-east-1",
-                    aws_access_key_id="testing",
-                    aws_secret_access_key="testing",
-                )
-            return self._s3
 
     def _lambda_invoke(self, environ: dict[str, Any], name: str) -> Response:
         if self.functions is None:
@@ -236,74 +176,6 @@ class EdgeApp:
         if result.function_error:
             headers["X-Amz-Function-Error"] = "Unhandled"
         return Response(result.payload, status=200, headers=headers, content_type="application/json")
-
-
-def s3_event(
-    *,
-    bucket: str,
-    key: str,
-    event_name: str,
-    size: int,
-    etag: str,
-    version_id: str | None,
-    sequencer: str,
-    configuration_id: str,
-    region: str,
-) -> dict[str, Any]:
-    """An S3 event notification exactly as S3 sends it to Lambda (event message structure 2.1)."""
-    obj: dict[str, Any] = {"key": key, "size": size, "eTag": etag, "sequencer": sequencer}
-    if version_id:
-        obj["versionId"] = version_id
-    now = datetime.now(UTC)
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": region,
-                "eventTime": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
-                "eventName": event_name,
-                "userIdentity": {"principalId": f"AWS:{ACCOUNT_ID}"},
-                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                "responseElements": {
-                    "x-amz-request-id": uuid.uuid4().hex[:16].upper(),
-                    "x-amz-id-2": "local",
-                },
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": configuration_id,
-                    "bucket": {
-                        "name": bucket,
-                        "ownerIdentity": {"principalId": ACCOUNT_ID},
-                        "arn": f"arn:aws:s3:::{bucket}",
-                    },
-                    "object": obj,
-                },
-            }
-        ]
-    }
-
-
-def _s3_object_write(environ: dict[str, Any]) -> tuple[str, str, str] | None:
-    """(bucket, key, event name) when the request is an S3 PutObject/CopyObject/CompleteMultipartUpload."""
-    if "/s3/aws4_request" not in environ.get("HTTP_AUTHORIZATION", ""):
-        return None
-    method = environ["REQUEST_METHOD"]
-    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-    host = environ.get("HTTP_HOST", "").split(":", 1)[0]
-    path = unquote(environ.get("PATH_INFO", ""))
-    if host and not re.fullmatch(r"[\d.]+|localhost|s3[.-].*amazonaws\.com", host) and "." in host:
-        bucket, key = host.split(".", 1)[0], path.lstrip("/")
-    else:
-        bucket, _, key = path.lstrip("/").partition("/")
-    if not bucket or not key:
-        return None
-    if method == "PUT" and "partNumber" not in query and not (set(query) - {"x-id"}):
-        copy = "HTTP_X_AMZ_COPY_SOURCE" in environ
-        return bucket, key, "ObjectCreated:Copy" if copy else "ObjectCreated:Put"
-    if method == "POST" and "uploadId" in query:
-        return bucket, key, "ObjectCreated:CompleteMultipartUpload"
-    return None
 
 
 def _is_unhandled_error(status: str, headers: list[tuple[str, str]]) -> bool:
@@ -356,30 +228,6 @@ def _json_error(status: int, error_type: str, message: str) -> Response:
     )
 
 
-def _describe_stacks(stack: LocalStack) -> Response:
-    outputs = "".join(
-        f"<member><OutputKey>{escape(key)}</OutputKey><OutputValue>{escape(value)}</OutputValue></member>"
-        for key, value in stack.outputs.items()
-    )
-    parameters = "".join(
-        f"<member><ParameterKey>{escape(key)}</ParameterKey><ParameterValue>{escape(str(stack.resolver.refs[key]))}"
-        f"</ParameterValue></member>"
-        for key in stack.resolver.template.get("Parameters", {})
-    )
-    stack_id = stack.resolver.refs["AWS::StackId"]
-    body = (
-        '<DescribeStacksResponse xmlns="http://cloudformation.amazonaws.com/doc/2010-05-15/">'
-        "<DescribeStacksResult><Stacks><member>"
-        f"<StackName>{escape(stack.name)}</StackName><StackId>{escape(stack_id)}</StackId>"
-        "<CreationTime>2026-01-01T00:00:00Z</CreationTime><StackStatus>CREATE_COMPLETE</StackStatus>"
-        f"<Parameters>{parameters}</Parameters><Outputs>{outputs}</Outputs>"
-        "</member></Stacks></DescribeStacksResult>"
-        f"<ResponseMetadata><RequestId>{uuid.uuid4()}</RequestId></ResponseMetadata>"
-        "</DescribeStacksResponse>"
-    )
-    return Response(body, status=200, content_type="text/xml")
-
-
 class Edge:
     """The edge server on 127.0.0.1:port, in a background thread of this process."""
 
@@ -389,7 +237,6 @@ class Edge:
         self.app = EdgeApp(sagemaker_app)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.app.edge_url = self.url
         self._server: LeanWSGIServer = make_server("127.0.0.1", port, self.app, moto_headers=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="edge")
 
@@ -399,6 +246,13 @@ class Edge:
     def attach(self, stack: LocalStack, functions: FunctionsHost) -> None:
         self.app.stack = stack
         self.app.functions = functions
+        self.app.notifier = S3Notifier(
+            stack.notifications,
+            functions.invoke,
+            edge_url=self.url,
+            region=stack.region,
+            account_id=str(stack.resolver.refs["AWS::AccountId"]),
+        )
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -7,6 +7,14 @@ Every tarball works on AWS as it is (with_handler=False gives the bare artifact,
 OnUpload adds): scikit-learn and ONNX models carry the code/inference.py the scikit-learn image needs
 and code/modeldrop-libraries.json (see modeldrop.packaging).
 
+Pickles and boosters are made with the libraries of the image that serves them: the scikit-learn
+models are trained and pickled with scikit-learn 1.2.1 and numpy 1.24.1 (the 1.2-1 image's), the
+XGBoost booster with xgboost 1.7.4 (the 1.7-1 image's), by example_runner.py running in the local
+SageMaker's pinned environment of that image (sagemaker/worker/image_envs.py; built on first use,
+cached per machine), and code/modeldrop-libraries.json records those versions. ONNX models and the
+numpy weights hold no pickled objects and are made here. predict_in_process loads a pickle in the
+same pinned environment: a scikit-learn 1.2.1 forest does not unpickle under a newer scikit-learn.
+
 What "prediction" means, per builder (the JSON a serving container returns for a JSON list of rows):
 - sklearn, sklearn forest, padded: `model.predict(rows)` -> class ids, e.g. [0, 1, 2]
 - onnx: the model's first output ("label") -> class ids, e.g. [0, 1, 2]
@@ -17,9 +25,11 @@ What "prediction" means, per builder (the JSON a serving container returns for a
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
+import hashlib
 import json
-import sys
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Mapping
 from functools import cache
@@ -27,9 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from modeldrop.frameworks import Framework
+from modeldrop.frameworks import Framework, default_version
 from modeldrop.packaging import TARBALL_NAME, build_model_tarball
 from modeldrop.tarball import TarballLimits, safe_extract
+
+from modeldrop_local import example_runner
+from modeldrop_local.sagemaker.worker.image_envs import EnvironmentCache, environment_for
 
 RANDOM_STATE = 0
 IRIS_FEATURES = 4
@@ -138,6 +151,7 @@ def _tarball(
     requirements_txt: Path | None = None,
     config: Mapping[str, Any] | None = None,
     with_handler: bool = True,
+    libraries: Mapping[str, str] | None = None,
 ) -> Path:
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
@@ -149,7 +163,96 @@ def _tarball(
         config=config,
         serving_code=with_handler,
         record_libraries=with_handler,
+        libraries=libraries,
     )
+
+
+def image_python(framework: Framework) -> str:
+    """The interpreter of the pinned environment of the framework's default image version."""
+    return str(EnvironmentCache().python(environment_for(framework, default_version(framework))))
+
+
+def _run_in_image(framework: Framework, request: Mapping[str, Any]) -> Any:
+    completed = subprocess.run(
+        [image_python(framework), example_runner.__file__],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"example_runner.py failed in the {framework.value} image environment: {completed.stderr[-2000:]}"
+        )
+    return json.loads(completed.stdout)
+
+
+def pickle_large_knn(path: Path, n_samples: int) -> dict[str, str]:
+    """A KNeighborsClassifier on n_samples synthetic rows, pickled to path in the scikit-learn image's
+    environment (for the size benchmarks); returns the versions it was made with."""
+    answer = _run_in_image(
+        Framework.SKLEARN,
+        {
+            "command": "train",
+            "model": "knn",
+            "n_samples": n_samples,
+            "random_state": RANDOM_STATE,
+            "out": str(path),
+        },
+    )
+    return dict(answer["libraries"])
+
+
+@cache
+def _trained(kind: str, n_estimators: int = 0) -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    """An example model trained in its image's pinned environment: the artifact and the versions used.
+
+    Training is deterministic, so the result is kept beside the environment (per machine, keyed by the
+    environment, example_runner.py's source and the request): later processes and test runs read it.
+    """
+    framework = Framework.XGBOOST if kind == "xgboost" else Framework.SKLEARN
+    environment = environment_for(framework, default_version(framework))
+    features, targets = _iris()
+    request = {
+        "command": "train",
+        "model": kind,
+        "n_estimators": n_estimators,
+        "features": features.tolist(),
+        "targets": targets.tolist(),
+        "random_state": RANDOM_STATE,
+    }
+    digest = hashlib.sha256(Path(example_runner.__file__).read_bytes())
+    digest.update(json.dumps(request, sort_keys=True).encode())
+    cache = EnvironmentCache()
+    kept = (
+        cache.path(environment).with_name(f"{cache.path(environment).name}-examples")
+        / digest.hexdigest()[:24]
+    )
+    if (kept / "libraries.json").is_file():
+        libraries = json.loads((kept / "libraries.json").read_text())
+        return (kept / "artifact").read_bytes(), tuple(sorted(libraries.items()))
+    staging = Path(tempfile.mkdtemp(prefix=".train-", dir=_mkdir(kept.parent)))
+    try:
+        answer = _run_in_image(framework, {**request, "out": str(staging / "artifact")})
+        (staging / "libraries.json").write_text(json.dumps(answer["libraries"]))
+        with contextlib.suppress(OSError):  # another process kept the same result first
+            staging.rename(kept)
+        artifact = (kept / "artifact").read_bytes()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return artifact, tuple(sorted(answer["libraries"].items()))
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _write_trained(path: Path, kind: str, n_estimators: int = 0) -> dict[str, str]:
+    """Writes the trained artifact to path; returns the versions it was made with."""
+    artifact, libraries = _trained(kind, n_estimators)
+    path.write_bytes(artifact)
+    return dict(libraries)
 
 
 def _fit_logistic() -> Any:
@@ -157,13 +260,6 @@ def _fit_logistic() -> Any:
 
     features, targets = _iris()
     return LogisticRegression(max_iter=1000, random_state=RANDOM_STATE).fit(features, targets)
-
-
-def _fit_forest(n_estimators: int) -> Any:
-    from sklearn.ensemble import RandomForestClassifier
-
-    features, targets = _iris()
-    return RandomForestClassifier(n_estimators=n_estimators, random_state=RANDOM_STATE).fit(features, targets)
 
 
 def build_sklearn_iris(
@@ -177,13 +273,13 @@ def build_sklearn_iris(
 
     with_handler (default): plus the generated code/inference.py (model_fn) the scikit-learn image needs.
     """
-    import joblib
-
-    model = _fit_logistic() if n_estimators is None else _fit_forest(n_estimators)
     with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
         artifact = Path(staging) / "model.joblib"
-        joblib.dump(model, artifact)
-        return _tarball(dest_dir, [artifact], config=config, with_handler=with_handler)
+        if n_estimators is None:
+            libraries = _write_trained(artifact, "logistic")
+        else:
+            libraries = _write_trained(artifact, "forest", n_estimators)
+        return _tarball(dest_dir, [artifact], config=config, with_handler=with_handler, libraries=libraries)
 
 
 def build_sklearn_forest(
@@ -228,33 +324,17 @@ def build_xgboost_iris(
     config: Mapping[str, Any] | None = None,
 ) -> Path:
     """An XGBoost Booster (multi:softmax, UBJSON) saved as xgboost-model, as SageMaker's container expects."""
-    import xgboost
-
-    features, targets = _iris()
-    booster = xgboost.train(
-        {"objective": "multi:softmax", "num_class": 3, "max_depth": 3, "seed": RANDOM_STATE, "nthread": 1},
-        xgboost.DMatrix(features, label=targets),
-        num_boost_round=20,
-    )
     with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
         artifact = Path(staging) / artifact_name
-        artifact.write_bytes(bytes(booster.save_raw("ubj")))
+        _write_trained(artifact, "xgboost")  # the booster file records its XGBoost version itself
         return _tarball(dest_dir, [artifact], config=config)
 
 
 def build_custom_inference(dest_dir: Path | str, *, config: Mapping[str, Any] | None = None) -> Path:
     """model.joblib (scaler + LogisticRegression) with code/inference.py: JSON in, JSON out with names."""
-    import joblib
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    features, targets = _iris()
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=RANDOM_STATE))
-    model.fit(features, targets)
     with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
         root = Path(staging)
-        joblib.dump(model, root / "model.joblib")
+        libraries = _write_trained(root / "model.joblib", "pipeline")
         (root / "inference.py").write_text(CUSTOM_INFERENCE_PY)
         (root / "requirements.txt").write_text(CUSTOM_REQUIREMENTS_TXT)
         return _tarball(
@@ -263,6 +343,7 @@ def build_custom_inference(dest_dir: Path | str, *, config: Mapping[str, Any] | 
             inference_py=root / "inference.py",
             requirements_txt=root / "requirements.txt",
             config=config,
+            libraries=libraries,
         )
 
 
@@ -278,12 +359,10 @@ def build_padded_model(
     For the pipeline and cold-start size benchmarks: download, extraction and memory sizing see a
     big model while predictions stay those of build_sklearn_iris.
     """
-    import joblib
-
     padding_bytes = max(0, int(size_mb * 2**20))
     with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
         root = Path(staging)
-        joblib.dump(_fit_logistic(), root / "model.joblib")
+        libraries = _write_trained(root / "model.joblib", "logistic")
         generator = np.random.default_rng(RANDOM_STATE)
         chunk = 4 * 2**20
         with (root / "padding.bin").open("wb") as padding:
@@ -307,6 +386,7 @@ def build_padded_model(
             compresslevel=0,
             serving_code=with_handler,
             record_libraries=with_handler,
+            libraries=libraries,
         )
 
 
@@ -320,57 +400,25 @@ def build_custom_weights(dest_dir: Path | str, *, config: Mapping[str, Any] | No
         return _tarball(dest_dir, [root / "weights.npz"], inference_py=root / "inference.py", config=config)
 
 
-def _load_module(path: Path) -> Any:
-    name = f"modeldrop_example_inference_{abs(hash(str(path)))}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(path.parent))
-    return module
-
-
 def predict_in_process(tarball_path: Path | str, rows: list[list[float]]) -> Any:
-    """Load the tarball's model here, as its serving container would, and predict rows.
+    """Load the tarball's model as its serving container would, and predict rows.
 
-    Returns the decoded JSON the endpoint is expected to answer (see the module docstring).
+    A pickle is loaded in the scikit-learn image's pinned environment, as the endpoint loads it (the
+    handler code of the tarball runs there too); ONNX and XGBoost models load here. Returns the
+    decoded JSON the endpoint is expected to answer (see the module docstring).
     """
     with tempfile.TemporaryDirectory(prefix="modeldrop-predict-") as tmp:
         model_dir = Path(tmp) / "model"
         with Path(tarball_path).open("rb") as stream:
             report = safe_extract(stream, model_dir, TarballLimits(max_uncompressed_bytes=2**40))
-        if report.has_inference_code:
-            # The handlers the module defines; the scikit-learn container's defaults for the others
-            # (JSON to an array, model.predict, the array to JSON).
-            handlers = _load_module(model_dir / "code" / "inference.py")
-            model = handlers.model_fn(str(model_dir))
-            input_fn = getattr(handlers, "input_fn", lambda body, _: np.asarray(json.loads(body)))
-            predict_fn = getattr(handlers, "predict_fn", lambda data, loaded: loaded.predict(data))
-            output_fn = getattr(handlers, "output_fn", lambda prediction, _: json.dumps(prediction.tolist()))
-            body = output_fn(
-                predict_fn(input_fn(json.dumps(rows), "application/json"), model), "application/json"
-            )
-            return json.loads(body)
-        features = np.asarray(rows, dtype=np.float64)
-        artifact = model_dir / report.artifacts[0]
-        if report.framework is Framework.SKLEARN:
-            import joblib
-
-            return joblib.load(artifact).predict(features).tolist()
-        if report.framework is Framework.ONNX:
-            import onnxruntime
-
-            session = onnxruntime.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
-            input_name = session.get_inputs()[0].name
-            return session.run(None, {input_name: features.astype(np.float32)})[0].tolist()
-        if report.framework is Framework.XGBOOST:
-            import xgboost
-
-            booster = xgboost.Booster()
-            booster.load_model(bytearray(artifact.read_bytes()))
-            return booster.predict(xgboost.DMatrix(features)).tolist()
-        raise ValueError(f"no in-process loader for framework {report.framework}")
+        request = {
+            "command": "predict",
+            "model_dir": str(model_dir),
+            "rows": rows,
+            "has_code": report.has_inference_code,
+            "artifact": str(model_dir / report.artifacts[0]) if report.artifacts else None,
+            "framework": report.framework.value if report.framework else None,
+        }
+        if report.framework in (Framework.ONNX, Framework.XGBOOST):
+            return example_runner.predict(request)
+        return _run_in_image(Framework.SKLEARN, request)["prediction"]

@@ -81,6 +81,9 @@ class RestFrontApp:
         self.binary_media_types = [
             str(t) for t in api.definition.get("x-amazon-apigateway-binary-media-types", [])
         ]
+        # Media type → whether a binary media type pattern matches it (fnmatch per pattern is not free,
+        # and a client sends the same few types on every request). Bounded: it keys on client input.
+        self._binary_by_media_type: dict[str, bool] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -110,9 +113,14 @@ class RestFrontApp:
 
     def _is_binary(self, content_type: str | None) -> bool:
         media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        return bool(media_type) and any(
-            fnmatch.fnmatch(media_type, pattern) for pattern in self.binary_media_types
-        )
+        if not media_type:
+            return False
+        known = self._binary_by_media_type.get(media_type)
+        if known is None:
+            known = any(fnmatch.fnmatch(media_type, pattern) for pattern in self.binary_media_types)
+            if len(self._binary_by_media_type) < 256:
+                self._binary_by_media_type[media_type] = known
+        return known
 
     def proxy_event(
         self, request: Request, route: Route, path: str, path_parameters: dict[str, str]
@@ -125,15 +133,20 @@ class RestFrontApp:
             body = base64.b64encode(body_bytes).decode()
         else:
             body = body_bytes.decode("utf-8", "replace")
-        headers = {name: value for name, value in request.headers.items()}
+        # werkzeug reads each header from the WSGI environ again on every pass: read them once.
+        header_items = list(request.headers.items())
+        headers = dict(header_items)
         multi_headers: dict[str, list[str]] = {}
-        for name, value in request.headers.items():
+        lowercase: dict[str, str] = {}
+        for name, value in header_items:
             multi_headers.setdefault(name, []).append(value)
-        query = {key: values[-1] for key, values in request.args.lists()}
-        multi_query = {key: list(values) for key, values in request.args.lists()}
+            lowercase.setdefault(name.lower(), value)
+        query_lists = list(request.args.lists()) if request.environ.get("QUERY_STRING") else []
+        query = {key: values[-1] for key, values in query_lists}
+        multi_query = {key: list(values) for key, values in query_lists}
         now = datetime.now(UTC)
         request_id = str(uuid.uuid4())
-        api_key = request.headers.get("x-api-key")
+        api_key = lowercase.get("x-api-key")
         return {
             "resource": route.resource,
             "path": path,
@@ -159,7 +172,7 @@ class RestFrontApp:
                 "requestId": request_id,
                 "identity": {
                     "sourceIp": request.remote_addr or "127.0.0.1",
-                    "userAgent": request.headers.get("User-Agent"),
+                    "userAgent": lowercase.get("user-agent"),
                     "apiKey": api_key,
                     "apiKeyId": None,
                     "accessKey": None,

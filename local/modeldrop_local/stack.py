@@ -1,14 +1,14 @@
 """Create template.yaml's resources in the local cloud, as read by the template reader (template.py).
 
 Everything comes from the template: the bucket, tables, roles, state machine (DefinitionUri with its
-DefinitionSubstitutions), the API key, the functions and the S3 → Lambda notifications. The resources
-are created with plain boto3 clients: through the edge, or moto's in-process mock in the unit tests.
+DefinitionSubstitutions), the API key, the functions and the S3 → Lambda notifications (read and
+recorded by `s3_notifications.py`). The resources are created with plain boto3 clients: through the
+edge, or moto's in-process mock in the unit tests.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from modeldrop_local import s3_notifications
 from modeldrop_local.template import (
     ACCOUNT_ID,
     DEFAULT_REGION,
@@ -66,25 +67,6 @@ _ALREADY_EXISTS = {
 
 
 @dataclass(frozen=True)
-class S3Notification:
-    """An S3 event source of a function: which objects of which bucket invoke it."""
-
-    bucket: str
-    events: tuple[str, ...]
-    prefix: str
-    suffix: str
-    function: str
-    function_arn: str
-    configuration_id: str
-
-    def matches(self, bucket: str, key: str, event_name: str) -> bool:
-        """event_name like `s3:ObjectCreated:Put`; patterns like `s3:ObjectCreated:*`."""
-        if bucket != self.bucket or not key.startswith(self.prefix) or not key.endswith(self.suffix):
-            return False
-        return any(re.fullmatch(re.escape(p).replace(r"\*", ".*"), event_name) for p in self.events)
-
-
-@dataclass(frozen=True)
 class RestApiSpec:
     """The REST API a template declares: its OpenAPI body (intrinsics resolved), stage and key."""
 
@@ -103,7 +85,7 @@ class LocalStack:
     template_path: Path
     resolver: Resolver
     functions: dict[str, FunctionSpec]
-    notifications: list[S3Notification]
+    notifications: list[s3_notifications.S3Notification]
     rest_api: RestApiSpec | None
     outputs: dict[str, str]
 
@@ -162,10 +144,10 @@ def build_stack(
         notification
         for logical_id, resource in resources.items()
         if resource["Type"] == "AWS::Serverless::Function"
-        for notification in _s3_notifications(resolver, logical_id, resource)
+        for notification in s3_notifications.function_notifications(resolver, logical_id, resource)
     ]
     if create:
-        _put_bucket_notifications(clients, notifications)
+        s3_notifications.record_on_buckets(clients("s3"), notifications)
     rest_api = _rest_api(resolver, resources, api_key_value)
     outputs = _outputs(resolver, rest_api, api_url)
     return LocalStack(
@@ -333,57 +315,6 @@ def state_machine_definition(resolver: Resolver, resource: dict[str, Any], base_
             f"state machine definition is not valid JSON after substitutions: {error}"
         ) from error
     return text
-
-
-def _s3_notifications(resolver: Resolver, logical_id: str, resource: dict[str, Any]) -> list[S3Notification]:
-    notifications = []
-    for event_id, event in resource.get("Properties", {}).get("Events", {}).items():
-        if event.get("Type") != "S3":
-            continue
-        properties = event["Properties"]
-        events = properties["Events"]
-        rules = {
-            rule["Name"].lower(): str(rule["Value"])
-            for rule in properties.get("Filter", {}).get("S3Key", {}).get("Rules", [])
-        }
-        notifications.append(
-            S3Notification(
-                bucket=str(resolver.resolve(properties["Bucket"])),
-                events=tuple(events if isinstance(events, list) else [events]),
-                prefix=rules.get("prefix", ""),
-                suffix=rules.get("suffix", ""),
-                function=resolver.refs[logical_id],
-                function_arn=resolver.attributes[(logical_id, "Arn")],
-                configuration_id=f"{resolver.refs['AWS::StackName']}-{event_id}",
-            )
-        )
-    return notifications
-
-
-def _put_bucket_notifications(clients: _Clients, notifications: list[S3Notification]) -> None:
-    """Record the notifications on the buckets too, so GetBucketNotificationConfiguration shows them.
-
-    The edge delivers them (moto's own delivery targets its Lambda backend, which holds no function).
-    """
-    by_bucket: dict[str, list[dict[str, Any]]] = {}
-    for notification in notifications:
-        rules = [
-            {"Name": name, "Value": value}
-            for name, value in (("prefix", notification.prefix), ("suffix", notification.suffix))
-            if value
-        ]
-        configuration: dict[str, Any] = {
-            "Id": notification.configuration_id,
-            "LambdaFunctionArn": notification.function_arn,
-            "Events": list(notification.events),
-        }
-        if rules:
-            configuration["Filter"] = {"Key": {"FilterRules": rules}}
-        by_bucket.setdefault(notification.bucket, []).append(configuration)
-    for bucket, configurations in by_bucket.items():
-        clients("s3").put_bucket_notification_configuration(
-            Bucket=bucket, NotificationConfiguration={"LambdaFunctionConfigurations": configurations}
-        )
 
 
 def _rest_api(resolver: Resolver, resources: dict[str, Any], api_key_value: str | None) -> RestApiSpec | None:

@@ -119,7 +119,7 @@ class Invoke:
 class Deployment:
     id: str
     image: str
-    artifact: str  # sklearn | onnx | xgboost | weights_npy
+    artifact: str  # sklearn | sklearn_numpy2 | onnx | xgboost | weights_npy
     code: str | None  # code/<program> source, or None
     env: dict[str, str]
     in_service: bool  # False: CreateEndpoint ends Failed (the real /ping does not answer 200)
@@ -273,6 +273,18 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         False,
         f"{SKLEARN_SERVING} import_module: importlib finds no module serve",
         reason_mentions=("serve",),
+        oracle=True,
+    ),
+    Deployment(
+        "sklearn-numpy2-pickle",
+        SKLEARN_IMAGE,
+        "sklearn_numpy2",
+        MODEL_FN,
+        SDK_ENV,
+        False,
+        f"{SKLEARN_SERVING}: model_fn runs at /ping; the image's numpy 1.24.1 (requirements.txt at v1.2-1) "
+        "has no numpy._core, which a forest pickled under numpy 2 references",
+        reason_mentions=("No module named 'numpy._core'",),
         oracle=True,
     ),
     Deployment(

@@ -22,6 +22,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from modeldrop_local.example_models import (
+    _iris,
     build_onnx_iris,
     build_sklearn_iris,
     build_xgboost_iris,
@@ -60,6 +61,13 @@ def _artifacts(build: Path) -> dict[str, Path]:
             (member,) = [m for m in archive.getmembers() if m.isfile()]
             archive.extract(member, build / kind, filter="data")
             out[kind] = build / kind / member.name
+    # A forest pickled here, under numpy 2 and scikit-learn 1.9: its tree state references numpy._core.
+    from sklearn.ensemble import RandomForestClassifier
+
+    (build / "sklearn_numpy2").mkdir()
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(*_iris())
+    joblib.dump(forest, build / "sklearn_numpy2" / "model.joblib")
+    out["sklearn_numpy2"] = build / "sklearn_numpy2" / "model.joblib"
     np.save(build / "weights.npy", np.arange(12.0).reshape(3, 4))
     out["weights_npy"] = build / "weights.npy"
     return out

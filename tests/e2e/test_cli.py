@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import psutil
 import pytest
 from modeldrop_local.cli import app
 from modeldrop_local.example_models import build_sklearn_iris, iris_sample, predict_in_process
+from modeldrop_local.sagemaker.worker.image_envs import CACHE_ENV, default_cache_root
 from typer.testing import CliRunner, Result
 
 from tests.utils import REPO_ROOT, free_port
@@ -34,6 +36,9 @@ class LocalUp:
         if home is not None:
             env = {key: value for key, value in env.items() if not key.startswith("AWS_")}
             env["HOME"] = str(home)
+            # The pinned image environments are a per-machine cache, built once (make image-envs); a new
+            # home would build them again inside the deployment's timeout. Credentials are the point here.
+            env[CACHE_ENV] = str(default_cache_root())
         self.process = subprocess.Popen(
             [
                 *(sys.executable, "-m", "modeldrop_local.cli", "local", "up"),
@@ -162,6 +167,41 @@ def _joblib_model(tmp_path: Path) -> Path:
     with tarfile.open(tarball) as archive:
         archive.extract("model.joblib", tmp_path / "raw", filter="data")
     return tmp_path / "raw" / "model.joblib"
+
+
+def test_package_refuses_a_numpy2_pickle_for_the_sklearn_image(tmp_path: Path) -> None:
+    # Given a forest pickled here, under numpy 2 (its tree state references numpy._core)
+    import joblib
+    from modeldrop_local.example_models import _iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = tmp_path / "model.joblib"
+    joblib.dump(RandomForestClassifier(n_estimators=2, random_state=0).fit(*_iris()), model)
+
+    # When packaged for the default scikit-learn image (1.2-1, numpy 1.24.1)
+    result = CliRunner().invoke(app, ["package", str(model), "-o", str(tmp_path / "model.tar.gz")])
+
+    # Then nothing is written, and the reason names the gap
+    assert result.exit_code != 0
+    assert "No module named 'numpy._core'" in result.output
+    assert "numpy 1.24.1" in result.output
+    assert not (tmp_path / "model.tar.gz").exists()
+
+
+def test_package_records_the_versions_a_pickle_names(tmp_path: Path) -> None:
+    # Given the example model file, pickled with the 1.2-1 image's scikit-learn 1.2.1
+    model = _joblib_model(tmp_path)
+
+    # When packaged here (scikit-learn 1.9, numpy 2)
+    result = CliRunner().invoke(app, ["package", str(model), "-o", str(tmp_path / "model.tar.gz")])
+
+    # Then it is written without a warning, recording what the pickle says, not this environment
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    with tarfile.open(tmp_path / "model.tar.gz") as archive:
+        member = archive.extractfile("code/modeldrop-libraries.json")
+        assert member is not None
+        assert json.loads(member.read())["scikit-learn"] == "1.2.1"
 
 
 def test_package_refuses_a_missing_inference_file(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from modeldrop_local.cli import app
-from modeldrop_local.state import LocalCloud
+from modeldrop_local.cloud import LocalCloud
 from typer.testing import CliRunner
 
 from tests.utils import EVENTS_DIR, REPO_ROOT

@@ -171,14 +171,6 @@ def test_a_model_larger_than_serverless_memory_is_rejected() -> None:
     )
 
 
-def test_overridden_by_replaces_only_the_keys_set() -> None:
-    root = parse_model_config(b'{"memory_mb": 2048, "max_concurrency": 4}')
-    sibling = parse_model_config(b'{"max_concurrency": 8}')
-    merged = root.overridden_by(sibling)
-    assert (merged.memory_mb, merged.max_concurrency) == (2048, 8)
-    assert root.overridden_by(None) is root
-
-
 def test_resolve_fills_everything_from_defaults_detection_and_size() -> None:
     # Given no modeldrop.json, a detected scikit-learn model of 700 MB and stack defaults
     resolved = resolve_config(
@@ -218,7 +210,8 @@ def test_resolve_prefers_the_model_config() -> None:
     assert resolved.image == XGBOOST_IMAGE
     assert (resolved.memory_mb, resolved.max_concurrency, resolved.provisioned_concurrency) == (3072, 2, 1)
     assert resolved.environment == {"K": "V"}
-    assert resolved.to_record() == {
+    # And the deployment record's config map (deploy.py) is camelCase JSON
+    assert resolved.model_dump(by_alias=True, mode="json") == {
         "framework": "xgboost",
         "frameworkVersion": "1.7-1",
         "image": XGBOOST_IMAGE,

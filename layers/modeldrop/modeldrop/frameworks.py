@@ -161,6 +161,19 @@ def framework_from_image(image: str) -> Framework | None:
     return None
 
 
+def version_from_image(image: str) -> str | None:
+    """The framework version of a prebuilt image (its tag, as tag_template writes it); None: not one."""
+    framework = framework_from_image(image)
+    if framework is None:
+        return None
+    tag = image.rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
+    entry = _entry(framework)
+    for version in entry["versions"]:
+        if entry["tag_template"].format(version=version) == tag:
+            return str(version)
+    return None
+
+
 def serving_framework(image: str, member_names: Iterable[str]) -> Framework | None:
     """Which built-in loader serves a model: the image's framework, refined by the files.
 

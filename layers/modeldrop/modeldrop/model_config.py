@@ -126,13 +126,6 @@ class ModelConfig(BaseModel):
             )
         return self
 
-    def overridden_by(self, other: ModelConfig | None) -> ModelConfig:
-        """This config with every key that `other` sets replaced by other's value."""
-        if other is None:
-            return self
-        merged = self.model_dump() | other.model_dump(include=other.model_fields_set)
-        return ModelConfig.model_validate(merged)
-
 
 def _describe(error: Any, source: str) -> str:
     location = [str(part) for part in error["loc"]]
@@ -217,10 +210,6 @@ class ResolvedConfig(BaseModel):
     environment: dict[str, str]
     # The smoke test as JSON text: DynamoDB takes no floats, and a request body may hold them.
     smoke_test: str | None = None
-
-    def to_record(self) -> dict[str, Any]:
-        """The deployment record's config map: camelCase keys, plain JSON values."""
-        return self.model_dump(mode="json", by_alias=True)
 
 
 def resolve_config(

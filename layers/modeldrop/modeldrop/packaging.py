@@ -6,9 +6,11 @@ and gzip header), so packaging the same files twice gives the same bytes and the
 
 The result works on AWS as it is: a scikit-learn or ONNX model without handler code gets the
 code/inference.py that OnUpload would add (the scikit-learn image has no default loader), and
-whenever code/ is written, code/modeldrop-libraries.json records the library versions of the
-packaging environment, so OnUpload can warn when they cannot load on the image. Versions are
-provenance, not deployment settings, so not in modeldrop.json: a modeldrop.json inside the tarball
+whenever code/ is written, code/modeldrop-libraries.json records the library versions the model was
+saved with (given by the caller that trained it, else the packaging environment's, corrected by what
+a pickle says of itself: modeldrop.image_libraries), so OnUpload can refuse a model the image cannot
+load, or warn when it may not. Versions are provenance, not deployment settings, so not in
+modeldrop.json: a modeldrop.json inside the tarball
 replaces the sibling models/<name>/modeldrop.json whole. XGBoost tarballs get neither: the image loads
 every root file as a booster and ignores code/ without SAGEMAKER_PROGRAM; the booster file records its
 own XGBoost version.
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldrop.frameworks import Framework, detect_framework
+from modeldrop.image_libraries import pickled_libraries
 from modeldrop.model_config import ModelConfig, parse_model_config
 from modeldrop.serving_setup import (
     ONNX_HANDLER_FILE,
@@ -112,6 +115,23 @@ def packaging_libraries(framework: Framework | None) -> dict[str, str]:
     return found
 
 
+def saved_libraries(artifacts: list[Path], environment: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The versions the artifacts were saved with: `environment` (the one that trained them; default
+    this one), corrected by what each pickle says of itself (modeldrop.image_libraries)."""
+    found = dict(environment or packaging_libraries(detect_framework([path.name for path in artifacts])))
+    for artifact in artifacts:
+        if not artifact.is_file():
+            continue
+        pickled = pickled_libraries(artifact)
+        if environment is None and pickled.get("scikit-learn", found.get("scikit-learn")) != found.get(
+            "scikit-learn"
+        ):
+            # Pickled by another scikit-learn: this environment's numpy, scipy and Python say nothing of it.
+            found = {}
+        found |= pickled
+    return found
+
+
 def _generated_code(names: list[str]) -> dict[str, bytes]:
     """The code/ the scikit-learn image needs for these root artifacts (what OnUpload would add)."""
     framework = detect_framework(names)
@@ -135,6 +155,7 @@ def build_model_tarball(
     onnx_handler: bool = False,
     serving_code: bool = True,
     record_libraries: bool = True,
+    libraries: Mapping[str, str] | None = None,
 ) -> Path:
     """Write model.tar.gz (dest: a file path, or a directory to hold model.tar.gz) and validate it.
 
@@ -144,7 +165,8 @@ def build_model_tarball(
     onnx_handler adds modeldrop's ONNX handlers as code/ (required: fails without a .onnx file).
     serving_code (default): without inference_py, a scikit-learn or ONNX model gets the code/inference.py
     the scikit-learn image needs (OnUpload adds the same when it is missing). record_libraries: write
-    code/modeldrop-libraries.json whenever there is a code/ folder.
+    code/modeldrop-libraries.json whenever there is a code/ folder: `libraries` when given (the versions of
+    the environment that trained the model), else this environment's corrected by the artifacts' own.
     """
     sources = [Path(model_files)] if isinstance(model_files, str | Path) else [Path(p) for p in model_files]
     dest_path = Path(dest)
@@ -182,8 +204,8 @@ def build_model_tarball(
     elif serving_code and inference_py is None:
         code = _generated_code(list(names)) | code
     if code and record_libraries:
-        libraries = packaging_libraries(detect_framework(list(names)))
-        code[LIBRARIES_MEMBER] = (json.dumps(libraries, indent=2, sort_keys=True) + "\n").encode()
+        recorded = saved_libraries(list(names.values()), libraries)
+        code[LIBRARIES_MEMBER] = (json.dumps(recorded, indent=2, sort_keys=True) + "\n").encode()
 
     dest_path.parent.mkdir(parents=True, exist_ok=True)
     partial = dest_path.with_name(dest_path.name + ".partial")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -23,6 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from modeldrop.frameworks import Framework, artifact_framework, framework_from_image
+from modeldrop.image_libraries import check_versions
 from modeldrop.model_config import ModelConfig, ResolvedConfig
 from modeldrop.tarball import (
     CONFIG_MEMBER,
@@ -92,48 +92,6 @@ def sdk_environment(region: str) -> dict[str, str]:
         "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
         "SAGEMAKER_REGION": region,
     }
-
-
-# ---------------------------------------------------------------- library versions of the images
-# What each scikit-learn image version runs (requirements.txt / Dockerfile of
-# aws/sagemaker-scikit-learn-container at tags v0.23-1, v1.0-1, v1.2-1; ../shared FIDELITY.md).
-SKLEARN_IMAGE_LIBRARIES: dict[str, dict[str, str]] = {
-    "0.23-1": {"scikit-learn": "0.23.2", "numpy": "1.19.2"},
-    "1.0-1": {"scikit-learn": "1.0.2", "numpy": "1.19.2"},
-    "1.2-1": {"python": "3.8", "scikit-learn": "1.2.1", "numpy": "1.24.1"},
-}
-
-
-def _major_minor(version: str) -> tuple[int, int] | None:
-    match = re.match(r"^(\d+)\.(\d+)", version)
-    return (int(match[1]), int(match[2])) if match else None
-
-
-def version_warnings(
-    libraries: dict[str, str], framework: Framework | None, image_version: str | None
-) -> list[str]:
-    """Warnings when the versions a model was saved with cannot (or may not) load on the image."""
-    if framework is not Framework.SKLEARN or image_version not in SKLEARN_IMAGE_LIBRARIES:
-        return []
-    image = SKLEARN_IMAGE_LIBRARIES[image_version]
-    warnings: list[str] = []
-    saved_numpy = _major_minor(libraries.get("numpy", ""))
-    image_numpy = _major_minor(image["numpy"])
-    if saved_numpy and image_numpy and saved_numpy[0] >= 2 > image_numpy[0]:
-        warnings.append(
-            f"saved with numpy {libraries['numpy']}; the scikit-learn {image_version} image has numpy "
-            f"{image['numpy']}, which cannot unpickle it (No module named 'numpy._core'): the endpoint "
-            "will fail its health check. Save the model with numpy<2"
-        )
-    saved_sklearn = _major_minor(libraries.get("scikit-learn", ""))
-    image_sklearn = _major_minor(image["scikit-learn"])
-    if saved_sklearn and image_sklearn and saved_sklearn != image_sklearn:
-        warnings.append(
-            f"saved with scikit-learn {libraries['scikit-learn']}; the image has {image['scikit-learn']}: "
-            "scikit-learn loads pickles only from the same version reliably. Save the model with "
-            f"scikit-learn=={image['scikit-learn']} or choose a matching framework_version"
-        )
-    return warnings
 
 
 def parse_libraries(raw: bytes | None) -> tuple[dict[str, str], str | None]:
@@ -301,9 +259,9 @@ def plan_serving(
     libraries, libraries_warning = parse_libraries(report.libraries_bytes)
     if libraries_warning:
         notes.append(libraries_warning)
-    if family is Framework.SKLEARN:
-        warnings = version_warnings(libraries, resolved.framework, resolved.framework_version)
-        notes.extend(f"warning: {text}" for text in warnings)
+    versions = check_versions(libraries, resolved.framework, resolved.framework_version)
+    notes.extend(f"warning: {text}" for text in versions.warnings)
+    problem = problem or versions.refusal
     if leave_out:
         notes.append(
             "the XGBoost image in algorithm mode loads every root file as a booster: "

@@ -23,6 +23,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from modeldrop_local.sagemaker import errors
+from modeldrop_local.sagemaker.lifecycle import Clock
 from modeldrop_local.sagemaker.pool import LauncherLike
 from modeldrop_local.sagemaker.service import LocalSageMaker
 from modeldrop_local.sagemaker.settings import LocalSageMakerSettings
@@ -71,12 +72,12 @@ class LocalSageMakerApp:
             elif route == "invoke":  # not reached while _invocation_endpoint matches what the rule does
                 return self._invoke_direct(request, args["name"], request_id, start_response)
             elif route == "health":
-                response = _json({"status": "ok", "operations": self.service.operations})
+                response = _json({"status": "ok", "operations": self.service.control_plane.operations})
             elif route == "metrics":
-                response = _json(self.service.metrics(args["name"]))
+                response = _json(self.service.data_plane.metrics(args["name"]))
             else:
                 tail = request.args.get("tail", type=int)
-                text = self.service.read_log(args["name"], tail)
+                text = self.service.data_plane.read_log(args["name"], tail)
                 response = Response(text, content_type="text/plain; charset=utf-8")
         except errors.SageMakerError as error:
             response = _error(error, rest=not request.headers.get("X-Amz-Target"))
@@ -105,7 +106,7 @@ class LocalSageMakerApp:
             params = json.loads(request.get_data() or b"{}")
         except ValueError as error:
             raise errors.serialization(f"The request body is not valid JSON: {error}") from error
-        result = self.service.call(target[len(TARGET_PREFIX) :], params)
+        result = self.service.control_plane.call(target[len(TARGET_PREFIX) :], params)
         return Response(json.dumps(result), content_type=JSON_1_1)
 
     def _invoke_direct(
@@ -120,7 +121,7 @@ class LocalSageMakerApp:
         if (request.content_length or 0) > limit:
             raise errors.runtime_validation(f"Request {request_id} has oversize body.")
         body = request.stream.read(limit + 1)
-        answer = self.service.invoke(
+        answer = self.service.data_plane.invoke(
             name, body, environ.get("CONTENT_TYPE"), environ.get("HTTP_ACCEPT"), request_id
         )
         payload = answer.result.body
@@ -171,6 +172,8 @@ def _error(error: errors.SageMakerError, *, rest: bool) -> Response:
     return response
 
 
-def create_app(settings: LocalSageMakerSettings, launcher: LauncherLike | None = None) -> LocalSageMakerApp:
+def create_app(
+    settings: LocalSageMakerSettings, launcher: LauncherLike | None = None, *, clock: Clock | None = None
+) -> LocalSageMakerApp:
     """The local SageMaker as a WSGI app (state in settings.state_dir; workers from `launcher`)."""
-    return LocalSageMakerApp(LocalSageMaker(settings, launcher))
+    return LocalSageMakerApp(LocalSageMaker(settings, launcher, clock=clock))

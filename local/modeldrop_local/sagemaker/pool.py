@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from modeldrop_local.sagemaker.metrics import EndpointMetrics
+from modeldrop_local.sagemaker.records import Deployment
 from modeldrop_local.sagemaker.worker import (
     InvocationResult,
     WorkerCrashed,
@@ -45,57 +46,6 @@ class LauncherLike(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class Deployment:
-    """What an endpoint serves: a snapshot of its model and config taken at Create/UpdateEndpoint."""
-
-    deployment_id: str
-    endpoint_config_name: str
-    model_name: str
-    variant_name: str
-    image: str
-    model_data_url: str
-    memory_mb: int
-    max_concurrency: int
-    provisioned_concurrency: int
-    model_dir: Path
-    environment: Mapping[str, str] = field(default_factory=dict)
-    source_dir: Path | None = None  # an s3:// SAGEMAKER_SUBMIT_DIRECTORY, once downloaded
-
-    def to_record(self) -> dict[str, Any]:
-        return {
-            "DeploymentId": self.deployment_id,
-            "EndpointConfigName": self.endpoint_config_name,
-            "ModelName": self.model_name,
-            "VariantName": self.variant_name,
-            "Image": self.image,
-            "ModelDataUrl": self.model_data_url,
-            "MemorySizeInMB": self.memory_mb,
-            "MaxConcurrency": self.max_concurrency,
-            "ProvisionedConcurrency": self.provisioned_concurrency,
-            "ModelDir": str(self.model_dir),
-            "Environment": dict(self.environment),
-            "SourceDir": str(self.source_dir) if self.source_dir else None,
-        }
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Deployment:
-        return cls(
-            deployment_id=record["DeploymentId"],
-            endpoint_config_name=record["EndpointConfigName"],
-            model_name=record["ModelName"],
-            variant_name=record["VariantName"],
-            image=record["Image"],
-            model_data_url=record["ModelDataUrl"],
-            memory_mb=int(record["MemorySizeInMB"]),
-            max_concurrency=int(record["MaxConcurrency"]),
-            provisioned_concurrency=int(record["ProvisionedConcurrency"]),
-            model_dir=Path(record["ModelDir"]),
-            environment=dict(record.get("Environment") or {}),
-            source_dir=Path(record["SourceDir"]) if record.get("SourceDir") else None,
-        )
-
-
 class Throttled(Exception):
     """MaxConcurrency requests are already in flight."""
 
@@ -108,7 +58,7 @@ class PoolClosed(Exception):
 class _Slot:
     worker: WorkerLike
     provisioned: bool
-    last_used: float = field(default_factory=time.monotonic)
+    last_used: float  # on the pool's clock
 
 
 class ServerlessPool:
@@ -122,6 +72,7 @@ class ServerlessPool:
         log_path: Path,
         idle_timeout_s: float,
         startup_timeout_s: float = 180.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.endpoint_name = endpoint_name
         self.deployment = deployment
@@ -137,12 +88,13 @@ class ServerlessPool:
         self._launcher = launcher
         self._metrics = metrics
         self._idle_timeout_s = idle_timeout_s
+        self._clock = clock  # when a worker was last used, and how long it has idled since
         self._lock = threading.Lock()
         self._idle: list[_Slot] = []
         self._busy = 0
         self._provisioned_live = 0
         self._closed = False
-        self.last_warm_failure: float | None = None  # monotonic; the reaper backs off after a failure
+        self.last_warm_failure: float | None = None  # on the clock; the reaper backs off after a failure
 
     # -- lifecycle
 
@@ -164,7 +116,7 @@ class ServerlessPool:
                     self._provisioned_live -= 1
                     stop_now: WorkerLike | None = worker
                 else:
-                    self._idle.append(_Slot(worker, provisioned=True))
+                    self._idle.append(_Slot(worker, provisioned=True, last_used=self._clock()))
                     stop_now = None
             if stop_now is not None:
                 stop_now.stop()
@@ -172,7 +124,7 @@ class ServerlessPool:
 
     def reap(self, now: float | None = None) -> int:
         """Stop on-demand workers idle longer than idle_timeout_s; returns how many were stopped."""
-        now = time.monotonic() if now is None else now
+        now = self._clock() if now is None else now
         with self._lock:
             expired = [
                 slot
@@ -245,7 +197,7 @@ class ServerlessPool:
         keep: _Slot | None = None
         try:
             if slot is None:
-                slot = _Slot(self._cold_start(), provisioned=False)
+                slot = _Slot(self._cold_start(), provisioned=False, last_used=self._clock())
             try:
                 result = slot.worker.invoke(body, content_type, accept, request_id, timeout_s)
             except (WorkerCrashed, WorkerTimeout):
@@ -257,7 +209,7 @@ class ServerlessPool:
             with self._lock:
                 self._busy -= 1
                 if keep is not None and not self._closed:
-                    keep.last_used = time.monotonic()
+                    keep.last_used = self._clock()
                     self._idle.append(keep)
                     keep = None
                 elif slot is not None and keep is None and slot.provisioned:

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 from werkzeug.serving import DechunkedInput
 
 from modeldrop_local.sagemaker.app import LocalSageMakerApp, create_app
+from modeldrop_local.sagemaker.lifecycle import Clock
 from modeldrop_local.sagemaker.pool import LauncherLike
 from modeldrop_local.sagemaker.settings import LocalSageMakerSettings
 
@@ -380,9 +381,11 @@ class RunningServer:
         self.app.close()
 
 
-def start_in_thread(settings: LocalSageMakerSettings, launcher: LauncherLike | None = None) -> RunningServer:
+def start_in_thread(
+    settings: LocalSageMakerSettings, launcher: LauncherLike | None = None, *, clock: Clock | None = None
+) -> RunningServer:
     """Serve on settings.host:settings.port (0: a free port) from a daemon thread; `.stop()` ends it."""
-    app = create_app(settings, launcher)
+    app = create_app(settings, launcher, clock=clock)
     server = make_server(settings.host, settings.port, app)
     thread = threading.Thread(target=server.serve_forever, name="local-sagemaker-http", daemon=True)
     thread.start()

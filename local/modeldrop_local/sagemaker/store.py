@@ -2,7 +2,7 @@
 
 Layout under state_dir: models/<name>.json, endpoint-configs/<name>.json, endpoints/<name>.json,
 model-data/<endpoint>/<deployment id>/ (extracted tarballs), logs/<endpoint>.log, cache/ (workers).
-A new process on the same directory reads the records back (see LocalSageMaker.recover).
+A new process on the same directory reads the records back (see EndpointLifecycle.recover).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import boto3
 import pytest
-from modeldrop_local.state import LocalCloud
+from modeldrop_local.cloud import LocalCloud
 
 from tests.utils import free_port
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from modeldrop_local.state import LocalCloud
+from modeldrop_local.cloud import LocalCloud
 
 WRITERS = 6
 KEYS = 40

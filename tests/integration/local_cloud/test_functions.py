@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from modeldrop_local.state import LocalCloud
+from modeldrop_local.cloud import LocalCloud
 
 from tests.integration.local_cloud.conftest import wait_for
 

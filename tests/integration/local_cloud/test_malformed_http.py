@@ -7,7 +7,7 @@ import socket
 from typing import Any
 
 import pytest
-from modeldrop_local.state import LocalCloud
+from modeldrop_local.cloud import LocalCloud
 
 
 def _exchange(port: int, request: bytes) -> bytes:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import httpx
+from modeldrop_local.cloud import LocalCloud
 from modeldrop_local.rest_front import routes_from_openapi
 from modeldrop_local.stack import plan_stack
-from modeldrop_local.state import LocalCloud
 
 from tests.utils import REPO_ROOT
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from modeldrop_local.cli import app
+from modeldrop_local.cloud import LocalCloud
 from modeldrop_local.stack import state_machine_definition
-from modeldrop_local.state import LocalCloud
 from modeldrop_local.template import (
     IGNORED_TYPES,
     SUPPORTED_TYPES,

@@ -31,7 +31,7 @@ from modeldrop_local.sagemaker import LocalSageMakerSettings, start_in_thread
 from modeldrop_local.sagemaker.server import RunningServer
 from moto.server import ThreadedMotoServer
 
-from tests.utils import free_port
+from tests.utils import ManualClock, free_port
 
 BUCKET = "models"
 ROLE_ARN = "arn:aws:iam::123456789012:role/modeldrop-sagemaker"
@@ -169,10 +169,17 @@ def settings_for(state_dir: Path, s3_endpoint: str, **overrides: Any) -> LocalSa
 
 
 @pytest.fixture(scope="module")
+def clock() -> ManualClock:
+    """What the local SageMaker times idle workers on: the tests move it and run the reaper."""
+    return ManualClock()
+
+
+@pytest.fixture(scope="module")
 def local_sagemaker(
-    s3_endpoint: str, model_urls: ModelUrls, tmp_path_factory: pytest.TempPathFactory
+    s3_endpoint: str, model_urls: ModelUrls, tmp_path_factory: pytest.TempPathFactory, clock: ManualClock
 ) -> Iterator[RunningServer]:
-    server = start_in_thread(settings_for(tmp_path_factory.mktemp("sagemaker-state"), s3_endpoint))
+    state_dir = tmp_path_factory.mktemp("sagemaker-state")
+    server = start_in_thread(settings_for(state_dir, s3_endpoint), clock=clock)
     yield server
     server.stop()
 

@@ -150,7 +150,7 @@ def test_delete_stops_workers_and_removes_files(
     pids = [child.pid for child in psutil.Process().children(recursive=True)]
     model_data = Path(service.settings.state_dir) / "model-data" / "lc-del"
     assert model_data.is_dir()
-    workers_before = service.metrics("lc-del")["Workers"]["workers"]
+    workers_before = service.data_plane.metrics("lc-del")["Workers"]["workers"]
     assert workers_before >= 1
     # When it is deleted
     sm.delete_endpoint(EndpointName="lc-del")

@@ -19,6 +19,7 @@ from tests.integration.local_sagemaker.conftest import (
     invoke_json,
     wait_until_settled,
 )
+from tests.utils import ManualClock
 
 IRIS_PREDICTIONS = [0, 0, 1, 2]
 
@@ -87,26 +88,34 @@ def test_max_concurrency_holds_and_no_request_is_lost(
 
 
 def test_idle_workers_scale_to_zero_and_cold_start_again(
-    local_sagemaker: Any, runtime: Any, iris_endpoint: str
+    local_sagemaker: Any, clock: ManualClock, runtime: Any, iris_endpoint: str
 ) -> None:
+    lifecycle = local_sagemaker.app.service.lifecycle
     # Given a served request (one warm worker)
     assert invoke_json(runtime, iris_endpoint, iris_sample()) == IRIS_PREDICTIONS
     cold_starts = _metrics(local_sagemaker, iris_endpoint)["Metrics"]["ModelSetupTime"]["SampleCount"]
-    # When nothing arrives for longer than the idle timeout (1 s here)
-    # Then the reaper stops the worker
-    _wait_for(
-        lambda: _metrics(local_sagemaker, iris_endpoint)["Workers"]["workers"] == 0, 10, "scale to zero"
+    # When the reaper runs before the idle timeout (1 s here) is over
+    clock.advance(0.5)
+    lifecycle.reap()
+    # Then the worker stays
+    assert _metrics(local_sagemaker, iris_endpoint)["Workers"]["workers"] == 1
+    # When it runs once nothing has arrived for the idle timeout
+    clock.advance(0.5)
+    lifecycle.reap()
+    # Then it has stopped the worker, and says so in the endpoint's log
+    assert _metrics(local_sagemaker, iris_endpoint)["Workers"]["workers"] == 0
+    assert "scaled in: stopped 1 idle worker(s)" in local_sagemaker.app.service.data_plane.read_log(
+        iris_endpoint
     )
     # And the next request cold-starts a new worker and is served
     assert invoke_json(runtime, iris_endpoint, iris_sample()) == IRIS_PREDICTIONS
     metrics = _metrics(local_sagemaker, iris_endpoint)["Metrics"]
     assert metrics["ModelSetupTime"]["SampleCount"] == cold_starts + 1
     assert metrics["ModelSetupTime"]["p50"] > 0
-    assert "scaled in" in local_sagemaker.app.service.read_log(iris_endpoint)
 
 
 def test_provisioned_workers_stay_warm(
-    local_sagemaker: Any, sm: Any, runtime: Any, model_urls: ModelUrls
+    local_sagemaker: Any, clock: ManualClock, sm: Any, runtime: Any, model_urls: ModelUrls
 ) -> None:
     # Given an endpoint with ProvisionedConcurrency 1
     create_serverless_endpoint(sm, "rt-warm", model_urls.iris, max_concurrency=2, provisioned=1)
@@ -119,12 +128,11 @@ def test_provisioned_workers_stay_warm(
         "provisioned": 1,
     }
     setup = _metrics(local_sagemaker, "rt-warm")["Metrics"]["ModelSetupTime"]["SampleCount"]
-    # When it stays idle for several idle timeouts (no event to await: the reaper runs every 0.25 s)
-    deadline = time.monotonic() + 2.5
-    while time.monotonic() < deadline:
-        assert _metrics(local_sagemaker, "rt-warm")["Workers"]["workers"] == 1
-        time.sleep(0.25)
-    # Then a request is served without a cold start
+    # When it stays idle for ten idle timeouts, and the reaper runs
+    clock.advance(10.0)
+    local_sagemaker.app.service.lifecycle.reap()
+    # Then the worker is still up, and a request is served without a cold start
+    assert _metrics(local_sagemaker, "rt-warm")["Workers"]["workers"] == 1
     assert invoke_json(runtime, "rt-warm", iris_sample()) == IRIS_PREDICTIONS
     assert _metrics(local_sagemaker, "rt-warm")["Metrics"]["ModelSetupTime"]["SampleCount"] == setup
 

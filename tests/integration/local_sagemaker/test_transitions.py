@@ -18,7 +18,8 @@ import pytest
 from botocore.exceptions import ClientError
 from modeldrop_local.sagemaker import start_in_thread
 from modeldrop_local.sagemaker.metrics import EndpointMetrics
-from modeldrop_local.sagemaker.pool import Deployment, ServerlessPool, Throttled
+from modeldrop_local.sagemaker.pool import ServerlessPool, Throttled
+from modeldrop_local.sagemaker.records import Deployment
 from modeldrop_local.sagemaker.server import RunningServer
 from modeldrop_local.sagemaker.worker import InvocationResult, WorkerSpec, WorkerStartError
 

@@ -233,4 +233,4 @@ def test_prepare_loads_then_stops_the_worker(
     # Then the log shows a worker that loaded and was stopped (no worker is left running)
     log = spec.log_path.read_text()
     assert "worker ready: setup" in log
-    assert "XGBoost image, xgboost-algorithm on the xgboost fork server" in log
+    assert "XGBoost image, xgboost-algorithm on the xgboost-1.7-1/xgboost fork server" in log

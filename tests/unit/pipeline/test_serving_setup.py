@@ -321,10 +321,11 @@ def test_tensorflow_and_custom_images_get_nothing_added(
     }
 
 
-def test_numpy2_pickle_on_the_sklearn_image_is_warned_about(
+def test_numpy2_recorded_without_evidence_in_the_pickle_is_warned_about(
     stack: Stack, sagemaker: StubbedSageMaker, tmp_path: Path
 ) -> None:
-    # Given a model whose recorded versions (code/modeldrop-libraries.json) the 1.2-1 image cannot load
+    # Given a model recorded as saved under numpy 2 and scikit-learn 1.5, whose pickle names no numpy
+    # module (joblib writes a LogisticRegression's arrays itself: it loads on numpy 1.24)
     libraries = json.dumps({"python": "3.11.9", "scikit-learn": "1.5.2", "numpy": "2.1.3"}).encode()
     model = joblib_bytes(tmp_path)
     body = tarball([regular("model.joblib", model), regular("code/modeldrop-libraries.json", libraries)])
@@ -337,13 +338,38 @@ def test_numpy2_pickle_on_the_sklearn_image_is_warned_about(
     assert record.serving_setup is not None
     warnings = [note for note in record.serving_setup["notes"] if note.startswith("warning:")]
     assert warnings == [
-        "warning: saved with numpy 2.1.3; the scikit-learn 1.2-1 image has numpy 1.24.1, "
-        "which cannot unpickle it (No module named 'numpy._core'): the endpoint will fail its health check. "
+        "warning: saved with numpy 2.1.3; the sklearn 1.2-1 image has numpy 1.24.1: a pickle that "
+        "references numpy._core fails its health check there (No module named 'numpy._core'). "
         "Save the model with numpy<2",
         "warning: saved with scikit-learn 1.5.2; the image has 1.2.1: scikit-learn loads pickles only from "
         "the same version reliably. Save the model with scikit-learn==1.2.1 or choose a matching "
         "framework_version",
     ]
+
+
+def test_a_pickle_that_references_numpy_core_is_refused_for_the_numpy1_image(
+    stack: Stack, sagemaker: StubbedSageMaker, tmp_path: Path
+) -> None:
+    # Given a model whose recorded pickle references numpy._core (a numpy 2 forest, as packaging finds it)
+    libraries = json.dumps(
+        {"numpy": "2.4.6", "scikit-learn": "1.9.1", "pickled-numpy-module": "numpy._core"}
+    ).encode()
+    body = tarball(
+        [regular("model.joblib", joblib_bytes(tmp_path)), regular("code/modeldrop-libraries.json", libraries)]
+    )
+
+    # When OnUpload reads it (nothing is created in SageMaker: no stubbed response is consumed)
+    outcome = handle_upload(upload(stack, body), deploy_dependencies(stack, sagemaker))
+
+    # Then it is refused, saying why the image cannot load it and what to do
+    assert outcome.status is DeploymentStatus.REJECTED
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.reason == (
+        "the pickle references numpy._core (it was written under numpy 2.4.6); the sklearn 1.2-1 image has "
+        "numpy 1.24.1, which cannot unpickle it (No module named 'numpy._core'): the endpoint would fail "
+        "its health check. Pickle the model with numpy<2 (the image's versions: numpy==1.24.1, "
+        "scikit-learn==1.2.1)"
+    )
 
 
 def joblib_bytes(tmp_path: Path) -> bytes:
@@ -363,7 +389,12 @@ def test_packaged_examples_record_the_packaging_versions(tmp_path: Path, shape: 
     with path.open("rb") as stream:
         safe_extract(stream, model_dir, TarballLimits())
 
-    # Then code/modeldrop-libraries.json names this environment's versions
+    # Then code/modeldrop-libraries.json names the versions the model was made with: the scikit-learn
+    # 1.2-1 image's for the pickle (trained in its pinned environment), this environment's for ONNX
     recorded = json.loads((model_dir / "code" / "modeldrop-libraries.json").read_text())
-    assert recorded["numpy"] == np.__version__
+    if shape == "sklearn":
+        assert (recorded["numpy"], recorded["scikit-learn"]) == ("1.24.1", "1.2.1")
+        assert recorded.get("pickled-numpy-module") in (None, "numpy.core")
+    else:
+        assert recorded["numpy"] == np.__version__
     assert set(recorded) >= {"python", "numpy"}

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import boto3
 from botocore.config import Config
 
+from modeldrop.api.logic import is_servable
+from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime, SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
@@ -22,6 +24,13 @@ class ApiDependencies:
     runtime: ModelRuntime
     # None where rollbacks are not wired (a stack without the state machine, some tests): answered 503.
     rollbacks: RollbackDependencies | None = None
+    # Where the invocation path reads a model's endpoint: a short-lived cache of `records` in a warm
+    # container (modeldrop.api.record_cache); None reads `records` on every request.
+    serving_records: ModelRecordsReader | None = None
+
+    @property
+    def invocation_records(self) -> ModelRecordsReader:
+        return self.serving_records or self.records
 
 
 def sagemaker_runtime_client(settings: ApiSettings) -> object:
@@ -50,6 +59,7 @@ def build_dependencies(settings: ApiSettings) -> ApiDependencies:
         records=records,
         runtime=SageMakerRuntime(sagemaker_runtime_client(settings)),
         rollbacks=rollbacks,
+        serving_records=CachedModelRecords(records, is_servable, ttl_s=settings.record_cache_ttl_s),
     )
 
 

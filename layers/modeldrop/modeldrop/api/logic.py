@@ -29,6 +29,7 @@ from modeldrop.api.models import (
     RollbackRequest,
     is_valid_model_name,
 )
+from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime
 from modeldrop.records import Deployment, ModelItem
@@ -78,6 +79,20 @@ def invoke_model(
         )
     if size == 0:
         raise EmptyPayload("The request body is empty; send the input for the model.", model=name)
+    endpoint = _servable_endpoint(name, records)
+    logger.debug("Invoking model", extra={"model": name, "endpoint": endpoint, "bytes": size})
+    try:
+        return runtime.invoke(name, endpoint, invocation)
+    except ModelNotInService:
+        # SageMaker has no such endpoint: if the record came from the warm container's cache it may be
+        # stale (the endpoint deleted since), so the caller gets the table's current answer (404, 503).
+        if isinstance(records, CachedModelRecords) and records.forget(name):
+            _servable_endpoint(name, records)
+        raise
+
+
+def _servable_endpoint(name: str, records: ModelRecordsReader) -> str:
+    """The endpoint of a model that can be invoked; the API error that says why not, otherwise."""
     model = records.get_model(name)
     if model is None:
         # A model whose first upload was rejected or is still deploying has records but no endpoint.
@@ -92,8 +107,7 @@ def invoke_model(
             model=name,
             retry_after_s=ENDPOINT_CHANGING_RETRY_AFTER_S if changing else None,
         )
-    logger.debug("Invoking model", extra={"model": name, "endpoint": model.endpoint_name, "bytes": size})
-    return runtime.invoke(name, model.endpoint_name, invocation)
+    return model.endpoint_name
 
 
 def _not_deployed(name: str, last: Deployment) -> ModelNotInService:

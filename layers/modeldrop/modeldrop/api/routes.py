@@ -54,7 +54,7 @@ def create_resolver(dependencies: Callable[[], ApiDependencies]) -> APIGatewayRe
             content_type=event.headers.get("content-type"),
             accept=event.headers.get("accept"),
         )
-        result = logic.invoke_model(name, invocation, deps.records, deps.runtime)
+        result = logic.invoke_model(name, invocation, deps.invocation_records, deps.runtime)
         metrics.add_metric(name="ModelInvocations", unit=MetricUnit.Count, value=1)
         return _invocation_response(name, result)
 

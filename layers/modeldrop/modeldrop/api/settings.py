@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modeldrop.api.record_cache import DEFAULT_TTL_S
+
 
 class ApiSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -17,6 +19,8 @@ class ApiSettings(BaseModel):
     # keeps the error in our JSON shape and frees the Lambda.
     invoke_read_timeout_s: float = Field(default=25.0, gt=0)
     invoke_connect_timeout_s: float = Field(default=3.0, gt=0)
+    # How long a warm container may reuse a servable model's record to invoke it (0: read it every time).
+    record_cache_ttl_s: float = Field(default=DEFAULT_TTL_S, ge=0)
     # POST /models/{name}/rollback starts the deploy state machine, bounded like an upload's deployment.
     state_machine_arn: str = ""
     poll_interval_seconds: int = Field(default=30, ge=1)
@@ -38,6 +42,7 @@ class ApiSettings(BaseModel):
             "STATE_MACHINE_ARN": "state_machine_arn",
             "POLL_INTERVAL_SECONDS": "poll_interval_seconds",
             "DEPLOY_TIMEOUT_SECONDS": "deploy_timeout_seconds",
+            "MODEL_RECORD_CACHE_TTL_SECONDS": "record_cache_ttl_s",
         }
         values.update({field: env[name] for name, field in optional.items() if name in env})
         return cls.model_validate(values)

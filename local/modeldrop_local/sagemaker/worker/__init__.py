@@ -1,8 +1,8 @@
 """Local SageMaker workers: one process per model instance, forked from per-framework fork servers.
 
-The API the local SageMaker server codes against (prompts/worker_api.md): WorkerLauncher starts
-Workers from WorkerSpecs; Worker.invoke runs the inference-toolkit handler chain and returns an
-InvocationResult; failures raise WorkerStartError, WorkerCrashed or WorkerTimeout.
+The API the local SageMaker server codes against: WorkerLauncher starts Workers from WorkerSpecs;
+Worker.invoke runs the inference-toolkit handler chain and returns an InvocationResult; failures raise
+WorkerStartError, WorkerCrashed or WorkerTimeout.
 
 Choices, and why:
 - Cold start: a fork server per framework (zygote.py) holds the imports; a worker is a fork of it,

@@ -13,6 +13,7 @@ import os
 import select
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,8 +23,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import psutil
+from modeldrop.frameworks import Framework, default_version
 
 from modeldrop_local.sagemaker.worker.child import IDLE_ID, MARKER_PREFIX, MARKER_SUFFIX
+from modeldrop_local.sagemaker.worker.image_envs import (
+    EnvironmentCache,
+    ImageEnvironment,
+    environment_for,
+    environment_for_image,
+)
 from modeldrop_local.sagemaker.worker.profiles import (
     GENERIC,
     NO_TORCH,
@@ -67,6 +75,8 @@ class ServingPlan:
     module: str | None = None  # the user module's name, imported from code_dir
     default_model: DefaultModel = DefaultModel.NONE  # the image's model_fn when the module has none
     family: str = GENERIC.family
+    # The image's pinned library versions (image_envs.py); None: the project's own environment.
+    environment: ImageEnvironment | None = None
 
 
 def _relative_files(model_dir: Path) -> list[str]:
@@ -108,6 +118,7 @@ def plan_for(spec: WorkerSpec) -> ServingPlan:
         preload = "xgboost"
     else:  # the scikit-learn image, which also hosts ONNX models (their inference.py imports onnxruntime)
         preload = "onnx" if any(name.endswith(".onnx") for name in names) else "sklearn"
+    environment = environment_for_image(spec.image, pickled_model=preload in ("sklearn", "xgboost"))
     return ServingPlan(
         framework=None,
         preload=preload,
@@ -117,6 +128,7 @@ def plan_for(spec: WorkerSpec) -> ServingPlan:
         module=module.name if module is not None else None,
         family=profile.family,
         default_model=profile.default_model,
+        environment=environment,
     )
 
 
@@ -440,9 +452,19 @@ class MemoryWatchdog(threading.Thread):
 class WorkerLauncher:
     """Starts workers from per-framework fork servers (started lazily, reused). Thread-safe."""
 
-    def __init__(self, cache_dir: Path, *, pip_no_index: bool | None = None) -> None:
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        pip_no_index: bool | None = None,
+        environments: EnvironmentCache | None = None,
+    ) -> None:
         self.cache_dir = Path(cache_dir)
         self.requirements = RequirementsCache(self.cache_dir / "requirements", no_index=pip_no_index)
+        # Pinned image environments live per machine, not per state directory: built once, reused.
+        self.environments = environments or EnvironmentCache()
+        self._pinned_requirements: dict[str, RequirementsCache] = {}
+        self._pip_no_index = pip_no_index
         self._fork_servers: dict[str, ForkServer] = {}
         self._workers: set[Worker] = set()
         self._lock = threading.Lock()
@@ -451,23 +473,48 @@ class WorkerLauncher:
         self._watchdog.start()
         self._closed = False
 
-    def fork_server(self, preload: str) -> ForkServer:
+    def fork_server(self, preload: str, environment: ImageEnvironment | None = None) -> ForkServer:
+        """The fork server of a preload, under a pinned image environment's interpreter when given."""
+        python = str(self.environments.python(environment)) if environment is not None else sys.executable
+        key = f"{environment.name}/{preload}" if environment is not None else preload
         with self._fork_lock:
             if self._closed:
                 raise WorkerStartError("the local SageMaker is shutting down")
-            server = self._fork_servers.get(preload)
+            server = self._fork_servers.get(key)
             if server is None or not server.alive():
                 if server is not None:
                     server.close()
-                server = ForkServer(preload)
-                self._fork_servers[preload] = server
+                server = ForkServer(preload, python=python, label=key)
+                self._fork_servers[key] = server
         server.wait_ready()
         return server
 
+    def requirements_for(self, environment: ImageEnvironment | None) -> RequirementsCache:
+        """code/requirements.txt is installed for, and checked against, the environment that serves."""
+        if environment is None:
+            return self.requirements
+        python = str(self.environments.python(environment))  # may build it: not under the fork lock
+        with self._fork_lock:
+            cache = self._pinned_requirements.get(environment.name)
+            if cache is None:
+                cache = RequirementsCache(
+                    self.cache_dir / "requirements" / environment.name,
+                    no_index=self._pip_no_index,
+                    python=python,
+                    site_packages=self.environments.site_packages(environment),
+                )
+                self._pinned_requirements[environment.name] = cache
+        return cache
+
     def warm_up(self, *preloads: str) -> None:
-        """Start fork servers ahead of the first cold start (default: all but PyTorch); idempotent."""
+        """Start fork servers ahead of the first cold start (default: all but PyTorch); idempotent.
+
+        scikit-learn and XGBoost start in the pinned environments of their default image versions.
+        """
         for preload in preloads or ("sklearn", "xgboost", "onnx", "generic"):
-            self.fork_server(preload)
+            framework = {"sklearn": Framework.SKLEARN, "xgboost": Framework.XGBOOST}.get(preload)
+            environment = environment_for(framework, default_version(framework)) if framework else None
+            self.fork_server(preload, environment)
 
     def prepare(self, spec: WorkerSpec) -> None:
         """Detect the framework, install requirements, and load the model once in a worker."""
@@ -476,7 +523,8 @@ class WorkerLauncher:
     def start(self, spec: WorkerSpec) -> Worker:
         started = time.perf_counter()
         plan = plan_for(spec)
-        extra_path = self.requirements.install(plan.code_dir) if plan.code_dir is not None else None
+        requirements = self.requirements_for(plan.environment)
+        extra_path = requirements.install(plan.code_dir) if plan.code_dir is not None else None
         config: dict[str, Any] = {
             "model_dir": str(spec.model_dir),
             "framework": plan.framework,
@@ -489,7 +537,7 @@ class WorkerLauncher:
             "environment": {str(k): str(v) for k, v in spec.environment.items()},
             "memory_mb": spec.memory_mb,
         }
-        server = self.fork_server(plan.preload)
+        server = self.fork_server(plan.preload, plan.environment)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_read, log_write = os.pipe()
         fork_started = time.perf_counter()
@@ -508,7 +556,7 @@ class WorkerLauncher:
         self._watchdog.watch(worker)
         with self._lock:
             self._workers.add(worker)
-        log.note(f"worker started ({_describe(plan)} on the {plan.preload} fork server)")
+        log.note(f"worker started ({_describe(plan)} on the {server.label} fork server)")
         try:
             worker.wait_ready(spec.startup_timeout_s)
         except WorkerStartError as error:

@@ -40,8 +40,17 @@ def effective_lines(requirements: Path) -> list[str]:
     return lines
 
 
-def _already_satisfied(line: str) -> bool:
-    """A plain `name[extras] specifier; marker` line that this interpreter's packages satisfy."""
+def _installed_version(name: str, site_packages: Path | None) -> str:
+    """The version installed here, or in site_packages (a pinned image environment's)."""
+    if site_packages is None:
+        return metadata.version(name)
+    for distribution in metadata.distributions(name=name, path=[str(site_packages)]):
+        return distribution.version
+    raise metadata.PackageNotFoundError(name)
+
+
+def _already_satisfied(line: str, site_packages: Path | None = None) -> bool:
+    """A plain `name[extras] specifier; marker` line that the serving environment's packages satisfy."""
     if line.startswith("-") or "/" in line or line.startswith("."):
         return False
     try:
@@ -53,14 +62,14 @@ def _already_satisfied(line: str) -> bool:
     if requirement.marker is not None and not requirement.marker.evaluate():
         return True
     try:
-        installed = metadata.version(requirement.name)
+        installed = _installed_version(requirement.name, site_packages)
     except metadata.PackageNotFoundError:
         return False
     return requirement.specifier.contains(installed, prereleases=True)
 
 
-def still_needed(lines: list[str]) -> list[str]:
-    return [line for line in lines if not _already_satisfied(line)]
+def still_needed(lines: list[str], site_packages: Path | None = None) -> list[str]:
+    return [line for line in lines if not _already_satisfied(line, site_packages)]
 
 
 def _references_local_files(lines: list[str]) -> bool:
@@ -88,8 +97,17 @@ def cache_key(code_dir: Path, lines: list[str]) -> str:
 class RequirementsCache:
     """Installs each distinct requirements.txt once; concurrent callers of one key wait for it."""
 
-    def __init__(self, root: Path, *, no_index: bool | None = None, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        no_index: bool | None = None,
+        python: str = sys.executable,
+        site_packages: Path | None = None,
+    ) -> None:
+        """python and site_packages: a pinned image environment's (image_envs.py); default this one."""
         self.root = root
+        self.site_packages = site_packages
         self.no_index = os.environ.get(NO_INDEX_ENV, "") in ("1", "true") if no_index is None else no_index
         self.python = python
         self._locks: dict[str, threading.Lock] = {}
@@ -100,7 +118,7 @@ class RequirementsCache:
         requirements = code_dir / "requirements.txt"
         if not requirements.is_file():
             return None
-        lines = still_needed(effective_lines(requirements))
+        lines = still_needed(effective_lines(requirements), self.site_packages)
         if not lines:
             return None
         key = cache_key(code_dir, lines)

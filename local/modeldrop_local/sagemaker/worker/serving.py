@@ -1,10 +1,11 @@
-"""The sagemaker-inference-toolkit contract and the built-in handlers, as run inside a worker.
+"""The sagemaker-inference-toolkit contract for custom images, as run inside a worker.
 
 A model is served by four functions, `model_fn`, `input_fn`, `predict_fn`, `output_fn` (or one
 `transform_fn`), each taken from `code/inference.py` when it defines it, else the built-in default
-for the model's framework. Each may take a trailing `context` argument, as in the toolkit. Errors
-carry their HTTP status (KServe and the toolkit do the same): 415 for a content type or Accept we
-cannot serve, 400 for input the model rejects, 500 for anything else, with the exception message.
+for the model's framework (one module per framework in loaders/). Each may take a trailing `context`
+argument, as in the toolkit. Errors carry their HTTP status (KServe and the toolkit do the same): 415
+for a content type or Accept we cannot serve, 400 for input the model rejects, 500 for anything else,
+with the exception message.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import importlib.util
 import inspect
 import io
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -25,24 +25,13 @@ from typing import Any
 
 import numpy as np
 
+from modeldrop_local.sagemaker.worker.handler_errors import HandlerError, ModelLoadError
+from modeldrop_local.sagemaker.worker.loaders import BUILT_INS
+
 JSON = "application/json"
 CSV = "text/csv"
 NPY = "application/x-npy"
 SUPPORTED_TYPES = (JSON, CSV, NPY)
-PREDICT_METHOD_ENV = "MODELDROP_PREDICT_METHOD"  # scikit-learn: "predict" (default) or "predict_proba"
-
-
-class HandlerError(Exception):
-    """An error with the HTTP status the caller should see."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class ModelLoadError(Exception):
-    """The model could not be loaded; the message is user-facing."""
 
 
 def media_type(value: str | None) -> str:
@@ -192,7 +181,7 @@ def default_output_fn(prediction: Any, accept: str) -> bytes:
     return encode(prediction, accept)
 
 
-# ------------------------------------------------------------------------------- built-in loaders
+# --------------------------------------------------------------------------------- handler context
 
 
 @dataclass
@@ -212,124 +201,6 @@ class Context:
 
     def get_all_request_header(self, idx: int) -> dict[str, str]:
         return dict(self.request_headers)
-
-
-def _bad_input(error: Exception) -> HandlerError:
-    return HandlerError(400, str(error) or type(error).__name__)
-
-
-def load_sklearn(artifact: Path) -> Any:
-    import joblib
-
-    return joblib.load(artifact)
-
-
-def predict_sklearn(data: Any, model: Any) -> Any:
-    method_name = os.environ.get(PREDICT_METHOD_ENV, "predict")
-    method = getattr(model, method_name, None)
-    if method is None and method_name == "predict" and callable(model):  # a custom model_fn's function
-        method = model
-    if method is None:
-        raise HandlerError(500, f"{type(model).__name__} has no {method_name}() ({PREDICT_METHOD_ENV})")
-    try:
-        return method(data)
-    except (ValueError, TypeError) as error:  # scikit-learn's input validation (feature count, dtype)
-        raise _bad_input(error) from error
-
-
-def load_xgboost(artifact: Path) -> Any:
-    import xgboost
-
-    booster = xgboost.Booster(params={"nthread": 1})
-    # From bytes, XGBoost sniffs the format (UBJSON, JSON or the legacy binary) whatever the name.
-    booster.load_model(bytearray(artifact.read_bytes()))
-    return booster
-
-
-def predict_xgboost(data: Any, model: Any) -> Any:
-    import xgboost
-
-    try:
-        matrix = (
-            data if isinstance(data, xgboost.DMatrix) else xgboost.DMatrix(np.atleast_2d(data).astype(float))
-        )
-        expected = model.num_features()
-        # XGBoost silently treats absent trailing columns as missing values; a short row is a bad request.
-        if expected and matrix.num_col() != expected:
-            raise HandlerError(
-                400,
-                f"X has {matrix.num_col()} features, but the XGBoost model is expecting {expected} features",
-            )
-        return model.predict(matrix)
-    except (ValueError, TypeError, xgboost.core.XGBoostError) as error:
-        raise _bad_input(error) from error
-
-
-_ONNX_DTYPES = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(string)": np.str_,
-}
-
-
-def load_onnx(artifact: Path) -> Any:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(str(artifact), options, providers=["CPUExecutionProvider"])
-
-
-def predict_onnx(data: Any, session: Any) -> Any:
-    model_input = session.get_inputs()[0]
-    dtype = _ONNX_DTYPES.get(model_input.type, np.float32)
-    try:
-        features = np.asarray(data).astype(dtype)
-    except (ValueError, TypeError) as error:
-        raise _bad_input(error) from error
-    try:
-        return session.run(None, {model_input.name: features})[0]
-    except Exception as error:
-        # onnxruntime raises its own InvalidArgument / Fail classes for shapes and types it rejects.
-        if type(error).__name__ in ("InvalidArgument", "Fail", "InvalidGraph"):
-            raise _bad_input(error) from error
-        raise
-
-
-def load_torchscript(artifact: Path) -> Any:
-    try:
-        import torch
-    except ImportError as error:
-        raise ModelLoadError(
-            "a TorchScript model needs PyTorch, which is not installed in this local SageMaker "
-            "(pip install torch)"
-        ) from error
-    model = torch.jit.load(str(artifact), map_location="cpu")
-    model.eval()
-    return model
-
-
-def predict_torchscript(data: Any, model: Any) -> Any:
-    import torch
-
-    try:
-        tensor = torch.from_numpy(np.asarray(data, dtype=np.float32))
-    except (ValueError, TypeError) as error:
-        raise _bad_input(error) from error
-    with torch.no_grad():
-        output = model(tensor)
-    return output.numpy() if hasattr(output, "numpy") else output
-
-
-BUILT_INS: dict[str, tuple[Callable[[Path], Any], Callable[[Any, Any], Any]]] = {
-    "sklearn": (load_sklearn, predict_sklearn),
-    "xgboost": (load_xgboost, predict_xgboost),
-    "onnx": (load_onnx, predict_onnx),
-    "pytorch": (load_torchscript, predict_torchscript),
-}
 
 
 # ---------------------------------------------------------------------------------------- handler

@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import modeldrop.frameworks
+
 from modeldrop_local.sagemaker.worker.types import WorkerStartError
 
 # What each fork server imports up front. A custom code/inference.py runs on the server of the
@@ -66,11 +68,14 @@ THREAD_ENV = {
     "MALLOC_ARENA_MAX": "2",
 }
 MAX_MESSAGE = 1 << 16
-# The zygote imports this package without running modeldrop_local.sagemaker's __init__ (the whole
-# server and its web stack): it must stay small, and free of any thread a server module may start.
+# The zygote imports this package without running the __init__ of modeldrop_local.sagemaker (the whole
+# server and its web stack) or of its worker package (the launcher, psutil): it must stay small, free
+# of any thread a server module may start, and run in a pinned image environment that has none of those.
 BOOTSTRAP = (
-    "import sys, types; package = types.ModuleType('modeldrop_local.sagemaker'); "
-    "package.__path__ = [sys.argv.pop(1)]; sys.modules['modeldrop_local.sagemaker'] = package; "
+    "import sys, types; root = sys.argv.pop(1)\n"
+    "for name, path in (('modeldrop_local.sagemaker', root), ('modeldrop_local.sagemaker.worker', "
+    "root + '/worker')):\n"
+    "    package = types.ModuleType(name); package.__path__ = [path]; sys.modules[name] = package\n"
     "from modeldrop_local.sagemaker.worker.zygote import main; main()"
 )
 READY_TIMEOUT_S = 120.0
@@ -225,12 +230,21 @@ def describe_exit(status: int | None) -> str:
 class ForkServer:
     """The launcher's handle on one zygote process. Thread-safe."""
 
-    def __init__(self, preload: str, python: str = sys.executable) -> None:
+    def __init__(self, preload: str, python: str = sys.executable, label: str | None = None) -> None:
+        """python: the interpreter of a pinned image environment (image_envs.py), else this one."""
         self.preload = preload
+        self.label = label or preload
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         env = {**container_environment(os.environ), **THREAD_ENV}
+        # The worker code and the one module of the layer it imports (modeldrop.frameworks, standard
+        # library only) come from the source tree, so a pinned environment needs no copy of either.
         local_root = str(Path(__file__).resolve().parents[3])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [local_root, env.get("PYTHONPATH", "")]))
+        layer_root = str(Path(modeldrop.frameworks.__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [local_root, layer_root, env.get("PYTHONPATH", "")]))
+        if python != sys.executable:  # what `pip` and `python` mean to model code in that environment
+            env_dir = str(Path(python).parent.parent)
+            env["VIRTUAL_ENV"] = env_dir
+            env["PATH"] = os.pathsep.join(filter(None, [str(Path(python).parent), env.get("PATH", "")]))
         self.process = subprocess.Popen(
             [
                 python,
@@ -256,7 +270,7 @@ class ForkServer:
         self._seq = 0
         self._closed = False
         self.ready: dict[str, Any] | None = None
-        self._reader = threading.Thread(target=self._read, name=f"zygote-{preload}", daemon=True)
+        self._reader = threading.Thread(target=self._read, name=f"zygote-{self.label}", daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
@@ -282,9 +296,9 @@ class ForkServer:
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         with self._changed:
             if not self._changed.wait_for(lambda: self.ready is not None or self._closed, timeout_s):
-                raise WorkerStartError(f"the {self.preload} fork server did not start within {timeout_s} s")
+                raise WorkerStartError(f"the {self.label} fork server did not start within {timeout_s} s")
             if self.ready is None:
-                raise WorkerStartError(f"the {self.preload} fork server exited while importing its libraries")
+                raise WorkerStartError(f"the {self.label} fork server exited while importing its libraries")
 
     def alive(self) -> bool:
         return not self._closed and self.process.poll() is None
@@ -297,9 +311,9 @@ class ForkServer:
             socket.send_fds(self._sock, [payload], [channel_fd, log_fd])
         with self._changed:
             if not self._changed.wait_for(lambda: seq in self._replies or self._closed, timeout_s):
-                raise WorkerStartError(f"the {self.preload} fork server did not fork within {timeout_s} s")
+                raise WorkerStartError(f"the {self.label} fork server did not fork within {timeout_s} s")
             if seq not in self._replies:
-                raise WorkerStartError(f"the {self.preload} fork server exited")
+                raise WorkerStartError(f"the {self.label} fork server exited")
             return int(self._replies.pop(seq)["pid"])
 
     def exit_status(self, pid: int, timeout_s: float = 0.0) -> int | None:

@@ -6,12 +6,11 @@ and restored on start, and the local SageMaker keeps its own endpoints under sta
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import pickle
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import boto3
 
 from modeldrop_local.credentials import use_fake_credentials_if_none
 from modeldrop_local.edge import Edge
-from modeldrop_local.functions_host import FunctionsHost
+from modeldrop_local.functions_host import ForkServer, FunctionsHost
 from modeldrop_local.rest_front import RestFront
 from modeldrop_local.stack import (
     DEFAULT_REGION,
@@ -158,6 +157,7 @@ class LocalCloud:
     rest: RestFront | None = None
     _sagemaker: Any = None
     _restore_credentials: Any = None
+    _fork_server: ForkServer | None = None
     restored: bool = False
 
     @property
@@ -197,6 +197,8 @@ class LocalCloud:
         # The cloud's own clients (the local SageMaker's S3 download, its log shipper) need some
         # credentials to sign with; a user who configured none still gets a working cloud.
         self._restore_credentials = use_fake_credentials_if_none()
+        # The functions' fork server imports their libraries while the edge and the stack start.
+        self._fork_server = ForkServer(self.environment())
         sagemaker_app = self._sagemaker_app()
         self.edge = Edge(self.edge_port, sagemaker_app)
         self.edge.start()
@@ -221,8 +223,12 @@ class LocalCloud:
             log_dir=self.function_log_dir,
             condensed_console=self.condensed_function_logs,
             spare_workers=self.spare_function_workers,
+            fork_server=self._fork_server,
         )
+        self._fork_server = None  # the functions host owns it now
         self.functions.start_spares()
+        # Ready means warm: the first upload after start does not wait for a cold start.
+        self.functions.await_spares()
         self.edge.attach(self.stack, self.functions)
         if self.stack.rest_api is not None:
             self.rest = RestFront(self.api_port, self.stack.rest_api, self.functions.invoke)
@@ -259,6 +265,9 @@ class LocalCloud:
         if self.functions is not None:
             self.functions.close()
             self.functions = None
+        if self._fork_server is not None:  # the start failed before the functions host took it
+            self._fork_server.close()
+            self._fork_server = None
         if self._sagemaker is not None:
             self._sagemaker.close()
             self._sagemaker = None
@@ -276,10 +285,3 @@ class LocalCloud:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def running_cloud(**kwargs: Any) -> Iterator[LocalCloud]:
-    cloud = LocalCloud(**kwargs)
-    with cloud:
-        yield cloud

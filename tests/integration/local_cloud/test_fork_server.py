@@ -1,0 +1,69 @@
+"""The functions host's workers come from its fork server (libraries imported once); they behave as
+spawned workers did, and a dead fork server costs speed, never an invocation."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import psutil
+import pytest
+from modeldrop_local.cloud import LocalCloud
+from modeldrop_local.functions_host import FunctionsHost
+
+ECHO = "fixture-EchoFunction"
+
+
+@pytest.fixture
+def host(cloud: LocalCloud) -> Iterator[FunctionsHost]:
+    """A host of its own for the fixture's functions (no spares: every worker is started on demand)."""
+    assert cloud.stack is not None
+    functions_host = FunctionsHost(cloud.stack.functions, cloud.environment())
+    yield functions_host
+    functions_host.close()
+
+
+def _echo(host: FunctionsHost, event: dict[str, object]) -> dict[str, object]:
+    result = host.invoke(ECHO, json.dumps(event).encode())
+    answer: dict[str, object] = json.loads(result.payload)
+    assert not result.function_error, answer
+    return answer
+
+
+def test_a_worker_is_forked_from_the_fork_server_with_the_functions_own_environment(
+    host: FunctionsHost, cloud: LocalCloud
+) -> None:
+    # When the function is invoked cold
+    answer = _echo(host, {"ping": 1})
+    # Then the fork server is its parent, and it runs with its own environment and layer
+    worker = psutil.Process(int(str(answer["pid"])))
+    fork_server = worker.parent()
+    assert fork_server is not None and "--fork-server" in fork_server.cmdline()
+    assert answer["layer"] == "from-the-layer"
+    assert answer["env"] == {
+        "GREETING": "hi-from-params",
+        "TABLE_NAME": "fixture-EventsTable",
+        "FLOW_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:fixture-Flow",
+        "BUCKET_ARN": "arn:aws:s3:::fixture-uploads-123456789012",
+        "AWS_ENDPOINT_URL": cloud.edge_url,
+        "AWS_LAMBDA_FUNCTION_NAME": ECHO,
+    }
+
+
+def test_a_cold_start_after_the_fork_server_died_gets_a_new_one(host: FunctionsHost) -> None:
+    # Given a warm worker, then its fork server killed (as by the OOM killer)
+    first = psutil.Process(int(str(_echo(host, {})["pid"])))
+    old_server = first.parent()
+    assert old_server is not None
+    old_server.kill()
+    old_server.wait(timeout=5)
+    # When an invocation outlives the Timeout (the worker is killed, the next one starts cold)
+    result = host.invoke(ECHO, json.dumps({"sleep": 5}).encode())
+    assert json.loads(result.payload)["errorType"] == "Sandbox.Timedout"
+    # Then the next cold start still runs the function, from a fork server started again
+    answer = _echo(host, {"after": "restart"})
+    assert answer["event"] == {"after": "restart"}
+    worker = psutil.Process(int(str(answer["pid"])))
+    new_server = worker.parent()
+    assert new_server is not None and new_server.pid != old_server.pid
+    assert "--fork-server" in new_server.cmdline()
