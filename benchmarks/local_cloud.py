@@ -15,7 +15,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from modeldrop.serving_setup import sdk_environment
-from modeldrop_local.cli import StackClient
+from modeldrop_local.stack_client import StackClient
 
 from benchmarks.common import free_port, subprocess_server
 
@@ -150,6 +150,6 @@ def upload_and_follow(stack: StackClient, tarball: Path, name: str, timeout_s: f
     t0 = time.perf_counter()
     version = stack.upload(tarball, name)
     deployment = stack.follow(name, version, timeout_s=timeout_s, progress=lambda _line: None, poll_s=0.1)
-    if deployment is None or str(deployment.status) != "InService":
+    if deployment.status != "InService":
         raise RuntimeError(f"{name} did not reach InService: {deployment}")
     return time.perf_counter() - t0

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modeldrop_local.cli import StackClient
 from modeldrop_local.demo import throwaway_cloud
 from modeldrop_local.example_models import build_sklearn_iris
+from modeldrop_local.stack_client import StackClient
 
 from benchmarks.common import write_result
 

@@ -24,10 +24,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from modeldrop_local.cli import FINAL_STATUSES, StackClient
 from modeldrop_local.example_models import build_sklearn_iris, iris_payload
 from modeldrop_local.s3_notifications import s3_event
 from modeldrop_local.stack import ACCOUNT_ID
+from modeldrop_local.stack_client import FINAL_STATUSES, StackClient
 
 from benchmarks.common import NoDelayHTTPConnection, percentile
 from benchmarks.local_cloud import CREDENTIALS, local_sagemaker, upload_and_follow
@@ -88,6 +88,12 @@ class Suite:
         return boto3.client(  # type: ignore[call-overload]
             service, endpoint_url=self.cloud.edge_url, config=NO_RETRIES, **CREDENTIALS
         )
+
+    def endpoint_of(self, model: str) -> str:
+        record = self.stack.records().get_model(model)
+        if record is None:
+            raise RuntimeError(f"{model} has no model record: it was not deployed")
+        return record.endpoint_name
 
     def rest_target(self) -> tuple[int, str, dict[str, str]]:
         api_url = self.stack.outputs()["ApiUrl"].rstrip("/")
@@ -244,7 +250,7 @@ class Suite:
 
     def http_cases(self) -> list[CaseResult]:
         port, prefix, headers = self.rest_target()
-        endpoint = self.stack.records().get_model(GOOD_MODEL).endpoint_name
+        endpoint = self.endpoint_of(GOOD_MODEL)
         targets = [
             hostile_http.Port("REST front", port, f"{prefix}/models/{GOOD_MODEL}/invocations", headers),
             hostile_http.Port(
@@ -282,7 +288,7 @@ class Suite:
                 connection.close()
 
         runtime = self.client("sagemaker-runtime")
-        endpoint = self.stack.records().get_model(GOOD_MODEL).endpoint_name
+        endpoint = self.endpoint_of(GOOD_MODEL)
 
         def runtime_call() -> tuple[str, float]:
             try:
@@ -309,7 +315,7 @@ class Suite:
         tarball.write_bytes(HostileTarballs(self.iris, self.canary).with_code(code))
         upload_and_follow(self.stack, tarball, "slow", timeout_s=300)
         runtime = self.client("sagemaker-runtime")
-        endpoint = self.stack.records().get_model("slow").endpoint_name
+        endpoint = self.endpoint_of("slow")
         answer: dict[str, Any] = {}
 
         def call() -> None:

@@ -1,8 +1,9 @@
 """`modeldrop`: run the local cloud, deploy and follow models, invoke them, package tarballs.
 
-Every command except `local up`/`local invoke` and `package` talks to a deployed stack through plain
-AWS APIs: on AWS (profile/region as usual) or on the local cloud (`--endpoint-url`, or AWS_ENDPOINT_URL).
-The stack's resources are found from its Outputs (CloudFormation DescribeStacks), never guessed.
+Every command except `local up`/`local invoke` and `package` talks to a deployed stack
+(`stack_client.StackClient`): on AWS (profile/region as usual) or on the local cloud (`--endpoint-url`,
+or AWS_ENDPOINT_URL). The stack is found from its Outputs (CloudFormation DescribeStacks), the upload
+goes to its bucket, and everything else through its REST API with its API key.
 """
 
 from __future__ import annotations
@@ -12,23 +13,21 @@ import functools
 import json
 import logging
 import signal
-import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
-from urllib.parse import urlparse
 
-import boto3
 import httpx
 import typer
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, NoRegionError
+from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
+from modeldrop import naming
 
-from modeldrop_local.credentials import FAKE_CREDENTIALS, credentials_configured, is_loopback
-from modeldrop_local.stack import DEFAULT_REGION, DEFAULT_STACK_NAME, TemplateError
+from modeldrop_local.credentials import is_loopback
+from modeldrop_local.progress import follow_display
+from modeldrop_local.stack import DEFAULT_STACK_NAME, TemplateError
+from modeldrop_local.stack_client import ApiError, StackClient, StackNotFound
 
 app = typer.Typer(
     help="modeldrop: drop a model.tar.gz, get a serverless endpoint and a REST API.", no_args_is_help=True
@@ -38,145 +37,12 @@ local_app = typer.Typer(
 )
 app.add_typer(local_app, name="local")
 
-FINAL_STATUSES = {"InService", "Failed", "Rejected", "TimedOut", "Superseded", "Unhealthy"}
 EndpointOption = Annotated[
     str | None, typer.Option("--endpoint-url", envvar="AWS_ENDPOINT_URL", help="AWS edge (local cloud) URL.")
 ]
 StackOption = Annotated[str, typer.Option("--stack-name", envvar="AWS_SAM_STACK_NAME", help="Stack to use.")]
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-class StackNotFound(Exception):
-    pass
-
-
-@dataclass
-class StackClient:
-    """The deployed stack, reached through its Outputs."""
-
-    endpoint_url: str | None
-    stack_name: str = DEFAULT_STACK_NAME
-    _session: boto3.Session | None = field(default=None, init=False, repr=False)
-    _edge_checked: bool = field(default=False, init=False, repr=False)
-
-    @property
-    def session(self) -> boto3.Session:
-        """boto3 as configured; against a loopback edge, fake credentials and the local region when unset."""
-        if self._session is None:
-            arguments: dict[str, str] = {}
-            if is_loopback(self.endpoint_url):
-                if not credentials_configured():
-                    arguments["aws_access_key_id"] = FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]
-                    arguments["aws_secret_access_key"] = FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
-                if boto3.Session().region_name is None:
-                    arguments["region_name"] = DEFAULT_REGION
-            self._session = boto3.Session(**arguments)  # type: ignore[arg-type]
-        return self._session
-
-    def client(self, service: str) -> Any:
-        self._check_local_edge()
-        return self.session.client(service, endpoint_url=self.endpoint_url)  # type: ignore[call-overload]
-
-    def _check_local_edge(self) -> None:
-        """Nothing on a loopback edge is known at once: skip botocore's retries (seconds of backoff)."""
-        if self._edge_checked or not is_loopback(self.endpoint_url):
-            return
-        address = urlparse(str(self.endpoint_url))
-        try:
-            socket.create_connection((address.hostname, address.port or 80), timeout=5).close()
-        except ConnectionRefusedError as error:
-            raise EndpointConnectionError(endpoint_url=str(self.endpoint_url)) from error
-        self._edge_checked = True
-
-    def outputs(self) -> dict[str, str]:
-        client = self.client("cloudformation")
-        try:
-            stacks = client.describe_stacks(StackName=self.stack_name)["Stacks"]
-        except ClientError as error:
-            if "does not exist" not in str(error):
-                raise
-            raise StackNotFound(self.stack_name) from error
-        return {output["OutputKey"]: output["OutputValue"] for output in stacks[0].get("Outputs", [])}
-
-    def records(self) -> Any:
-        from modeldrop.records import DeploymentRecords
-
-        table_name = self.outputs()["DeploymentsTableName"]
-        resource = self.session.resource("dynamodb", endpoint_url=self.endpoint_url)
-        return DeploymentRecords(resource.Table(table_name))
-
-    def api_key(self) -> str | None:
-        key_id = self.outputs().get("ApiKeyId")
-        if not key_id:
-            return None
-        return str(self.client("apigateway").get_api_key(apiKey=key_id, includeValue=True)["value"])
-
-    def upload(self, tarball: Path, model_name: str) -> str | None:
-        """Put the tarball at models/<name>/model.tar.gz; returns the S3 object version."""
-        bucket = self.outputs()["ModelsBucketName"]
-        with tarball.open("rb") as body:
-            response = self.client("s3").put_object(
-                Bucket=bucket, Key=f"models/{model_name}/model.tar.gz", Body=body
-            )
-        version = response.get("VersionId")
-        return str(version) if version else None
-
-    def follow(
-        self,
-        model_name: str,
-        object_version: str | None,
-        timeout_s: float = 600,
-        progress: Callable[[str], None] = print,
-        poll_s: float = 0.5,
-    ) -> Any:
-        """Poll the deployment of that object version until a final status; returns the deployment record."""
-        records = self.records()
-        deadline = time.monotonic() + timeout_s
-        last = None
-        while time.monotonic() < deadline:
-            deployment = next(
-                (
-                    d
-                    for d in records.list_deployments(model_name, limit=10)
-                    if object_version is None or d.object_version == object_version
-                ),
-                None,
-            )
-            if deployment is None:
-                rejected = [
-                    item
-                    for item in records.rejected_keys()
-                    if object_version is not None and item.get("objectVersion") == object_version
-                ]
-                if rejected:
-                    progress(f"Rejected: {rejected[0].get('reason')}")
-                    return None
-            else:
-                model = records.get_model(model_name)
-                endpoint_status = model.status if model else None
-                line = f"v{deployment.version} {deployment.status}" + (
-                    f" (endpoint {endpoint_status})" if endpoint_status else ""
-                )
-                if deployment.reason:
-                    line += f": {deployment.reason}"
-                if line != last:
-                    progress(line)
-                    last = line
-                if str(deployment.status) in FINAL_STATUSES:
-                    return deployment
-            time.sleep(poll_s)
-        raise TimeoutError(f"deployment of {model_name} not final after {timeout_s:.0f} s")
-
-    def invoke(
-        self, model_name: str, body: bytes, content_type: str, timeout_s: float = 60
-    ) -> httpx.Response:
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
-        key = self.api_key()
-        if key:
-            headers["x-api-key"] = key
-        url = f"{self.outputs()['ApiUrl'].rstrip('/')}/models/{model_name}/invocations"
-        return httpx.post(url, content=body, headers=headers, timeout=timeout_s)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -208,6 +74,8 @@ def reaching_the_stack(command: Callable[P, R]) -> Callable[P, R]:
             ) from error
         except (NoCredentialsError, NoRegionError) as error:
             raise _fail(f"cannot call {_where(url)}: {error}") from error
+        except ApiError as error:
+            raise _fail(f"the REST API answered {error.status_code}: {error}") from error
 
     return run
 
@@ -232,11 +100,20 @@ def deploy(
     timeout: Annotated[float, typer.Option(help="Seconds to follow the deployment.")] = 900,
 ) -> None:
     """Upload PATH as models/NAME/model.tar.gz and follow the deployment to InService or Failed."""
+    key = f"models/{name}/model.tar.gz"
+    try:
+        naming.model_name_from_key(key)
+    except naming.InvalidModelKey as error:
+        # OnUpload would refuse the key (recorded apart from any model): say so before uploading.
+        raise _fail(f"cannot deploy: {error.reason}") from error
     stack = StackClient(endpoint_url, stack_name)
     version = stack.upload(path, name)
     typer.echo(f"uploaded {path} as models/{name}/model.tar.gz (version {version})")
-    deployment = stack.follow(name, version, timeout_s=timeout, progress=typer.echo)
-    if deployment is None or str(deployment.status) != "InService":
+    with follow_display() as display:
+        deployment = stack.follow(
+            name, version, timeout_s=timeout, progress=display.transition, waiting=display.waiting
+        )
+    if deployment.status != "InService":
         raise _fail(f"deployment of {name} did not reach InService")
     typer.secho(f"{name} v{deployment.version} is InService", fg=typer.colors.GREEN)
 
@@ -248,18 +125,17 @@ def status(
     endpoint_url: EndpointOption = None,
     stack_name: StackOption = DEFAULT_STACK_NAME,
 ) -> None:
-    """Models with their endpoint status and live version, or one model's deployments."""
-    records = StackClient(endpoint_url, stack_name).records()
+    """Models with their endpoint status and live version (GET /models), or one model's deployments."""
+    stack = StackClient(endpoint_url, stack_name)
     if name is None:
-        for model in records.list_models():
-            typer.echo(
-                f"{model.model_name}\t{model.status}\tlive v{model.live_version}\t{model.endpoint_name}"
-            )
+        for model in stack.list_models().models:
+            live = f"live v{model.live_version}" if model.live_version is not None else "not live"
+            typer.echo(f"{model.name}\t{model.status or '-'}\t{live}\t{model.endpoint_name or '-'}")
         return
-    deployments = records.list_deployments(name)
-    if not deployments:
+    detail = stack.describe_model(name)
+    if detail is None or not detail.history:
         raise _fail(f"no deployments of {name}")
-    for deployment in deployments:
+    for deployment in detail.history:
         reason = f"\t{deployment.reason}" if deployment.reason else ""
         typer.echo(f"v{deployment.version}\t{deployment.status}\t{deployment.created_at}{reason}")
 
@@ -297,21 +173,24 @@ def rollback(
     timeout: Annotated[float, typer.Option(help="Seconds to follow the rollback.")] = 900,
 ) -> None:
     """Switch NAME's endpoint back to a kept version (POST /models/NAME/rollback) and follow it."""
-    from modeldrop_local.rollback_client import RollbackRefused, follow_version, post_rollback
-
     stack = StackClient(endpoint_url, stack_name)
     try:
-        accepted = post_rollback(stack, name, version)
-    except RollbackRefused as refusal:
+        accepted = stack.rollback(name, version)
+    except ApiError as refusal:
         raise _fail(f"rollback of {name} refused: {refusal}") from refusal
-    typer.echo(
-        f"rollback v{accepted['version']} of {name} to v{accepted['rollbackTo']}: {accepted['status']}"
-    )
-    deployment = follow_version(stack, name, int(accepted["version"]), timeout_s=timeout, progress=typer.echo)
-    if str(deployment.status) != "InService":
+    typer.echo(f"rollback v{accepted.version} of {name} to v{accepted.rollback_to}: {accepted.status}")
+    with follow_display() as display:
+        deployment = stack.follow(
+            name,
+            version=accepted.version,
+            timeout_s=timeout,
+            progress=display.transition,
+            waiting=display.waiting,
+        )
+    if deployment.status != "InService":
         raise _fail(f"rollback of {name} did not reach InService")
     typer.secho(
-        f"{name} serves v{accepted['rollbackTo']} again (rollback v{deployment.version})",
+        f"{name} serves v{accepted.rollback_to} again (rollback v{deployment.version})",
         fg=typer.colors.GREEN,
     )
 
@@ -326,13 +205,14 @@ def logs(
 ) -> None:
     """The model's deployment history with reasons, then its endpoint's latest log events."""
     stack = StackClient(endpoint_url, stack_name)
-    for deployment in reversed(stack.records().list_deployments(name)):
+    detail = stack.describe_model(name)
+    if detail is None:
+        raise _fail(f"no model named {name}")
+    for deployment in reversed(detail.history):
         typer.echo(
             f"{deployment.updated_at} v{deployment.version} {deployment.status} {deployment.reason or ''}"
         )
-    from modeldrop.naming import endpoint_name
-
-    group = f"/aws/sagemaker/Endpoints/{endpoint_name(name)}"
+    group = f"/aws/sagemaker/Endpoints/{naming.endpoint_name(name)}"
     client = stack.client("logs")
     latest: collections.deque[str] = collections.deque(maxlen=tail)
     try:

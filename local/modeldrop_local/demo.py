@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from modeldrop_local.cli import StackClient
 from modeldrop_local.cloud import LocalCloud, free_port
 from modeldrop_local.example_models import build_sklearn_iris, iris_sample, predict_in_process
+from modeldrop_local.stack_client import StackClient
 
 MODEL_NAME = "iris"
 
@@ -66,7 +66,7 @@ def run(workdir: Path) -> bool:
         version = stack.upload(Path(tarball), MODEL_NAME)
         step(f"uploaded models/{MODEL_NAME}/model.tar.gz (S3 version {version}); following the deployment")
         deployment = stack.follow(MODEL_NAME, version, timeout_s=300, progress=lambda line: step(f"  {line}"))
-        if deployment is None or str(deployment.status) != "InService":
+        if deployment.status != "InService":
             step("FAILED: the deployment did not reach InService")
             return False
         rows = iris_sample()

@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, unquote
 import boto3
 
 if TYPE_CHECKING:  # stack.py reads the notifications with this module: no import at run time
-    from modeldrop_local.stack import Resolver
+    from modeldrop_local.template import Resolver
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from modeldrop_local.cli import StackClient
 from modeldrop_local.cloud import LocalCloud
+from modeldrop_local.stack_client import StackClient
 
 from tests.utils import REPO_ROOT, free_port
 

@@ -3,36 +3,37 @@
 from __future__ import annotations
 
 import io
-import json
 import re
 import tarfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from modeldrop_local.cli import StackClient, app
+from modeldrop.api.models import DeploymentSummary
+from modeldrop_local.cli import app
 from modeldrop_local.example_models import (
     build_custom_inference,
     build_sklearn_iris,
     iris_sample,
     predict_in_process,
 )
+from modeldrop_local.stack_client import StackClient
 from typer.testing import CliRunner
+
+from tests.e2e.clients import assert_switched_without_a_failed_request, deploy, invoking_continuously, predict
 
 pytestmark = pytest.mark.e2e
 MODEL = "iris"
 
 
-def _deploy(stack: StackClient, tarball: Path, name: str = MODEL) -> Any:
-    version = stack.upload(tarball, name)
-    return stack.follow(name, version, timeout_s=120, progress=lambda line: None, poll_s=0.2)
+def _deploy(stack: StackClient, tarball: Path) -> DeploymentSummary:
+    return deploy(stack, tarball, MODEL)
 
 
-def _predict(stack: StackClient, name: str = MODEL) -> httpx.Response:
-    return stack.invoke(name, json.dumps(iris_sample()).encode(), "application/json")
+def _predict(stack: StackClient) -> httpx.Response:
+    return predict(stack, MODEL)
 
 
 @pytest.fixture(scope="module")
@@ -117,35 +118,71 @@ def test_new_version_switches_predictions_without_a_failed_request(
     stack: StackClient, iris: Path, models_dir: Path
 ) -> None:
     # Given a client invoking the live model continuously
-    answers: list[tuple[int, Any]] = []
-    stop = threading.Event()
-
-    def client() -> None:
-        while not stop.is_set():
-            response = _predict(stack)
-            answers.append(
-                (response.status_code, response.json() if response.status_code == 200 else response.text)
-            )
-
-    thread = threading.Thread(target=client)
-    thread.start()
-    try:
+    with invoking_continuously(stack, MODEL) as answers:
         # When a new version (a custom inference.py answering with names) is uploaded and goes InService
         custom = build_custom_inference(models_dir / "custom")
         deployment = _deploy(stack, custom)
-        assert deployment is not None and str(deployment.status) == "InService", deployment
+        assert str(deployment.status) == "InService", deployment
         after = _predict(stack)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
     # Then no request failed during the update, and the answers switched from the old model to the new one
     old, new = predict_in_process(iris, iris_sample()), predict_in_process(custom, iris_sample())
-    assert old != new
-    assert answers, "the client thread made no request"
-    assert [status for status, _ in answers if status != 200] == []
-    # (both answers were seen, so the client really ran across the switch)
-    assert {json.dumps(body, sort_keys=True) for _, body in answers} == {
-        json.dumps(old, sort_keys=True),
-        json.dumps(new, sort_keys=True),
-    }
+    assert_switched_without_a_failed_request(answers, old, new)
     assert after.json() == new
+
+
+def test_cli_deploy_status_and_logs_go_through_the_rest_api_only(
+    stack: StackClient, iris: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a CLI that cannot reach the DeploymentsTable (on AWS: an API key and no DynamoDB rights)
+    def no_table(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("the CLI read DynamoDB")
+
+    monkeypatch.setattr(StackClient, "records", no_table)
+    monkeypatch.setattr("boto3.session.Session.resource", no_table)
+    target = ["--endpoint-url", str(stack.endpoint_url), "--stack-name", stack.stack_name]
+    tarball = build_sklearn_iris(models_dir / "cli-iris")
+
+    # When a model is deployed, listed and its history read with the CLI (output is not a terminal)
+    deployed = CliRunner().invoke(app, ["deploy", str(tarball), "--name", "cli-iris", *target])
+    listed = CliRunner().invoke(app, ["status", *target])
+    history = CliRunner().invoke(app, ["status", "cli-iris", *target])
+
+    # Then deploy printed one plain line per transition, no live display, and ended InService
+    assert deployed.exit_code == 0, deployed.output
+    lines = deployed.stdout.splitlines()
+    assert lines[-1] == "cli-iris v1 is InService"
+    transitions = lines[1:-1]
+    # (the deployment turns InService a moment before the model item: its endpoint may still read Creating)
+    assert transitions[-1].startswith("v1 InService (endpoint ")
+    assert len(transitions) == len(set(transitions)) and "\x1b" not in deployed.stdout
+    # And status lists the model from GET /models, and its deployments from GET /models/{name}
+    assert listed.exit_code == 0, listed.output
+    assert "cli-iris\tInService\tlive v1\tmodeldrop-cli-iris" in listed.stdout.splitlines()
+    assert history.exit_code == 0, history.output
+    assert history.stdout.startswith("v1\tInService\t")
+
+
+def test_cli_deploy_refuses_an_invalid_model_name_before_uploading(stack: StackClient, iris: Path) -> None:
+    # Given a name S3 would take but OnUpload would refuse
+    # When it is deployed with the CLI
+    result = CliRunner().invoke(
+        app,
+        [
+            "deploy",
+            str(iris),
+            "--name",
+            "Iris_Model",
+            "--endpoint-url",
+            str(stack.endpoint_url),
+            "--stack-name",
+            stack.stack_name,
+        ],
+    )
+    # Then it fails naming the rule, and nothing was uploaded under that name
+    assert result.exit_code == 1
+    assert "cannot deploy: model name 'Iris_Model' in key 'models/Iris_Model/model.tar.gz' is invalid: " in (
+        result.output
+    )
+    bucket = stack.outputs()["ModelsBucketName"]
+    listing = stack.client("s3").list_objects_v2(Bucket=bucket, Prefix="models/Iris_Model/")
+    assert listing.get("KeyCount", 0) == 0

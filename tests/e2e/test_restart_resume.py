@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 import pytest
-from modeldrop_local.cli import StackClient
 from modeldrop_local.cloud import LocalCloud
+from modeldrop_local.stack_client import StackClient
 
 from tests.utils import free_port
 

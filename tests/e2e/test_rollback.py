@@ -4,15 +4,15 @@ predictions while a client keeps invoking, and a version that is not kept is ref
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from modeldrop.api.models import DeploymentSummary
 from modeldrop.preflight import SERVERLESS_TOTAL_CONCURRENCY
-from modeldrop_local.cli import StackClient, app
+from modeldrop_local.cli import app
 from modeldrop_local.example_models import (
     build_custom_inference,
     build_sklearn_iris,
@@ -20,7 +20,10 @@ from modeldrop_local.example_models import (
     predict_in_process,
 )
 from modeldrop_local.service_quotas import reset_quotas, set_quota
+from modeldrop_local.stack_client import StackClient
 from typer.testing import CliRunner
+
+from tests.e2e.clients import assert_switched_without_a_failed_request, deploy, invoking_continuously, predict
 
 pytestmark = pytest.mark.e2e
 MODEL = "rollback-iris"
@@ -28,15 +31,14 @@ MODEL = "rollback-iris"
 SMALL = {"max_concurrency": 2}
 
 
-def _deploy(stack: StackClient, tarball: Path) -> Any:
-    version = stack.upload(tarball, MODEL)
-    deployment = stack.follow(MODEL, version, timeout_s=120, progress=lambda line: None, poll_s=0.2)
-    assert deployment is not None and str(deployment.status) == "InService", deployment
+def _deploy(stack: StackClient, tarball: Path) -> DeploymentSummary:
+    deployment = deploy(stack, tarball, MODEL)
+    assert deployment.status == "InService", deployment
     return deployment
 
 
 def _predict(stack: StackClient) -> httpx.Response:
-    return stack.invoke(MODEL, json.dumps(iris_sample()).encode(), "application/json")
+    return predict(stack, MODEL)
 
 
 def _cli(stack: StackClient, *arguments: str) -> Any:
@@ -63,25 +65,10 @@ def test_rollback_restores_the_old_predictions_without_a_failed_request(
     old, new = predict_in_process(old_tarball, iris_sample()), predict_in_process(new_tarball, iris_sample())
     assert old != new
     assert _predict(stack).json() == new
-    answers: list[tuple[int, Any]] = []
-    stop = threading.Event()
-
-    def client() -> None:
-        while not stop.is_set():
-            response = _predict(stack)
-            answers.append(
-                (response.status_code, response.json() if response.status_code == 200 else response.text)
-            )
-
-    thread = threading.Thread(target=client)
-    thread.start()
-    try:
+    with invoking_continuously(stack, MODEL) as answers:
         # When `modeldrop rollback` runs without a version
         result = _cli(stack, "rollback", MODEL)
         after = _predict(stack)
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
     # Then it restored v1 through a deployment of kind Rollback, InService
     assert result.exit_code == 0, result.output
@@ -89,12 +76,7 @@ def test_rollback_restores_the_old_predictions_without_a_failed_request(
     rollback = stack.records().list_deployments(MODEL, limit=1)[0]
     assert (str(rollback.kind), rollback.rollback_to, str(rollback.status)) == ("Rollback", 1, "InService")
     # And no request failed, and the answers switched from the new model back to the old one
-    assert answers, "the client thread made no request"
-    assert [status for status, _ in answers if status != 200] == []
-    assert {json.dumps(body, sort_keys=True) for _, body in answers} == {
-        json.dumps(old, sort_keys=True),
-        json.dumps(new, sort_keys=True),
-    }
+    assert_switched_without_a_failed_request(answers, new, old)
     assert after.json() == old
     # And the REST API shows the rollback as the live deployment
     detail = httpx.get(
@@ -136,15 +118,11 @@ def test_a_failing_smoke_test_rolls_back_and_leaves_the_old_version_live(
     good = build_sklearn_iris(models_dir / "smoke-good", config=_with_smoke_test(0))
     expected = predict_in_process(good, iris_sample())
     assert expected[0] == 0
-    first = stack.follow(
-        name, stack.upload(good, name), timeout_s=120, progress=lambda line: None, poll_s=0.2
-    )
+    first = deploy(stack, good, name)
     assert str(first.status) == "InService", first
     # When v2 answers in another shape (names), so the same smoke test fails
     bad = build_custom_inference(models_dir / "smoke-bad", config=_with_smoke_test(0))
-    second = stack.follow(
-        name, stack.upload(bad, name), timeout_s=120, progress=lambda line: None, poll_s=0.2
-    )
+    second = deploy(stack, bad, name)
     # Then v2 is Failed with the smoke test's reason, and an automatic rollback to v1 is live
     assert str(second.status) == "Failed", second
     assert second.reason.startswith("smoke test failed: $[0] not found in the answer"), second.reason
@@ -167,9 +145,7 @@ def test_a_first_version_failing_its_smoke_test_stays_but_is_unhealthy(
     name = "smoke-first"
     bad = build_custom_inference(models_dir / "smoke-first", config=_with_smoke_test(0))
     # When it is deployed
-    deployment = stack.follow(
-        name, stack.upload(bad, name), timeout_s=120, progress=lambda line: None, poll_s=0.2
-    )
+    deployment = deploy(stack, bad, name)
     # Then it is Unhealthy with the smoke test's reason, not made live, and the API refuses to route to it
     assert str(deployment.status) == "Unhealthy", deployment
     assert "no previous version to roll back to" in deployment.reason

@@ -15,9 +15,9 @@ from typing import Any
 
 import boto3
 import pytest
-from modeldrop_local.cli import StackClient
 from modeldrop_local.cloud import LocalCloud
 from modeldrop_local.example_models import build_sklearn_iris
+from modeldrop_local.stack_client import StackClient
 
 from tests.integration.local_cloud.conftest import wait_for
 from tests.utils import REPO_ROOT, free_port

@@ -42,6 +42,7 @@ def flaky_server() -> Iterator[int]:
     server.server_close()
 
 
+@pytest.mark.allow_hosts(["127.0.0.1"])  # a real HTTP server on loopback
 def test_http_load_counts_successes_and_errors_apart(flaky_server: int) -> None:
     # Given a loopback server that fails every third request
     # When two clients send 15 measured requests each after 3 warm-up requests

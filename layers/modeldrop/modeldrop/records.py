@@ -1,4 +1,5 @@
-"""The DeploymentsTable: one model item and one item per deployment, per model.
+"""The DeploymentsTable: its one item schema and its one adapter, for every function that reads or
+writes it (OnUpload and DeploymentStatus write, the Api function reads and records rollbacks).
 
 pk=MODEL#<name>  sk=MODEL             the model: endpoint, its status, the live deployment
 pk=MODEL#<name>  sk=DEPLOY#<000042>   one deployment (upload), newest last in sort order
@@ -8,12 +9,14 @@ pk=UPLOAD#REJECTED sk=<time>#<key>    uploads whose key names no valid model
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, Key
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
 MODEL_SK = "MODEL"
@@ -72,8 +75,25 @@ def _ttl_from_now() -> int:
     return int((datetime.now(UTC) + FINISHED_RECORD_TTL).timestamp())
 
 
+def plain_numbers(value: Any) -> Any:
+    """boto3's resource layer reads every number as Decimal, nested ones too; JSON and pydantic's
+    strict int fields want int (or float)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: plain_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain_numbers(item) for item in value]
+    return value
+
+
 class _Item(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_dynamodb(cls, value: Any) -> Any:
+        return plain_numbers(value)
 
     def to_item(self) -> dict[str, Any]:
         # DynamoDB refuses floats and empty-key maps are fine; None attributes are simply left out.
@@ -139,11 +159,6 @@ class ModelItem(_Item):
     updated_at: str
 
 
-def _clean(item: dict[str, Any]) -> dict[str, Any]:
-    """boto3's resource layer returns numbers as Decimal; pydantic takes them, but ints read better."""
-    return {key: (int(value) if type(value).__name__ == "Decimal" else value) for key, value in item.items()}
-
-
 class DeploymentRecords:
     """Reads and writes the DeploymentsTable through a boto3 Table resource."""
 
@@ -175,7 +190,7 @@ class DeploymentRecords:
         item = self._table.get_item(
             Key={"pk": model_pk(model_name), "sk": deploy_sk(version)}, ConsistentRead=True
         ).get("Item")
-        return Deployment.model_validate(_clean(item)) if item else None
+        return Deployment.model_validate(item) if item else None
 
     def update_deployment(
         self,
@@ -225,7 +240,7 @@ class DeploymentRecords:
             Limit=limit,
             ConsistentRead=True,
         )
-        return [Deployment.model_validate(_clean(item)) for item in response.get("Items", [])]
+        return [Deployment.model_validate(item) for item in response.get("Items", [])]
 
     def all_deployments(self, model_name: str) -> list[Deployment]:
         """Every deployment of a model, oldest first."""
@@ -237,7 +252,7 @@ class DeploymentRecords:
         deployments: list[Deployment] = []
         while True:
             page = self._table.query(**kwargs)
-            deployments.extend(Deployment.model_validate(_clean(item)) for item in page.get("Items", []))
+            deployments.extend(Deployment.model_validate(item) for item in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return deployments
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -247,17 +262,37 @@ class DeploymentRecords:
         item = self._table.get_item(
             Key={"pk": model_pk(model_name), "sk": MODEL_SK}, ConsistentRead=True
         ).get("Item")
-        return ModelItem.model_validate(_clean(item)) if item else None
+        return ModelItem.model_validate(item) if item else None
 
-    def list_models(self) -> list[ModelItem]:
-        """Every model that has a model item (reached SageMaker at least once), sorted by name."""
-        models: list[ModelItem] = []
-        kwargs: dict[str, Any] = {"FilterExpression": Attr("sk").eq(MODEL_SK)}
+    def all_models(self) -> list[tuple[ModelItem | None, Deployment | None]]:
+        """Every model the table knows, with its newest deployment, sorted by name.
+
+        One paginated scan instead of a query per model: GET /models costs one pass over the table
+        whatever the number of models. A model whose first upload was rejected has deployment items
+        but no model item; it is listed too (model None), so its reason can be seen.
+        """
+        models: dict[str, ModelItem] = {}
+        newest: dict[str, tuple[str, dict[str, Any]]] = {}
+        for item in self._scan():
+            pk, sk = str(item["pk"]), str(item["sk"])
+            if not pk.startswith(model_pk("")):
+                continue
+            if sk == MODEL_SK:
+                models[pk] = ModelItem.model_validate(item)
+            elif sk.startswith(DEPLOY_SK_PREFIX) and (pk not in newest or sk > newest[pk][0]):
+                newest[pk] = (sk, item)
+        return [
+            (models.get(pk), Deployment.model_validate(newest[pk][1]) if pk in newest else None)
+            for pk in sorted(set(models) | set(newest))
+        ]
+
+    def _scan(self) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {}
         while True:
             page = self._table.scan(**kwargs)
-            models.extend(ModelItem.model_validate(_clean(item)) for item in page.get("Items", []))
+            yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
-                return sorted(models, key=lambda model: model.model_name)
+                return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def touch_model(
@@ -338,4 +373,4 @@ class DeploymentRecords:
         response = self._table.query(
             KeyConditionExpression=Key("pk").eq(REJECTED_KEYS_PK), ConsistentRead=True
         )
-        return [_clean(item) for item in response.get("Items", [])]
+        return [plain_numbers(item) for item in response.get("Items", [])]

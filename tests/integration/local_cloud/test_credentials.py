@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from modeldrop_local.cli import StackClient
 from modeldrop_local.credentials import use_fake_credentials_if_none
+from modeldrop_local.stack_client import StackClient
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-from modeldrop_local.functions_host import FunctionsHost
 from modeldrop_local.cloud import LocalCloud
+from modeldrop_local.functions_host import FunctionsHost
 
 ECHO = "fixture-EchoFunction"
 

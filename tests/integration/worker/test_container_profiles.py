@@ -275,3 +275,62 @@ def test_tensorflow_layout_is_checked_as_tensorflow_serving_does(
     image = image_for(Framework.TENSORFLOW, None, "us-east-1")
     with pytest.raises(WorkerStartError, match=reason):
         launcher.prepare(make_spec(model_dir, image=image))
+
+
+# ------------------------------------------------------------------------------- PyTorch (inference toolkit)
+
+PYTORCH_IMAGE = image_for(Framework.PYTORCH, None, "us-east-1")
+# Handlers that answer with what input_fn was given: its Python type and its value, as JSON.
+ECHO_INPUT_TYPE = """
+import json
+
+
+def model_fn(model_dir):
+    return "no model needed"
+
+
+def input_fn(data, content_type):
+    return {"type": type(data).__name__, "value": data if isinstance(data, str) else data.hex()}
+
+
+def predict_fn(data, model):
+    return data
+
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction)
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "received"),
+    [
+        # sagemaker-inference-toolkit src/sagemaker_inference/transformer.py (Transformer.transform):
+        # `if content_type in content_types.UTF8_TYPES: input_data = input_data.decode("utf-8")`, and
+        # content_types.py: UTF8_TYPES = [JSON, CSV]; decoder.py's _json_to_numpy / _csv_to_numpy then
+        # take that text. Every other type reaches input_fn as the raw bytes.
+        (b"[[5.1, 3.5, 1.4, 0.2]]", "application/json", {"type": "str", "value": "[[5.1, 3.5, 1.4, 0.2]]"}),
+        (
+            b"5.1,3.5,1.4,0.2\n6.7,3.1,4.4,1.4",
+            "text/csv",
+            {"type": "str", "value": "5.1,3.5,1.4,0.2\n6.7,3.1,4.4,1.4"},
+        ),
+        (b"\x93NUMPY\x01\x00", "application/x-npy", {"type": "bytes", "value": "934e554d5059" + "0100"}),
+        (b"\x00\xffraw", "application/octet-stream", {"type": "bytes", "value": "00ff726177"}),
+    ],
+)
+def test_pytorch_image_hands_json_and_csv_to_input_fn_as_str_and_the_rest_as_bytes(
+    start: Callable[..., Worker],
+    tmp_path: Path,
+    body: bytes,
+    content_type: str,
+    received: dict[str, str],
+) -> None:
+    # Given the PyTorch image with an inference.py whose input_fn reports what it was given
+    tarball = write_tarball(tmp_path / "tar", {"code/inference.py": ECHO_INPUT_TYPE})
+    worker = start(extract(tarball, tmp_path / "model"), image=PYTORCH_IMAGE, environment=SDK_ENV)
+    # When invoked with that content type
+    answer = worker.invoke(body, content_type, "application/json", "r1")
+    # Then input_fn received text for JSON and CSV, the body's bytes for anything else
+    assert answer.status == 200, answer.body
+    assert json.loads(answer.body) == received

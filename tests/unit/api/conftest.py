@@ -12,9 +12,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.stub import Stubber
 from modeldrop.api.dependencies import ApiDependencies
-from modeldrop.api.records_reader import DynamoDBModelRecords
 from modeldrop.api.routes import create_resolver
 from modeldrop.api.runtime import SageMakerRuntime
+from modeldrop.records import DeploymentRecords
 from moto import mock_aws
 
 from tests.unit.api.support import create_deployments_table, fake_lambda_context
@@ -41,9 +41,7 @@ def sagemaker(runtime_client: Any) -> Iterator[Stubber]:
 
 @pytest.fixture
 def api(table: Any, runtime_client: Any) -> APIGatewayRestResolver:
-    dependencies = ApiDependencies(
-        records=DynamoDBModelRecords(table), runtime=SageMakerRuntime(runtime_client)
-    )
+    dependencies = ApiDependencies(records=DeploymentRecords(table), runtime=SageMakerRuntime(runtime_client))
     return create_resolver(lambda: dependencies)
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.response import StreamingBody
+from modeldrop_local import template
 from openapi_schema_validator import OAS30Validator
-from samcli.yamlhelper import yaml_parse
 
 from tests.utils import REPO_ROOT
 
@@ -20,7 +20,8 @@ TABLE_NAME = "modeldrop-deployments-test"
 
 
 def load_template() -> dict[str, Any]:
-    return dict(yaml_parse(TEMPLATE_PATH.read_text()))
+    """template.yaml as written (its DefinitionBody still the AWS::Include of openapi/api.yaml)."""
+    return template.load_template(TEMPLATE_PATH, inline_includes=False)
 
 
 def load_openapi_raw() -> dict[str, Any]:
@@ -28,30 +29,13 @@ def load_openapi_raw() -> dict[str, Any]:
     return dict(yaml.safe_load(OPENAPI_PATH.read_text()))
 
 
-def resolve_intrinsics(node: Any, conditions: dict[str, bool]) -> Any:
-    """The OpenAPI document as CloudFormation would hand it to API Gateway, for one set of conditions."""
-    if isinstance(node, dict):
-        if set(node) == {"Fn::If"}:
-            condition, when_true, when_false = node["Fn::If"]
-            return resolve_intrinsics(when_true if conditions[condition] else when_false, conditions)
-        if set(node) == {"Fn::Sub"}:
-            text = node["Fn::Sub"]
-            for name, value in {
-                "${AWS::Partition}": "aws",
-                "${AWS::Region}": "us-east-1",
-                "${ApiFunction.Arn}": "arn:aws:lambda:us-east-1:123456789012:function:modeldrop-api",
-            }.items():
-                text = text.replace(name, value)
-            assert "${" not in text, f"unresolved substitution in {text}"
-            return text
-        return {key: resolve_intrinsics(value, conditions) for key, value in node.items()}
-    if isinstance(node, list):
-        return [resolve_intrinsics(item, conditions) for item in node]
-    return node
-
-
 def resolved_openapi(iam: bool = False) -> dict[str, Any]:
-    return resolve_intrinsics(load_openapi_raw(), {"UseApiKey": not iam})
+    """The OpenAPI document as CloudFormation would hand it to API Gateway, resolved by the template
+    reader for a stack whose ApiAuthMode is IAM or API_KEY."""
+    resolver = template.plan_stack(
+        TEMPLATE_PATH, stack_name="modeldrop", parameters={"ApiAuthMode": "IAM" if iam else "API_KEY"}
+    )
+    return dict(resolver.resolve(load_openapi_raw()))
 
 
 def assert_matches_schema(body: Any, schema_name: str) -> None:

@@ -13,10 +13,10 @@ from botocore.stub import Stubber
 from modeldrop.api.dependencies import ApiDependencies, build_dependencies, default_dependencies
 from modeldrop.api.logic import is_servable
 from modeldrop.api.record_cache import CachedModelRecords
-from modeldrop.api.records_reader import DynamoDBModelRecords
 from modeldrop.api.routes import create_resolver
 from modeldrop.api.runtime import SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
+from modeldrop.records import DeploymentRecords
 
 from tests.unit.api.support import TABLE_NAME, assert_error, put_deployment, put_model, streaming
 from tests.utils import load_event
@@ -35,7 +35,7 @@ class Clock:
         return self.now
 
 
-class CountingReader(DynamoDBModelRecords):
+class CountingReader(DeploymentRecords):
     """The real DynamoDB reader, counting the GetItem calls that reach the table."""
 
     def __init__(self, table: Any) -> None:

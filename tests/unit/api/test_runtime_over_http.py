@@ -15,13 +15,16 @@ import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from modeldrop.api.dependencies import ApiDependencies, sagemaker_runtime_client
-from modeldrop.api.records_reader import DynamoDBModelRecords
 from modeldrop.api.routes import create_resolver
 from modeldrop.api.runtime import SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
+from modeldrop.records import DeploymentRecords
 
 from tests.unit.api.support import TABLE_NAME, assert_error, header, put_model
 from tests.utils import free_port, load_event
+
+# Real HTTP on loopback on purpose (tests/unit/conftest.py blocks sockets elsewhere).
+pytestmark = pytest.mark.allow_hosts(["127.0.0.1"])
 
 REQUEST_ID = "e3b0c442-98fc-41c1-a4e2-9c6f1b2d3a4e"
 
@@ -81,7 +84,7 @@ def _api(table: Any) -> APIGatewayRestResolver:
         deployments_table=TABLE_NAME, invoke_read_timeout_s=0.5, invoke_connect_timeout_s=0.5
     )
     dependencies = ApiDependencies(
-        records=DynamoDBModelRecords(table), runtime=SageMakerRuntime(sagemaker_runtime_client(settings))
+        records=DeploymentRecords(table), runtime=SageMakerRuntime(sagemaker_runtime_client(settings))
     )
     return create_resolver(lambda: dependencies)
 

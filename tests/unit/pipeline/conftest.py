@@ -17,16 +17,11 @@ from modeldrop.deployment_status import StatusDependencies
 from modeldrop.records import DeploymentRecords
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 from modeldrop.settings import DeploymentStatusSettings, OnUploadSettings
+from modeldrop_local.stack import create_resources
+from modeldrop_local.template import FunctionSpec, Resolver
 from moto import mock_aws
 
-from tests.unit.pipeline.template_resources import (
-    REGION,
-    Resolver,
-    create_bucket,
-    create_state_machine,
-    create_table,
-    load_template,
-)
+from tests.unit.pipeline.template_resources import REGION, TEMPLATE_PATH, planned
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/modeldrop-SageMakerExecutionRole"
 
@@ -38,27 +33,15 @@ class Stack:
     idempotency_table: str
     state_machine_arn: str
     resolver: Resolver
+    functions: dict[str, FunctionSpec]
 
     def environment(self, **overrides: str) -> dict[str, str]:
-        """The env template.yaml gives OnUpload/DeploymentStatus, with this stack's names."""
-        template = self.resolver.template
-        env: dict[str, str] = {}
-        for logical_id in ("OnUploadFunction", "DeploymentStatusFunction"):
-            variables = template["Resources"][logical_id]["Properties"]["Environment"]["Variables"]
-            for key, value in variables.items():
-                try:
-                    env[key] = str(self.resolver.resolve(value))
-                except KeyError:
-                    continue
-        for key, value in template["Globals"]["Function"]["Environment"]["Variables"].items():
-            env.setdefault(key, str(self.resolver.resolve(value)))
-        env.update(
-            {
-                "STATE_MACHINE_ARN": self.state_machine_arn,
-                "SAGEMAKER_ROLE_ARN": ROLE_ARN,
-                "AWS_REGION": REGION,
-            }
-        )
+        """The env template.yaml gives OnUpload and DeploymentStatus (Globals merged), this stack's names."""
+        env = {
+            **self.functions["DeploymentStatusFunction"].environment,
+            **self.functions["OnUploadFunction"].environment,
+            "AWS_REGION": REGION,  # set by Lambda itself
+        }
         env.update(overrides)
         return env
 
@@ -77,14 +60,22 @@ class Stack:
         return {"version": response.get("VersionId"), "etag": response["ETag"].strip('"')}
 
 
-def build_stack(state_machine_overrides: dict[str, str] | None = None) -> Stack:
-    template = load_template()
-    resolver = Resolver(template)
-    bucket = create_bucket(template, "ModelsBucket", resolver)
-    deployments = create_table(template, "DeploymentsTable", resolver)
-    idempotency = create_table(template, "IdempotencyTable", resolver)
-    state_machine = create_state_machine(template, "DeployStateMachine", resolver, state_machine_overrides)
-    return Stack(bucket, deployments, idempotency, state_machine, resolver)
+PIPELINE_RESOURCES = ("ModelsBucket", "DeploymentsTable", "IdempotencyTable", "DeployStateMachine")
+
+
+def build_stack(parameters: dict[str, str] | None = None) -> Stack:
+    """The template's bucket, tables and state machine, created in moto by the template reader."""
+    resolver, functions = planned(**(parameters or {}))
+    create_resources(resolver, TEMPLATE_PATH, PIPELINE_RESOURCES)
+    refs = resolver.refs
+    return Stack(
+        refs["ModelsBucket"],
+        refs["DeploymentsTable"],
+        refs["IdempotencyTable"],
+        refs["DeployStateMachine"],
+        resolver,
+        functions,
+    )
 
 
 @pytest.fixture

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+from modeldrop_local.example_models import build_sklearn_iris
 from moto import mock_aws
 
 from tests.unit.pipeline.conftest import Stack, build_stack
@@ -120,3 +123,31 @@ def test_event_that_is_not_s3_fails_validation(on_upload: tuple[Stack, ModuleTyp
     # When / Then Powertools' parser refuses it before any work
     with pytest.raises((ValidationError, InvalidModelTypeError)):
         app.lambda_handler({"Records": [{"eventSource": "aws:sqs"}]}, _LambdaContext())
+
+
+def test_the_tarballs_modeldrop_json_wins_whole_over_the_sibling_object(
+    on_upload: tuple[Stack, ModuleType], tmp_path: Path
+) -> None:
+    # Given a sibling models/iris/modeldrop.json asking for 4096 MB and 4 concurrent requests, and a
+    # tarball whose own modeldrop.json asks only for max_concurrency 2 (it replaces the sibling whole)
+    stack, app = on_upload
+    stack.put_object(
+        "models/iris/modeldrop.json", json.dumps({"memory_mb": 4096, "max_concurrency": 4}).encode()
+    )
+    tarball = build_sklearn_iris(tmp_path / "iris", config={"max_concurrency": 2})
+    event = _s3_event(stack, "models/iris/model.tar.gz", Path(tarball).read_bytes())
+
+    # When OnUpload's handler receives the upload
+    (outcome,) = app.lambda_handler(event, _LambdaContext())["outcomes"]
+
+    # Then the endpoint config has the tarball's concurrency and the template's default memory (2048),
+    # nothing of the sibling, and the record says so
+    assert outcome["status"] == "Deploying", outcome
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    (variant,) = sagemaker.describe_endpoint_config(EndpointConfigName="modeldrop-iris-v1")[
+        "ProductionVariants"
+    ]
+    assert variant["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 2}
+    record = stack.records().get_deployment("iris", 1)
+    assert record is not None and record.config is not None
+    assert (record.config["memoryMb"], record.config["maxConcurrency"]) == (2048, 2)

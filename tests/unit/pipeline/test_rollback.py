@@ -10,10 +10,9 @@ import boto3
 import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from modeldrop.api.dependencies import ApiDependencies
-from modeldrop.api.records_reader import DynamoDBModelRecords
 from modeldrop.api.routes import create_resolver
 from modeldrop.deployment_status import cleanup_old_versions
-from modeldrop.records import Deployment, DeploymentKind, DeploymentStatus
+from modeldrop.records import Deployment, DeploymentKind, DeploymentRecords, DeploymentStatus
 from modeldrop.rollback import RollbackDependencies, RollbackRefused, request_rollback
 
 from tests.unit.api.support import assert_matches_schema, fake_lambda_context
@@ -177,7 +176,7 @@ def test_cleanup_keeps_what_a_live_rollback_serves(stack: Stack, sagemaker: Stub
 def _api(stack: Stack, sagemaker: StubbedSageMaker, *, wired: bool = True) -> APIGatewayRestResolver:
     table = boto3.resource("dynamodb", region_name=REGION).Table(stack.deployments_table)
     dependencies = ApiDependencies(
-        records=DynamoDBModelRecords(table),
+        records=DeploymentRecords(table),
         runtime=None,  # type: ignore[arg-type]  # never invoked here
         rollbacks=_deps(stack, sagemaker) if wired else None,
     )

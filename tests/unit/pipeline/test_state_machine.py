@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import time
 from collections.abc import Iterator
 from types import ModuleType
@@ -15,23 +16,23 @@ from modeldrop.deploy import DeployDependencies, handle_upload
 from modeldrop.events import UploadedObject
 from modeldrop.records import DeploymentStatus
 from modeldrop.sagemaker_adapter import SageMakerAdapter
+from modeldrop_local.stack import state_machine_definition
 from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
 
 from tests.unit.pipeline.conftest import ROLE_ARN, Stack, build_stack
-from tests.unit.pipeline.template_resources import (
-    REGION,
-    REPO_ROOT,
-    Resolver,
-    definition_placeholders,
-    load_template,
-    state_machine_definition,
-)
+from tests.unit.pipeline.template_resources import REGION, REPO_ROOT, plan
 
 ALLOWED_RESOURCES = {
     "arn:aws:states:::lambda:invoke",
     "arn:aws:states:::aws-sdk:sagemaker:describeEndpoint",
 }
+
+
+def _definition() -> str:
+    """The ASL document with the template's DefinitionSubstitutions applied, as the stack creates it."""
+    resolver = plan()
+    return state_machine_definition(resolver, resolver.template["Resources"]["DeployStateMachine"], REPO_ROOT)
 
 
 def _states(definition: dict[str, Any]) -> dict[str, Any]:
@@ -40,22 +41,23 @@ def _states(definition: dict[str, Any]) -> dict[str, Any]:
 
 def test_every_placeholder_is_substituted_by_the_template() -> None:
     # Given the template and the ASL file it names
-    template = load_template()
-    substitutions = template["Resources"]["DeployStateMachine"]["Properties"]["DefinitionSubstitutions"]
+    resolver = plan()
+    properties = resolver.template["Resources"]["DeployStateMachine"]["Properties"]
 
     # When the placeholders of the file are listed
-    placeholders = definition_placeholders(template, "DeployStateMachine")
+    placeholders = set(
+        re.findall(r"\$\{([A-Za-z0-9_]+)\}", (REPO_ROOT / properties["DefinitionUri"]).read_text())
+    )
 
     # Then the template provides exactly those, and the substituted document is valid JSON
-    assert placeholders == set(substitutions)
-    definition = json.loads(state_machine_definition(template, "DeployStateMachine", Resolver(template)))
+    assert placeholders == set(properties["DefinitionSubstitutions"])
+    definition = json.loads(_definition())
     assert definition["StartAt"] in definition["States"]
 
 
 def test_transitions_resources_and_retries_are_consistent() -> None:
     # Given the substituted definition
-    template = load_template()
-    definition = json.loads(state_machine_definition(template, "DeployStateMachine", Resolver(template)))
+    definition = json.loads(_definition())
     states = _states(definition)
 
     # When every state's successors and task resources are collected

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 from modeldrop.settings import DeploymentStatusSettings, OnUploadSettings
 
-from tests.unit.pipeline.template_resources import ACCOUNT_ID, REGION, REPO_ROOT, Resolver, load_template
+from tests.unit.pipeline.template_resources import (
+    ACCOUNT_ID,
+    REGION,
+    REPO_ROOT,
+    Resolver,
+    load_template,
+    plan,
+)
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, Any] = TEMPLATE["Resources"]
@@ -178,8 +185,7 @@ _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 def _resolver_for(stack_name: str, stack_uuid: str) -> Resolver:
-    resolver = Resolver(TEMPLATE)
-    resolver.refs["AWS::StackName"] = stack_name
+    resolver = plan(stack_name)
     resolver.refs["AWS::StackId"] = (
         f"arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/{stack_name}/{stack_uuid}"
     )

@@ -10,7 +10,7 @@ from botocore.config import Config
 
 from modeldrop.api.logic import is_servable
 from modeldrop.api.record_cache import CachedModelRecords
-from modeldrop.api.records_reader import DynamoDBModelRecords, ModelRecordsReader
+from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime, SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
 from modeldrop.records import DeploymentRecords
@@ -45,17 +45,16 @@ def sagemaker_runtime_client(settings: ApiSettings) -> object:
 
 
 def build_dependencies(settings: ApiSettings) -> ApiDependencies:
-    table = boto3.resource("dynamodb").Table(settings.deployments_table)
+    records = DeploymentRecords(boto3.resource("dynamodb").Table(settings.deployments_table))
     rollbacks = None
     if settings.state_machine_arn:
         rollbacks = RollbackDependencies(
-            records=DeploymentRecords(table),
+            records=records,
             sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
             stepfunctions=boto3.client("stepfunctions"),
             state_machine_arn=settings.state_machine_arn,
             max_polls=settings.max_polls,
         )
-    records = DynamoDBModelRecords(table)
     return ApiDependencies(
         records=records,
         runtime=SageMakerRuntime(sagemaker_runtime_client(settings)),

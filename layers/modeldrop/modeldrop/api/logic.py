@@ -20,13 +20,11 @@ from modeldrop.api.errors import (
 )
 from modeldrop.api.models import (
     HISTORY_LENGTH,
-    DeploymentRecord,
     DeploymentSummary,
     Invocation,
     InvocationResult,
     ModelDetail,
     ModelList,
-    ModelRecord,
     ModelSummary,
     RollbackRequest,
     is_valid_model_name,
@@ -34,7 +32,7 @@ from modeldrop.api.models import (
 from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime
-from modeldrop.records import Deployment
+from modeldrop.records import Deployment, ModelItem
 from modeldrop.rollback import RollbackDependencies, RollbackRefused, UnknownModel, request_rollback
 
 logger = Logger(child=True)
@@ -59,7 +57,7 @@ def validate_model_name(name: str) -> None:
         )
 
 
-def is_servable(model: ModelRecord) -> bool:
+def is_servable(model: ModelItem) -> bool:
     if not model.endpoint_name:
         return False
     if model.status == "InService":
@@ -98,7 +96,7 @@ def _servable_endpoint(name: str, records: ModelRecordsReader) -> str:
     model = records.get_model(name)
     if model is None:
         # A model whose first upload was rejected or is still deploying has records but no endpoint.
-        newest = records.recent_deployments(name, limit=1)
+        newest = records.list_deployments(name, limit=1)
         if newest:
             raise _not_deployed(name, newest[0])
         raise ModelNotFound(f"No model named '{name}'.", model=name)
@@ -112,10 +110,11 @@ def _servable_endpoint(name: str, records: ModelRecordsReader) -> str:
     return model.endpoint_name
 
 
-def _not_deployed(name: str, last: DeploymentRecord) -> ModelNotInService:
+def _not_deployed(name: str, last: Deployment) -> ModelNotInService:
     reason = f": {last.reason}" if last.reason else ""
     return ModelNotInService(
-        f"Model '{name}' has no endpoint yet (last deployment v{last.version} is {last.status}{reason}).",
+        f"Model '{name}' has no endpoint yet "
+        f"(last deployment v{last.version} is {last.status.value}{reason}).",
         model=name,
     )
 
@@ -127,7 +126,7 @@ def list_models(records: ModelRecordsReader) -> ModelList:
 def describe_model(name: str, records: ModelRecordsReader) -> ModelDetail:
     validate_model_name(name)
     model = records.get_model(name)
-    history = records.recent_deployments(name, limit=HISTORY_LENGTH)
+    history = records.list_deployments(name, limit=HISTORY_LENGTH)
     if model is None and not history:
         raise ModelNotFound(f"No model named '{name}'.", model=name)
     summary = _summary(model, history[0] if history else None, name=name)
@@ -136,9 +135,7 @@ def describe_model(name: str, records: ModelRecordsReader) -> ModelDetail:
     )
 
 
-def _summary(
-    model: ModelRecord | None, last: DeploymentRecord | None, name: str | None = None
-) -> ModelSummary:
+def _summary(model: ModelItem | None, last: Deployment | None, name: str | None = None) -> ModelSummary:
     model_name = model.model_name if model else (last.model_name if last else name)
     if model_name is None:
         raise ValueError("a model summary needs a model item or a deployment item")
@@ -180,8 +177,4 @@ def rollback_model(
         raise ModelNotFound(str(error), model=name) from error
     except RollbackRefused as refusal:
         raise RollbackNotPossible(refusal.reason, code=refusal.code, model=name) from refusal
-    return _summary_of(deployment)
-
-
-def _summary_of(deployment: Deployment) -> DeploymentSummary:
-    return DeploymentSummary.from_record(DeploymentRecord.model_validate(deployment.to_item()))
+    return DeploymentSummary.from_record(deployment)

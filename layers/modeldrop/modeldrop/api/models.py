@@ -1,14 +1,13 @@
-"""Pydantic models: the records the API reads, and the bodies it answers with (camelCase JSON)."""
+"""Pydantic models of the bodies the API answers with (camelCase JSON); the records it reads are
+`modeldrop.records`' (the DeploymentsTable's one schema)."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from modeldrop.naming import MODEL_NAME_PATTERN
+from modeldrop.records import Deployment, DeploymentKind
 
 HISTORY_LENGTH = 10
 
@@ -19,62 +18,6 @@ def is_valid_model_name(name: str) -> bool:
 
 class _CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class ModelRecord(_CamelModel):
-    """The `MODEL#<name>` / `MODEL` item written by the pipeline. Unknown attributes are ignored."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    model_name: str
-    endpoint_name: str | None = None
-    status: str | None = None
-    live_deployment_id: str | None = None
-    live_version: int | None = None
-    live_object_version: str | None = None
-    last_deployment_id: str | None = None
-    updated_at: str | None = None
-
-
-class DeploymentRecord(_CamelModel):
-    """A `MODEL#<name>` / `DEPLOY#<version>` item written by the pipeline."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    deployment_id: str
-    model_name: str
-    version: int
-    status: str
-    reason: str | None = None
-    object_version: str | None = None
-    config: dict[str, Any] | None = None
-    serving_setup: dict[str, Any] | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    kind: str | None = None
-    rollback_to: int | None = None
-
-    @field_validator("rollback_to", mode="before")
-    @classmethod
-    def _plain_version(cls, value: Any) -> Any:
-        return _plain(value)
-
-    @field_validator("config", mode="before")
-    @classmethod
-    def _plain_numbers(cls, value: Any) -> Any:
-        # DynamoDB hands numbers back as Decimal, which JSON cannot carry.
-        return _plain(value)
-
-
-def _plain(value: Any) -> Any:
-
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
 
 
 class ServingSetup(_CamelModel):
@@ -105,13 +48,13 @@ class DeploymentSummary(_CamelModel):
     rollback_to: int | None = None
 
     @classmethod
-    def from_record(cls, record: DeploymentRecord) -> DeploymentSummary:
+    def from_record(cls, record: Deployment) -> DeploymentSummary:
         config = record.config or {}
         memory = config.get("memoryMb")
         return cls(
             deployment_id=record.deployment_id,
             version=record.version,
-            status=record.status,
+            status=record.status.value,
             reason=record.reason,
             object_version=record.object_version,
             framework=config.get("framework"),
@@ -119,7 +62,7 @@ class DeploymentSummary(_CamelModel):
             serving_setup=ServingSetup.model_validate(record.serving_setup) if record.serving_setup else None,
             created_at=record.created_at,
             updated_at=record.updated_at,
-            kind=record.kind or "Upload",
+            kind=(record.kind or DeploymentKind.UPLOAD).value,
             rollback_to=record.rollback_to,
         )
 

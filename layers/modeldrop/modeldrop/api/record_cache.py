@@ -21,8 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from modeldrop.api.models import DeploymentRecord, ModelRecord
 from modeldrop.api.records_reader import ModelRecordsReader
+from modeldrop.records import Deployment, ModelItem
 
 # Long enough that a busy model reads its record a few times a minute at most, short enough that a
 # change made behind the pipeline's back (a record edited or removed by hand) shows within seconds.
@@ -37,7 +37,7 @@ class CachedModelRecords:
     def __init__(
         self,
         reader: ModelRecordsReader,
-        is_servable: Callable[[ModelRecord], bool],
+        is_servable: Callable[[ModelItem], bool],
         ttl_s: float = DEFAULT_TTL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -45,10 +45,10 @@ class CachedModelRecords:
         self._is_servable = is_servable
         self._ttl_s = ttl_s
         self._clock = clock
-        self._entries: dict[str, tuple[float, ModelRecord]] = {}
+        self._entries: dict[str, tuple[float, ModelItem]] = {}
         self._lock = threading.Lock()
 
-    def get_model(self, name: str) -> ModelRecord | None:
+    def get_model(self, name: str) -> ModelItem | None:
         now = self._clock()
         with self._lock:
             entry = self._entries.get(name)
@@ -74,8 +74,8 @@ class CachedModelRecords:
         with self._lock:
             return self._entries.pop(name, None) is not None
 
-    def recent_deployments(self, name: str, limit: int) -> list[DeploymentRecord]:
-        return self._reader.recent_deployments(name, limit)
+    def list_deployments(self, model_name: str, limit: int = 20) -> list[Deployment]:
+        return self._reader.list_deployments(model_name, limit)
 
-    def all_models(self) -> list[tuple[ModelRecord | None, DeploymentRecord | None]]:
+    def all_models(self) -> list[tuple[ModelItem | None, Deployment | None]]:
         return self._reader.all_models()
