@@ -26,7 +26,7 @@ from botocore.config import Config
 from modeldrop.deploy import start_or_queue
 from modeldrop.events import DeploymentStatusEvent, StatusResult
 from modeldrop.observability import logger, metrics
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus
+from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, GoLive
 from modeldrop.rollback import execution_input, rollback_deployment
 from modeldrop.sagemaker_adapter import EndpointDescription, SageMakerAdapter
 from modeldrop.settings import DeploymentStatusSettings
@@ -151,12 +151,9 @@ def _in_service(
             f"not on this deployment's {deployment.endpoint_config_name}"
         )
         return _finish(deployment, DeploymentStatus.FAILED, reason, deps, endpoint_status=endpoint.status)
-    if not deps.records.update_deployment(
-        deployment.model_name, deployment.version, DeploymentStatus.IN_SERVICE, expected=IN_FLIGHT
-    ):
+    if deps.records.go_live(deployment, expected=IN_FLIGHT) is GoLive.NOT_IN_FLIGHT:
         current = deps.records.get_deployment(deployment.model_name, deployment.version)
         return StatusResult(status=(current or deployment).status.value)
-    deps.records.mark_live(deployment)
     metrics.add_metric(name="DeploymentSucceeded", unit=MetricUnit.Count, value=1)
     cleanup_old_versions(deployment.model_name, deps)
     if deployment.rolled_back_from is not None:

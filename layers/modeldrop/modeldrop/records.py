@@ -159,6 +159,32 @@ class ModelItem(_Item):
     updated_at: str
 
 
+class GoLive(StrEnum):
+    """What `DeploymentRecords.go_live` did."""
+
+    LIVE = "live"  # the deployment is InService and the model item points at it
+    NEWER_LIVE = "newer-live"  # InService, but a newer version was live already: the model item stays
+    NOT_IN_FLIGHT = "not-in-flight"  # the deployment was no longer in an expected status: nothing written
+
+
+_LIVE_UPDATE = (
+    "SET modelName = :name, endpointName = :endpoint, #status = :status, liveDeploymentId = :id, "
+    "liveVersion = :version, liveObjectVersion = :object, updatedAt = :now"
+)
+
+
+def _live_values(deployment: Deployment, now: str) -> dict[str, Any]:
+    return {
+        ":name": deployment.model_name,
+        ":endpoint": deployment.endpoint_name,
+        ":status": "InService",
+        ":id": deployment.deployment_id,
+        ":version": deployment.version,
+        ":object": deployment.object_version,
+        ":now": now,
+    }
+
+
 class DeploymentRecords:
     """Reads and writes the DeploymentsTable through a boto3 Table resource."""
 
@@ -324,6 +350,59 @@ class DeploymentRecords:
             ExpressionAttributeValues={":status": status, ":now": utc_now()},
         )
 
+    def go_live(self, deployment: Deployment, expected: tuple[DeploymentStatus, ...]) -> GoLive:
+        """Record the deployment InService and point the model item at it, in one transaction.
+
+        Two separate writes left a window in which the deployment read InService while the model item
+        still said it was being created, so a client that waited for InService was answered 503. The
+        deployment's condition is `expected` (a late or duplicate step must not overwrite a newer
+        outcome); the model item's is that no newer version is live, as in `mark_live`.
+        """
+        now = utc_now()
+        deployment_update = {
+            "TableName": self._table.name,
+            "Key": {"pk": model_pk(deployment.model_name), "sk": deploy_sk(deployment.version)},
+            "UpdateExpression": "SET #status = :status, #reason = :reason, updatedAt = :now",
+            "ConditionExpression": "attribute_exists(pk) AND #status IN ("
+            + ", ".join(f":expected{index}" for index in range(len(expected)))
+            + ")",
+            "ExpressionAttributeNames": {"#status": "status", "#reason": "reason"},
+            "ExpressionAttributeValues": {
+                ":status": DeploymentStatus.IN_SERVICE.value,
+                ":reason": None,
+                ":now": now,
+            }
+            | {f":expected{index}": state.value for index, state in enumerate(expected)},
+        }
+        model_update = {
+            "TableName": self._table.name,
+            "Key": {"pk": model_pk(deployment.model_name), "sk": MODEL_SK},
+            "UpdateExpression": _LIVE_UPDATE,
+            "ConditionExpression": "attribute_not_exists(liveVersion) OR liveVersion < :version",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": _live_values(deployment, now),
+        }
+        # The Table resource's client serializes plain values (boto3's TransformationInjector) but not
+        # condition builders inside TransactItems: the conditions are written as expressions.
+        client = self._table.meta.client
+        try:
+            client.transact_write_items(
+                TransactItems=[{"Update": deployment_update}, {"Update": model_update}]
+            )
+        except client.exceptions.TransactionCanceledException as error:
+            codes = [reason.get("Code") for reason in error.response.get("CancellationReasons", [])]
+            if codes and codes[0] == "ConditionalCheckFailed":
+                return GoLive.NOT_IN_FLIGHT
+            if len(codes) > 1 and codes[1] == "ConditionalCheckFailed":
+                # A newer version is live already: this deployment is InService, the model item stays.
+                if self.update_deployment(
+                    deployment.model_name, deployment.version, DeploymentStatus.IN_SERVICE, expected=expected
+                ):
+                    return GoLive.NEWER_LIVE
+                return GoLive.NOT_IN_FLIGHT
+            raise
+        return GoLive.LIVE
+
     def mark_live(self, deployment: Deployment) -> bool:
         """The deployment serves: the model item points at it (False when a newer one is already live)."""
         try:
@@ -335,21 +414,10 @@ class DeploymentRecords:
     def _update_live(self, deployment: Deployment) -> None:
         self._table.update_item(
             Key={"pk": model_pk(deployment.model_name), "sk": MODEL_SK},
-            UpdateExpression=(
-                "SET modelName = :name, endpointName = :endpoint, #status = :status, liveDeploymentId = :id, "
-                "liveVersion = :version, liveObjectVersion = :object, updatedAt = :now"
-            ),
+            UpdateExpression=_LIVE_UPDATE,
             ConditionExpression=Attr("liveVersion").not_exists() | Attr("liveVersion").lt(deployment.version),
             ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":name": deployment.model_name,
-                ":endpoint": deployment.endpoint_name,
-                ":status": "InService",
-                ":id": deployment.deployment_id,
-                ":version": deployment.version,
-                ":object": deployment.object_version,
-                ":now": utc_now(),
-            },
+            ExpressionAttributeValues=_live_values(deployment, utc_now()),
         )
 
     # ---------------------------------------------------------------- uploads that name no model
