@@ -380,3 +380,35 @@ def test_stop_during_a_request_ends_it_at_once(start: Callable[..., Worker], mis
         with pytest.raises(WorkerCrashed, match="stopped by the server"):
             request.result(timeout=5)
     assert gone(worker.pid)
+
+
+FORKING_INFERENCE = """
+import os
+import time
+
+import joblib
+
+
+def model_fn(model_dir):
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(600)  # a helper process the user's code starts and never stops
+        os._exit(0)
+    with open(os.path.join(os.environ["PID_DIR"], "forked.pid"), "w") as out:
+        out.write(str(pid))
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+"""
+
+
+def test_stop_also_kills_what_the_model_forked(
+    start: Callable[..., Worker], custom_model: CustomModel, tmp_path: Path
+) -> None:
+    # Given a worker whose model_fn forked a long-lived child (found by make reliability: reparented to
+    # init, it outlived the cloud)
+    worker = start(custom_model(FORKING_INFERENCE), environment={"PID_DIR": str(tmp_path)})
+    forked = int((tmp_path / "forked.pid").read_text())
+    assert not gone(forked)
+    # When the worker is stopped
+    worker.stop()
+    # Then the forked child is gone with it (each worker leads its own process group)
+    assert poll_until(lambda: gone(forked)), f"pid {forked} outlived its worker"

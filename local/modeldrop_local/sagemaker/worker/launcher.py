@@ -8,10 +8,8 @@ Serverless enforces on a container), so a greedy model fails clearly and the hos
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
-import signal
 import socket
 import sys
 import threading
@@ -53,7 +51,7 @@ from modeldrop_local.sagemaker.worker.types import (
     WorkerStartError,
     WorkerTimeout,
 )
-from modeldrop_local.sagemaker.worker.zygote import PRELOADS, ForkServer, describe_exit
+from modeldrop_local.sagemaker.worker.zygote import PRELOADS, ForkServer, describe_exit, kill_process_group
 
 WATCHDOG_INTERVAL_S = 0.05
 EXIT_REPORT_WAIT_S = 2.0
@@ -302,8 +300,7 @@ class Worker:
             self.kill_reason = reason
             self._log.note(f"worker killed: {reason}")
         if not self._fork_server.has_exited(self.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+            kill_process_group(self.pid)
 
     def _death_reason(self, when: str) -> str:
         status = self._fork_server.exit_status(self.pid, EXIT_REPORT_WAIT_S)
@@ -399,9 +396,8 @@ class Worker:
             return
         if self.kill_reason is None:
             self.kill_reason = "the worker was stopped by the server"  # seen only by an in-flight request
-        if not self._fork_server.has_exited(self.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+        # The group even when the worker itself has exited: what its model forked may still run.
+        kill_process_group(self.pid, leader_alive=not self._fork_server.has_exited(self.pid))
         with self._lock:
             if self._stopped:
                 return

@@ -132,6 +132,9 @@ def serve(control_fd: int, preload: str) -> None:
                 pid = os.fork()
                 if pid == 0:
                     try:
+                        # Its own process group, so a stop kills what user code forked too (a process
+                        # forked in model_fn would otherwise be reparented to init and outlive the cloud).
+                        os.setpgid(0, 0)
                         signal.set_wakeup_fd(-1)
                         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -145,6 +148,8 @@ def serve(control_fd: int, preload: str) -> None:
                         os._exit(70)
                     finally:
                         os._exit(0)
+                with contextlib.suppress(OSError):  # both sides set it: no window before the child runs
+                    os.setpgid(pid, pid)
                 for fd in fds:
                     os.close(fd)
                 children.add(pid)
@@ -152,10 +157,20 @@ def serve(control_fd: int, preload: str) -> None:
                 _reap(control, children)
     finally:
         for pid in children:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
+            kill_process_group(pid)
+
+
+def kill_process_group(pid: int, *, leader_alive: bool = True) -> None:
+    """SIGKILL a worker and every process it forked (each worker leads its own process group).
+
+    With `leader_alive=False` (the worker was reaped, its pid free for reuse) only the group is
+    signalled: a group outlives its leader while any member runs, and is gone with the last one.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    if leader_alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _reap(control: socket.socket, children: set[int]) -> None:
