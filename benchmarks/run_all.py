@@ -43,28 +43,28 @@ READING_NOTES = """
   busy it was. Issue 9's figures were measured at a load of 8-15 on 2 cores, where every latency is
   several times its quiet value (the uvicorn floor's iris p50 ranged 0.4-5 ms between runs); compare
   the ratios, each measured against its baseline in the same run.
-- Warm serving (issue 9) was re-measured at a load of 11.5, where uvicorn's floor lost more than the
-  local SageMaker (iris p50 3.8 ms vs 2.0 ms): the targets read as met, but that says more about the
-  load than the servers. On a quiet machine the ratio at concurrency 1 was 1.14-1.26x (PROFILE.md),
-  the gap being the hop to the worker process (~130 µs), which the issue-9 changes did not touch;
-  `warm_serving` itself was fixed: it deployed the scikit-learn image without SAGEMAKER_PROGRAM,
-  which the image profiles now refuse as AWS does.
-- REST path (issue 9): REST front → Api function → InvokeEndpoint went from 10.4x to ~4x direct
-  InvokeEndpoint (3.5x in PROFILE.md's run). The Api function now keeps a servable model's record 5 s
-  per warm container (no DynamoDB GetItem per request; unknown, unservable and vanished models still
-  get the table's answer).
-  What holds the rest back, per PROFILE.md: the REST path *contains* the direct call, and adds a
-  second HTTP hop, a process hop and the Api function's botocore `invoke_endpoint`, whose client side
-  alone (request building, SigV4 signing, event hooks, two socket writes, response parsing; ~2.5 ms
-  here) costs more than the whole direct call (~2 ms with a bare `http.client`). 2x would need that
-  call without botocore, which the function must keep to be the same code on AWS.
+- Issue 9's figures above were re-measured at 11:23 UTC on a quiet machine (load 1.9): warm serving
+  at concurrency 1 meets its targets (iris p50 1.03x, throughput 0.97x the floor; forest200 at the
+  floor). At concurrency 2 the iris endpoint is at 1.4x / 0.71x: each request crosses one more process
+  (HTTP server → worker, for the memory cap, crash isolation and scale to zero) than uvicorn's, so two
+  clients keep four processes busy (client, server, two workers) on 2 cores, against three for the
+  floor; with a 30 ms model (forest200) the hop disappears in the work and the endpoint matches the
+  floor at concurrency 2 as well. The examples are pickled with the scikit-learn 1.2-1 image's
+  libraries, so the floor and the in-process baseline load them in that image environment.
+- REST path (issue 9): REST front → Api function → InvokeEndpoint went from 10.4x to 4.7x (c1) and
+  3.6x (c2) direct InvokeEndpoint. The Api function keeps a servable model's record 5 s per warm
+  container (no DynamoDB GetItem per request; unknown, unservable and vanished models still get the
+  table's answer). What holds the rest back, per PROFILE.md: the REST path *contains* the direct call,
+  and adds a second HTTP hop, a process hop and the Api function's botocore `invoke_endpoint`, whose
+  client side alone (request building, SigV4 signing, event hooks, response parsing; ~2.5 ms here)
+  costs more than the whole direct call (~1.5 ms with a bare `http.client`). 2x would need that call
+  without botocore, which the function must keep to be the same code on AWS.
 - Upload outcome (issue 9): function workers are forked from a server with the libraries imported and
   `local up` is ready only once the spare workers are warm, so a cold start costs ~0.25 s instead of
-  ~1.6 s and the first upload meets a warm worker (1.8 s → 1.0-1.5 s; the rest is that worker's first
-  invocation: its boto3 clients and the edge's answers, on the loaded box). A hostile upload among 6
-  good ones at once still shares 2 cores with 6 other OnUpload workers (their first boto3 clients), the
-  edge answering all their AWS calls in one process, and the state machines and endpoints the good
-  uploads start: ~5-7 s at a load of 11-15, down from 12 s.
+  ~1.6 s; the first upload after start is recorded in 0.56 s and one made while another model's state
+  machine waits in 0.34 s. A hostile upload among 6 good ones at once (3.8 s) shares 2 cores with 6
+  other OnUpload workers (their first boto3 clients), the edge answering all their AWS calls in one
+  process, and the state machines and endpoints the good uploads start.
 """
 
 

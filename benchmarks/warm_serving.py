@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 import tarfile
 import tempfile
 import time
@@ -24,6 +25,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+from modeldrop.frameworks import Framework
 from modeldrop_local import example_models
 
 from benchmarks.common import (
@@ -53,6 +55,40 @@ def joblib_artifact(tarball: Path, into: Path) -> Path:
     return found[0]
 
 
+def image_python_command(*arguments: str) -> list[str]:
+    """Run under the scikit-learn image's pinned environment (the example models are pickled there and
+    a scikit-learn 1.2.1 forest does not unpickle under the project's newer one), with the project
+    venv's packages appended after the image's own (site.addsitedir, so its .pth files count too):
+    FastAPI, uvicorn and the project's code come from there; numpy, scipy, scikit-learn and joblib
+    still come from the image environment."""
+    project_site = sysconfig.get_paths()["purelib"]
+    bootstrap = (
+        f"import runpy, site, sys; site.addsitedir({project_site!r}); "
+        f"sys.argv[1:] = {list(arguments[1:])!r}; runpy.run_module({arguments[0]!r}, run_name='__main__')"
+    )
+    return [example_models.image_python(Framework.SKLEARN), "-c", bootstrap]
+
+
+def in_process_in_image(model_path: Path, body: bytes, concurrency: int, requests: int) -> LoadResult:
+    """`in_process`, in the image environment the model was pickled in."""
+    completed = subprocess.run(
+        image_python_command(
+            "benchmarks.warm_serving", "--in-process", str(model_path), str(concurrency), str(requests)
+        ),
+        input=body,
+        capture_output=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **THREAD_ENV},
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"in-process baseline failed: {completed.stderr.decode()[-2000:]}")
+    answer = json.loads(completed.stdout)
+    result = LoadResult(target="in-process predict", concurrency=concurrency)
+    result.latencies_ms = answer["latencies_ms"]
+    result.wall_s = answer["wall_s"]
+    return result
+
+
 def in_process(model: Any, body: bytes, concurrency: int, requests: int) -> LoadResult:
     """The physical limit: decode, predict, encode — the same work minus HTTP, on one thread."""
     result = LoadResult(target="in-process predict", concurrency=concurrency)
@@ -78,16 +114,28 @@ def mlflow_available() -> bool:
     return (MLFLOW_BIN / "mlflow").exists()
 
 
+def _save_mlflow_model(model_path: Path, mlflow_dir: Path) -> bool:
+    """Save the model as an MLflow model; False (and why, on stderr) when MLflow's own scikit-learn
+    cannot unpickle it (the examples are pickled with the image's scikit-learn 1.2.1)."""
+    completed = subprocess.run(
+        [str(MLFLOW_BIN / "python"), "-c", SAVE_MLFLOW_MODEL, str(model_path), str(mlflow_dir)],
+        capture_output=True,
+        text=True,
+    )
+    if completed.returncode != 0:
+        print(f"MLflow skipped for {model_path.name}: {completed.stderr.strip()[-300:]}", file=sys.stderr)
+    return completed.returncode == 0
+
+
 def bench_model(label: str, tarball: Path, requests: int, workdir: Path) -> list[dict[str, Any]]:
     model_path = joblib_artifact(tarball, workdir / f"{label}-artifact")
-    model = joblib.load(model_path)
     rows = example_models.iris_payload(ROWS_PER_REQUEST)
     body = json.dumps(rows).encode()
     results: list[LoadResult] = []
 
     port = free_port()
     with subprocess_server(
-        [sys.executable, "-m", "benchmarks.servers.fastapi_floor", str(port), "2"],
+        image_python_command("benchmarks.servers.fastapi_floor", str(port), "2"),
         port,
         env={"MODEL_PATH": str(model_path), **THREAD_ENV},
         log_name=f"fastapi-{label}",
@@ -116,19 +164,8 @@ def bench_model(label: str, tarball: Path, requests: int, workdir: Path) -> list
                 )
             )
 
-    if mlflow_available():
-        mlflow_dir = workdir / f"mlflow-{label}"
-        subprocess.run(
-            [
-                str(MLFLOW_BIN / "python"),
-                "-c",
-                SAVE_MLFLOW_MODEL,
-                str(model_path),
-                str(mlflow_dir),
-            ],
-            check=True,
-            capture_output=True,
-        )
+    mlflow_dir = workdir / f"mlflow-{label}"
+    if mlflow_available() and _save_mlflow_model(model_path, mlflow_dir):
         port = free_port()
         mlflow_body = json.dumps({"inputs": rows}).encode()
         with subprocess_server(
@@ -167,7 +204,7 @@ def bench_model(label: str, tarball: Path, requests: int, workdir: Path) -> list
                 )
 
     for concurrency in CONCURRENCY:
-        results.append(in_process(model, body, concurrency, requests))
+        results.append(in_process_in_image(model_path, body, concurrency, requests))
 
     floors = {r.concurrency: r for r in results if r.target.endswith("(floor)")}
     rows_out = []
@@ -199,7 +236,16 @@ def run(requests: int = 300) -> dict[str, Any]:
     return result
 
 
+def _in_process_main(model_path: str, concurrency: int, requests: int) -> None:
+    model = joblib.load(model_path)
+    result = in_process(model, sys.stdin.buffer.read(), concurrency, requests)
+    print(json.dumps({"latencies_ms": result.latencies_ms, "wall_s": result.wall_s}))
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--in-process"]:
+        _in_process_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+        sys.exit(0)
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300, help="requests per client per measurement")
     print(json.dumps(run(parser.parse_args().requests), indent=2))
