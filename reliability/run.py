@@ -47,11 +47,6 @@ NO_RETRIES = Config(retries={"total_max_attempts": 1}, read_timeout=90, connect_
 IRIS_BODY = json.dumps(iris_payload(2)).encode()
 # Cases that do not hold and are not fixed here, by case-name prefix: why (shown under "Open").
 KNOWN_OPEN: dict[str, str] = {
-    "model-fn-forks: the forked child": (
-        "a process forked by user code in model_fn is reparented to init when its worker stops, and "
-        "the launcher kills workers by pid, not by process group; fixing it means a process group (or a "
-        "child subreaper) per worker in the launcher, which another branch is reworking"
-    ),
     "REST API": (
         "the REST path queues at the functions host (at most DEFAULT_CONCURRENCY = 10 ApiFunction "
         "processes at once) instead of throttling: on this shared 2-core machine the queued calls can pass "
@@ -59,13 +54,6 @@ KNOWN_OPEN: dict[str, str] = {
         "function error. Lambda on AWS runs them at once and SageMaker's throttling becomes 429"
     ),
 }
-# A deployed case invoked right after its deployment became InService, answered 503 ModelNotInService.
-INSERVICE_BEFORE_LIVE = (
-    "the invocation came right after the deployment became InService: deployment_status.py records "
-    "the deployment InService before mark_live points the model item at it, so for a moment the API "
-    "answers 503 ModelNotInService; reordering those two conditional writes touches the "
-    "superseded-deployment logic and is left to its owner"
-)
 SAGEMAKER_ERRORS = {"ModelError", "InternalFailure", "ServiceUnavailable", "InternalDependencyException"}
 
 
@@ -193,7 +181,6 @@ class Suite:
         figures: dict[str, Any],
     ) -> CaseResult:
         status, reason = outcome["status"], outcome.get("reason")
-        open_reason = None
         if kind == "rejected":
             right = status == "Rejected" and bool(reason)
         elif kind == "failed":
@@ -206,8 +193,6 @@ class Suite:
                 answer, body = self.invoke_rest(name)
                 right = answer == 200
                 figures["invoke"] = f"{answer} {body[:60]!r}"
-                if b"ModelNotInService" in body:
-                    open_reason = INSERVICE_BEFORE_LIVE
         answering = prober.between(started, time.time())
         intact = self.canary_intact()
         figures = {
@@ -223,7 +208,6 @@ class Suite:
             observed=f"{status}: {reason}",
             held=right and intact and answering["failures"] == 0,
             figures=figures,
-            open_reason=open_reason,
         )
 
     def _gzip_bomb(self, prober: Prober) -> CaseResult:
