@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.response import StreamingBody
+from modeldrop.records import Deployment, DeploymentStatus, utc_now
+from modeldrop.serving_setup import SetupRecord
 from modeldrop_local import template
 from openapi_schema_validator import OAS30Validator
 
@@ -154,3 +156,33 @@ def fake_lambda_context(request_id: str = "lambda-request-0001") -> LambdaContex
     context._log_group_name = "/aws/lambda/modeldrop-api"
     context._log_stream_name = "2026/11/29/[$LATEST]0123456789abcdef"
     return context
+
+
+# What OnUpload records for a bare model.joblib on the scikit-learn image.
+SERVING_SETUP = SetupRecord(
+    repacked=True,
+    added_files=["code/inference.py"],
+    environment={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
+    notes=["added code/inference.py"],
+)
+
+
+def pipeline_deployment(version: int, status: DeploymentStatus, reason: str | None = None) -> Deployment:
+    """A deployment of iris as OnUpload records it, to be written through DeploymentRecords."""
+    now = utc_now()
+    return Deployment(
+        deployment_id=f"iris-{version}",
+        model_name="iris",
+        version=version,
+        bucket="models",
+        key="models/iris/model.tar.gz",
+        object_version=f"v{version}",
+        etag=f"etag{version}",
+        status=status,
+        reason=reason,
+        config={"framework": "sklearn", "memoryMb": 2048, "maxConcurrency": 5},
+        serving_setup=SERVING_SETUP.model_dump(by_alias=True, mode="json"),
+        endpoint_name="modeldrop-iris",
+        created_at=now,
+        updated_at=now,
+    )

@@ -12,28 +12,14 @@ from typing import Any
 import pytest
 from modeldrop.api.logic import is_servable
 from modeldrop.deployment_status import IN_FLIGHT
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, GoLive, utc_now
+from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, GoLive
+
+from tests.unit.api.support import pipeline_deployment
 
 
-def _deployment(
-    records: DeploymentRecords, status: DeploymentStatus = DeploymentStatus.DEPLOYING
-) -> Deployment:
-    version = records.next_version("iris")
-    now = utc_now()
-    deployment = Deployment(
-        deployment_id=f"iris-{version}",
-        model_name="iris",
-        version=version,
-        bucket="models",
-        key="models/iris/model.tar.gz",
-        object_version=f"v{version}",
-        etag=f"etag{version}",
-        status=status,
-        config={"framework": "sklearn", "memoryMb": 2048, "maxConcurrency": 5},
-        endpoint_name="modeldrop-iris",
-        created_at=now,
-        updated_at=now,
-    )
+def _deployment(records: DeploymentRecords) -> Deployment:
+    """A new version of iris, in flight (Deploying), with its model item as OnUpload leaves it."""
+    deployment = pipeline_deployment(records.next_version("iris"), DeploymentStatus.DEPLOYING)
     records.put_deployment(deployment)
     records.touch_model(
         "iris", "modeldrop-iris", status="Creating", last_deployment_id=deployment.deployment_id

@@ -7,39 +7,15 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.stub import Stubber
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
-from modeldrop.serving_setup import SetupRecord
+from modeldrop.records import DeploymentRecords, DeploymentStatus
 
-from tests.unit.api.support import assert_matches_schema, json_body, streaming
-from tests.utils import load_event
-
-# What OnUpload records for a bare model.joblib on the scikit-learn image.
-SERVING_SETUP = SetupRecord(
-    repacked=True,
-    added_files=["code/inference.py"],
-    environment={"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"},
-    notes=["added code/inference.py"],
+from tests.unit.api.support import (
+    assert_matches_schema,
+    json_body,
+    pipeline_deployment,
+    streaming,
 )
-
-
-def _deployment(version: int, status: DeploymentStatus, reason: str | None = None) -> Deployment:
-    now = utc_now()
-    return Deployment(
-        deployment_id=f"iris-{version}",
-        model_name="iris",
-        version=version,
-        bucket="models",
-        key="models/iris/model.tar.gz",
-        object_version=f"v{version}",
-        etag=f"etag{version}",
-        status=status,
-        reason=reason,
-        config={"framework": "sklearn", "memoryMb": 2048, "maxConcurrency": 5},
-        serving_setup=SERVING_SETUP.model_dump(by_alias=True, mode="json"),
-        endpoint_name="modeldrop-iris",
-        created_at=now,
-        updated_at=now,
-    )
+from tests.utils import load_event
 
 
 def test_records_written_by_the_pipeline_are_served_by_the_api(
@@ -47,11 +23,11 @@ def test_records_written_by_the_pipeline_are_served_by_the_api(
 ) -> None:
     # Given the pipeline recorded v1 live and v2 failed, through its own writer
     records = DeploymentRecords(table)
-    first = _deployment(records.next_version("iris"), DeploymentStatus.IN_SERVICE)
+    first = pipeline_deployment(records.next_version("iris"), DeploymentStatus.IN_SERVICE)
     records.put_deployment(first)
     records.touch_model("iris", "modeldrop-iris", status="Creating", last_deployment_id=first.deployment_id)
     assert records.mark_live(first)
-    second = _deployment(records.next_version("iris"), DeploymentStatus.FAILED, "ping failed")
+    second = pipeline_deployment(records.next_version("iris"), DeploymentStatus.FAILED, "ping failed")
     records.put_deployment(second)
     # When the API lists, describes and invokes the model
     listing = json_body(api.resolve(load_event("api_list_models"), lambda_context))
