@@ -41,6 +41,19 @@ def client(cloud: LocalCloud, aws_env: None) -> Callable[[str], Any]:
     return make
 
 
+def echo_function_environment(cloud: LocalCloud) -> dict[str, str]:
+    """What the fixture template's EchoFunction sees in its environment: its Variables with the
+    intrinsics resolved, plus what the functions host adds."""
+    return {
+        "GREETING": "hi-from-params",
+        "TABLE_NAME": "fixture-EventsTable",
+        "FLOW_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:fixture-Flow",
+        "BUCKET_ARN": "arn:aws:s3:::fixture-uploads-123456789012",
+        "AWS_ENDPOINT_URL": cloud.edge_url,
+        "AWS_LAMBDA_FUNCTION_NAME": "fixture-EchoFunction",
+    }
+
+
 def wait_for(probe: Callable[[], T | None], timeout_s: float = 20, interval_s: float = 0.1) -> T:
     """Poll probe until it returns something truthy (no event to await across processes)."""
     deadline = time.monotonic() + timeout_s

@@ -11,6 +11,8 @@ import pytest
 from modeldrop_local.cloud import LocalCloud
 from modeldrop_local.functions_host import FunctionsHost
 
+from tests.integration.local_cloud.conftest import echo_function_environment
+
 ECHO = "fixture-EchoFunction"
 
 
@@ -40,14 +42,7 @@ def test_a_worker_is_forked_from_the_fork_server_with_the_functions_own_environm
     fork_server = worker.parent()
     assert fork_server is not None and "--fork-server" in fork_server.cmdline()
     assert answer["layer"] == "from-the-layer"
-    assert answer["env"] == {
-        "GREETING": "hi-from-params",
-        "TABLE_NAME": "fixture-EventsTable",
-        "FLOW_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:fixture-Flow",
-        "BUCKET_ARN": "arn:aws:s3:::fixture-uploads-123456789012",
-        "AWS_ENDPOINT_URL": cloud.edge_url,
-        "AWS_LAMBDA_FUNCTION_NAME": ECHO,
-    }
+    assert answer["env"] == echo_function_environment(cloud)
 
 
 def test_a_cold_start_after_the_fork_server_died_gets_a_new_one(host: FunctionsHost) -> None:

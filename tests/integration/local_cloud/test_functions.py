@@ -9,7 +9,7 @@ from typing import Any
 
 from modeldrop_local.cloud import LocalCloud
 
-from tests.integration.local_cloud.conftest import wait_for
+from tests.integration.local_cloud.conftest import echo_function_environment, wait_for
 
 
 def _invoke(client: Callable[[str], Any], payload: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -26,14 +26,7 @@ def test_function_runs_with_its_template_environment_layer_and_context(
     assert "FunctionError" not in response
     assert answer["event"] == {"ping": 1}
     assert answer["layer"] == "from-the-layer"
-    assert answer["env"] == {
-        "GREETING": "hi-from-params",
-        "TABLE_NAME": "fixture-EventsTable",
-        "FLOW_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:fixture-Flow",
-        "BUCKET_ARN": "arn:aws:s3:::fixture-uploads-123456789012",
-        "AWS_ENDPOINT_URL": cloud.edge_url,
-        "AWS_LAMBDA_FUNCTION_NAME": "fixture-EchoFunction",
-    }
+    assert answer["env"] == echo_function_environment(cloud)
     context = answer["context"]
     assert context["function_name"] == "fixture-EchoFunction"
     assert context["memory_limit_in_mb"] == 256
