@@ -22,15 +22,19 @@ from urllib.parse import parse_qs, unquote
 from xml.sax.saxutils import escape
 
 from moto.core.config import default_user_config
+from moto.core.request import (
+    PRESERVED_HEADER_NAMES_ENVIRON_KEY,
+    environ_key_for_header,
+    should_preserve_original_header_name,
+)
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.wrappers import Response
 
 from modeldrop_local.cloudformation import describe_stacks
 from modeldrop_local.functions_host import FunctionsHost
-from modeldrop_local.http_server import make_server
+from modeldrop_local.http_server import WSGIServer
 from modeldrop_local.s3_notifications import S3Notifier
 from modeldrop_local.sagemaker.app import is_sagemaker_request
-from modeldrop_local.sagemaker.server import LeanWSGIServer
 from modeldrop_local.service_quotas import install as install_sagemaker_quotas
 from modeldrop_local.stack import LocalStack
 
@@ -237,11 +241,18 @@ class Edge:
         self.app = EdgeApp(sagemaker_app)
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self._server: LeanWSGIServer = make_server("127.0.0.1", port, self.app, moto_headers=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="edge")
+        # S3 PUTs of model tarballs come through here: S3's 5 GiB single-PUT limit, not a payload's 4 MB.
+        self._server = WSGIServer(
+            "127.0.0.1",
+            port,
+            self.app,
+            max_body_bytes=5 << 30,
+            environ_hook=keep_moto_header_names,
+            name="edge",
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def attach(self, stack: LocalStack, functions: FunctionsHost) -> None:
         self.app.stack = stack
@@ -255,7 +266,27 @@ class Edge:
         )
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
         self._restore_moto()
+
+
+def keep_moto_header_names(environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
+    """Like moto's own server: S3 metadata headers keep their underscores (x-amz-meta-a_b).
+
+    WSGI folds `-` and `_` together, so the HTTP server drops underscored names; moto reads the
+    original spelling of the ones it preserves from one environ key.
+    """
+    dashed = {environ_key_for_header(name) for name, _ in headers if "_" not in name}
+    names: dict[str, str] = {}
+    values: dict[str, list[str]] = {}
+    for name, value in headers:
+        if not should_preserve_original_header_name(name):
+            continue
+        key = environ_key_for_header(name)
+        if key in dashed:  # never let an underscored header stand in for a dashed one
+            continue
+        names.setdefault(key, name)
+        values.setdefault(key, []).append(value)
+    for key, key_values in values.items():
+        environ[key] = ",".join(key_values)
+    environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names

@@ -10,7 +10,6 @@ import base64
 import fnmatch
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -22,11 +21,11 @@ from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
 from modeldrop_local.functions_host import InvokeResult
-from modeldrop_local.http_server import make_server
-from modeldrop_local.sagemaker.server import LeanWSGIServer
+from modeldrop_local.http_server import WSGIServer
 from modeldrop_local.stack import ACCOUNT_ID, RestApiSpec
 
 Invoke = Callable[[str, bytes], InvokeResult]
+API_GATEWAY_MAX_BODY_BYTES = 10 << 20  # REST API payload quota
 _METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
@@ -233,13 +232,14 @@ class RestFront:
         self.app = RestFrontApp(api, invoke)
         self.port = port
         self.url = f"http://127.0.0.1:{port}/{api.stage}"
-        self._server: LeanWSGIServer = make_server("127.0.0.1", port, self.app)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="rest-front")
+        # API Gateway refuses a body over 10 MB with 413 before any integration runs; up to that the
+        # Api function answers (413 past SageMaker's 4 MB).
+        self._server = WSGIServer(
+            "127.0.0.1", port, self.app, max_body_bytes=(10 << 20) + 1, name="rest-front"
+        )
 
     def start(self) -> None:
-        self._thread.start()
+        self._server.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+        self._server.stop()
