@@ -1,4 +1,4 @@
-"""A function's worker process, seen from the host: started warm or cold, one invocation at a time.
+"""A function's worker process, seen from the host: forked (else spawned), one invocation at a time.
 
 A worker is a Python process with the function's environment, its layers and CodeUri on sys.path, and
 its handler imported once (the cold start); then it answers invocations over a pipe (runtime.py).
