@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from modeldrop_local import edge, functions_host, rest_front
+from modeldrop_local import edge, rest_front
 from modeldrop_local.demo import throwaway_cloud
 from modeldrop_local.example_models import build_sklearn_iris, iris_payload
-from modeldrop_local.functions_host import LambdaContext
+from modeldrop_local.functions_host.runtime import LambdaContext
+from modeldrop_local.functions_host.worker import Worker
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
@@ -200,7 +201,7 @@ def run(requests: int, concurrency: int, top: int) -> str:
             assert cloud.rest is not None
             # The REST front holds the host's bound invoke: time that attribute of its app.
             timers.wrap(cloud.rest.app, "invoke", lambda *_: "functions host invoke")
-            timers.wrap(functions_host._Worker, "invoke", lambda *_: "worker round trip")
+            timers.wrap(Worker, "invoke", lambda *_: "worker round trip")
             timers.wrap(edge.EdgeApp, "__call__", _edge_label)
             try:
                 rest = http_load_in_child("REST", port, path, body, headers, concurrency, requests)

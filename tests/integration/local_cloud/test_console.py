@@ -14,7 +14,7 @@ import psutil
 import pytest
 from modeldrop_local.cli import app, configure_console
 from modeldrop_local.cloud import LocalCloud
-from modeldrop_local.functions_host import console_line
+from modeldrop_local.functions_host.console import console_line
 from typer.testing import CliRunner
 
 from tests.integration.local_cloud.conftest import wait_for
