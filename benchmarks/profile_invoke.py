@@ -40,7 +40,7 @@ from modeldrop_local.sagemaker import LocalSageMakerSettings, start_in_thread
 from modeldrop_local.sagemaker.app import LocalSageMakerApp
 from modeldrop_local.sagemaker.data_plane import DataPlane
 from modeldrop_local.sagemaker.pool import ServerlessPool
-from modeldrop_local.sagemaker.worker.launcher import Worker
+from modeldrop_local.sagemaker.worker.process import Worker
 
 from benchmarks.common import REPO_ROOT, percentile
 from benchmarks.local_cloud import CREDENTIALS, SERVER_ENV, moto_s3_server

@@ -172,11 +172,11 @@ def _joblib_model(tmp_path: Path) -> Path:
 def test_package_refuses_a_numpy2_pickle_for_the_sklearn_image(tmp_path: Path) -> None:
     # Given a forest pickled here, under numpy 2 (its tree state references numpy._core)
     import joblib
-    from modeldrop_local.example_models import _iris
+    from modeldrop_local.example_models.iris import iris_data
     from sklearn.ensemble import RandomForestClassifier
 
     model = tmp_path / "model.joblib"
-    joblib.dump(RandomForestClassifier(n_estimators=2, random_state=0).fit(*_iris()), model)
+    joblib.dump(RandomForestClassifier(n_estimators=2, random_state=0).fit(*iris_data()), model)
 
     # When packaged for the default scikit-learn image (1.2-1, numpy 1.24.1)
     result = CliRunner().invoke(app, ["package", str(model), "-o", str(tmp_path / "model.tar.gz")])

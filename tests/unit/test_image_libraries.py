@@ -12,12 +12,13 @@ import pytest
 from modeldrop.frameworks import Framework
 from modeldrop.image_libraries import PICKLED_NUMPY_KEY, check_versions, pickled_libraries
 from modeldrop.packaging import build_model_tarball, describe_tarball
-from modeldrop_local import example_models
+from modeldrop_local.example_models.image_training import trained_artifact
+from modeldrop_local.example_models.iris import iris_data
 from sklearn.ensemble import RandomForestClassifier
 
 
 def forest() -> RandomForestClassifier:
-    features, targets = example_models._iris()
+    features, targets = iris_data()
     return RandomForestClassifier(n_estimators=2, random_state=0).fit(features, targets)
 
 
@@ -41,7 +42,7 @@ def test_a_pickle_written_here_names_its_scikit_learn_and_numpy_2(tmp_path: Path
 def test_the_example_pickle_names_the_image_versions(tmp_path: Path) -> None:
     # Given the example forest, pickled in the scikit-learn 1.2-1 image's environment
     path = tmp_path / "model.joblib"
-    path.write_bytes(example_models._trained("forest", 3)[0])
+    path.write_bytes(trained_artifact("forest", 3)[0])
 
     # Then it names scikit-learn 1.2.1 and numpy 1's module
     assert pickled_libraries(path) == {"scikit-learn": "1.2.1", PICKLED_NUMPY_KEY: "numpy.core"}

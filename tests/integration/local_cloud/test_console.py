@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import httpx
 import psutil
 import pytest
-from modeldrop_local.cli import app, configure_console
+from modeldrop_local.cli import app
+from modeldrop_local.cli.local import configure_console
 from modeldrop_local.cloud import LocalCloud
 from modeldrop_local.functions_host.console import console_line
 from typer.testing import CliRunner

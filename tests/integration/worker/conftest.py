@@ -13,6 +13,7 @@ import pytest
 from modeldrop.frameworks import Framework, image_for
 from modeldrop.tarball import safe_extract
 from modeldrop_local import example_models
+from modeldrop_local.example_models.iris import fit_logistic
 from modeldrop_local.sagemaker.worker import Worker, WorkerLauncher, WorkerSpec
 
 REGION = "us-east-1"
@@ -48,7 +49,7 @@ def iris_joblib_bytes() -> bytes:
     import joblib
 
     buffer = io.BytesIO()
-    joblib.dump(example_models._fit_logistic(), buffer)
+    joblib.dump(fit_logistic(), buffer)
     return buffer.getvalue()
 
 

@@ -17,6 +17,7 @@ import joblib
 import pytest
 from modeldrop.frameworks import Framework, image_for
 from modeldrop_local import example_models
+from modeldrop_local.example_models.iris import iris_data
 from modeldrop_local.sagemaker.worker import Worker, WorkerLauncher, WorkerStartError
 from modeldrop_local.sagemaker.worker.image_envs import EnvironmentCache, ImageEnvironment
 from sklearn.ensemble import RandomForestClassifier
@@ -54,7 +55,7 @@ def transform_fn(model, body, content_type, accept):
 def numpy2_forest_tarball(dest: Path) -> Path:
     """A RandomForest pickled here (numpy 2, scikit-learn 1.9): its tree state references numpy._core."""
     buffer = io.BytesIO()
-    features, targets = example_models._iris()
+    features, targets = iris_data()
     joblib.dump(RandomForestClassifier(n_estimators=3, random_state=0).fit(features, targets), buffer)
     assert b"numpy._core" in buffer.getvalue()
     tarball = write_tarball(dest, {"model.joblib": buffer.getvalue(), "code/inference.py": MODEL_FN_ONLY})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from modeldrop_local.sagemaker.worker.child import marker
-from modeldrop_local.sagemaker.worker.launcher import LogPump
+from modeldrop_local.sagemaker.worker.log_pump import LogPump
 
 STREAM = (
     marker("model-load")

@@ -26,6 +26,7 @@ from modeldrop.records import Deployment, DeploymentStatus
 from modeldrop.serving_setup import CUSTOM_CODE_ON_SKLEARN_NOTE, ONNX_REQUIREMENTS
 from modeldrop.tarball import TarballLimits, safe_extract
 from modeldrop_local import example_models
+from modeldrop_local.example_models.iris import fit_logistic
 
 from tests.unit.pipeline.conftest import (
     ROLE_ARN,
@@ -158,7 +159,7 @@ def test_a_pickle_artifact_gets_a_pickle_loader(tmp_path: Path) -> None:
 
     from modeldrop.serving_setup import sklearn_inference_py
 
-    model = example_models._fit_logistic()
+    model = fit_logistic()
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "clf.pkl").write_bytes(pickle.dumps(model))
     (tmp_path / "inference.py").write_bytes(sklearn_inference_py("models/clf.pkl"))
@@ -374,7 +375,7 @@ def test_a_pickle_that_references_numpy_core_is_refused_for_the_numpy1_image(
 
 def joblib_bytes(tmp_path: Path) -> bytes:
     path = tmp_path / "m.joblib"
-    joblib.dump(example_models._fit_logistic(), path)
+    joblib.dump(fit_logistic(), path)
     return path.read_bytes()
 
 

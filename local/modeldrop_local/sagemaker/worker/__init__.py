@@ -20,7 +20,8 @@ Choices, and why:
 - requirements.txt: see requirements.py (cache per content hash; offline only when asked).
 """
 
-from modeldrop_local.sagemaker.worker.launcher import Worker, WorkerLauncher
+from modeldrop_local.sagemaker.worker.launcher import WorkerLauncher
+from modeldrop_local.sagemaker.worker.process import Worker
 from modeldrop_local.sagemaker.worker.types import (
     InvocationResult,
     WorkerCrashed,

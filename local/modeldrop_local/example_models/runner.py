@@ -1,11 +1,11 @@
 """Trains and predicts the example models, in whichever environment runs this file.
 
-example_models.py runs it under the pinned environment of the image a model is for (the scikit-learn
+image_training.py runs it under the pinned environment of the image a model is for (the scikit-learn
 1.2-1 image's scikit-learn 1.2.1 and numpy 1.24.1, the XGBoost 1.7-1 image's xgboost 1.7.4; see
 sagemaker/worker/image_envs.py), so the pickles and boosters it writes load on that image, and it
 predicts there too: a scikit-learn 1.2.1 forest does not unpickle under a newer scikit-learn. It
 imports nothing of modeldrop (that environment has only the image's libraries) and nothing but the
-standard library at module level, so example_models.py can import it as well.
+standard library at module level, so prediction.py can import it as well.
 
 As a script: one JSON request on stdin, one JSON answer on stdout.
   {"command": "train", "model": "logistic" | "forest" | "pipeline" | "xgboost" | "knn", "n_estimators": N,
@@ -110,7 +110,7 @@ def _load_module(path: Path) -> Any:
 
 
 def predict(request: dict[str, Any]) -> Any:
-    """What the endpoint answers for a JSON list of rows (see example_models.py's docstring)."""
+    """What the endpoint answers for a JSON list of rows (see prediction.py's docstring)."""
     import numpy as np
 
     model_dir = Path(request["model_dir"])

@@ -1,0 +1,58 @@
+"""`modeldrop package`: build a model.tar.gz and check it as an upload would be; no stack involved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from modeldrop_local.cli.errors import fail
+
+package_app = typer.Typer()
+
+
+@package_app.command()
+def package(
+    model_file: Annotated[list[Path], typer.Argument(exists=True, help="Model artifact file(s).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write model.tar.gz.")],
+    inference: Annotated[Path | None, typer.Option("--inference", help="code/inference.py handlers.")] = None,
+    requirements: Annotated[
+        Path | None, typer.Option("--requirements", help="code/requirements.txt.")
+    ] = None,
+    framework_version: Annotated[
+        str | None,
+        typer.Option(
+            "--framework-version", help="Image version to check against (default: the default one)."
+        ),
+    ] = None,
+) -> None:
+    """Build a model.tar.gz with the layout SageMaker expects, and check it as an upload would be.
+
+    The versions the model was saved with (code/modeldrop-libraries.json) are checked against the image
+    it will run on, as OnUpload checks them: a model that image cannot load is not written.
+    """
+    for label, path in (("inference file", inference), ("requirements file", requirements)):
+        if path is not None and not path.is_file():
+            raise fail(f"{label} not found: {path}")
+    from modeldrop.frameworks import default_version
+    from modeldrop.image_libraries import check_versions
+    from modeldrop.model_config import ConfigRejected
+    from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
+    from modeldrop.serving_setup import parse_libraries
+    from modeldrop.tarball import TarballRejected
+
+    try:
+        path = build_model_tarball(model_file, output, inference_py=inference, requirements_txt=requirements)
+        report = describe_tarball(path)
+    except (PackagingError, TarballRejected, ConfigRejected) as error:
+        raise fail(f"cannot package: {getattr(error, 'reason', error)}") from error
+    libraries, _ = parse_libraries(report.libraries_bytes)
+    version = framework_version or (default_version(report.framework) if report.framework else None)
+    versions = check_versions(libraries, report.framework, version)
+    if versions.refusal:
+        path.unlink()
+        raise fail(f"cannot package for the {version} image: {versions.refusal}")
+    for warning in versions.warnings:
+        typer.echo(f"warning: {warning}")
+    typer.echo(f"wrote {path}: {', '.join(report.members)}")
