@@ -11,9 +11,7 @@ Run alone: `python -m benchmarks.upload_outcome [--burst 6]`.
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import tarfile
 import tempfile
 import threading
 import time
@@ -25,18 +23,9 @@ from modeldrop_local.example_models import build_sklearn_iris
 from modeldrop_local.stack_client import StackClient
 
 from benchmarks.common import write_result
+from reliability.tarballs import escaping_tarball
 
 TARGET_S = 1.0
-
-
-def hostile_tarball(path: Path) -> Path:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        member = tarfile.TarInfo("../escaped.txt")
-        member.size = 1
-        archive.addfile(member, io.BytesIO(b"x"))
-    path.write_bytes(buffer.getvalue())
-    return path
 
 
 def upload_until_recorded(
@@ -58,7 +47,7 @@ def run(burst: int = 6) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="modeldrop-outcome-") as tmp:
         workdir = Path(tmp)
-        hostile = hostile_tarball(workdir / "hostile.tar.gz")
+        hostile = escaping_tarball(workdir / "hostile.tar.gz")
         iris = build_sklearn_iris(workdir / "iris")
         with throwaway_cloud(workdir) as (_cloud, stack):
             first = upload_until_recorded(stack, hostile, "hostile-first")

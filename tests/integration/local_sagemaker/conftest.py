@@ -7,9 +7,7 @@ what the tests see, and never retry, so that every throttle is counted once.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ from modeldrop_local.sagemaker import LocalSageMakerSettings, start_in_thread
 from modeldrop_local.sagemaker.server import RunningServer
 from moto.server import ThreadedMotoServer
 
+from reliability.tarballs import file_member, tar_gz
 from tests.utils import ManualClock, free_port
 
 BUCKET = "models"
@@ -93,16 +92,6 @@ class ModelUrls:
     expected: dict[str, Any]  # in-process predictions of iris_sample(), by model
 
 
-def _traversal_tarball() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        data = b"owned"
-        member = tarfile.TarInfo("../../escape.txt")
-        member.size = len(data)
-        archive.addfile(member, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
@@ -138,7 +127,9 @@ def model_urls(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Mo
     s3.upload_file(str(iris), BUCKET, "iris/model.tar.gz")
     s3.upload_file(str(behaviour), BUCKET, "behaviour/model.tar.gz")
     s3.put_object(Bucket=BUCKET, Key="broken/model.tar.gz", Body=b"this is not a tarball")
-    s3.put_object(Bucket=BUCKET, Key="traversal/model.tar.gz", Body=_traversal_tarball())
+    s3.put_object(
+        Bucket=BUCKET, Key="traversal/model.tar.gz", Body=tar_gz([file_member("../../escape.txt", b"owned")])
+    )
     return ModelUrls(
         iris=f"s3://{BUCKET}/iris/model.tar.gz",
         behaviour=f"s3://{BUCKET}/behaviour/model.tar.gz",
