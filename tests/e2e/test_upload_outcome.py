@@ -13,13 +13,12 @@ from typing import Any
 
 import boto3
 import pytest
-from modeldrop_local.cloud import LocalCloud
 from modeldrop_local.example_models import build_sklearn_iris
 from modeldrop_local.stack_client import StackClient
 
 from reliability.tarballs import escaping_tarball
 from tests.integration.local_cloud.conftest import wait_for
-from tests.utils import REPO_ROOT, free_port
+from tests.utils import cloud_on_free_ports
 
 pytestmark = pytest.mark.e2e
 STACK_NAME = "modeldrop-outcome"
@@ -28,13 +27,8 @@ STACK_NAME = "modeldrop-outcome"
 @pytest.fixture(scope="module")
 def slow_polling_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackClient]:
     logging.getLogger("modeldrop_local.access").setLevel(logging.WARNING)
-    cloud = LocalCloud(
-        template_path=REPO_ROOT / "template.yaml",
-        edge_port=free_port(),
-        api_port=free_port(),
-        stack_name=STACK_NAME,
-        parameters={"PollIntervalSeconds": "30"},
-        function_log_dir=tmp_path_factory.mktemp("function-logs"),
+    cloud = cloud_on_free_ports(
+        tmp_path_factory, stack_name=STACK_NAME, parameters={"PollIntervalSeconds": "30"}
     )
     with cloud:
         yield StackClient(cloud.edge_url, STACK_NAME)
