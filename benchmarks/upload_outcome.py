@@ -10,8 +10,6 @@ Run alone: `python -m benchmarks.upload_outcome [--burst 6]`.
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import threading
 import time
@@ -22,7 +20,7 @@ from modeldrop_local.demo import throwaway_cloud
 from modeldrop_local.example_models import build_sklearn_iris
 from modeldrop_local.stack_client import StackClient
 
-from benchmarks.common import write_result
+from benchmarks.common import command_line, write_result
 from reliability.tarballs import escaping_tarball
 
 TARGET_S = 1.0
@@ -91,6 +89,4 @@ def run(burst: int = 6) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--burst", type=int, default=6)
-    print(json.dumps(run(parser.parse_args().burst), indent=2))
+    command_line(run, __doc__, "--burst", 6)
