@@ -8,7 +8,6 @@ what the tests see, and never retry, so that every throttle is counted once.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,18 +216,6 @@ def create_serverless_endpoint(
     if create_endpoint:
         sm.create_endpoint(EndpointName=name, EndpointConfigName=config_name)
     return config_name
-
-
-def wait_until_settled(sm: Any, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Poll DescribeEndpoint (what the deploy state machine does) until it leaves Creating/Updating."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        description: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
-        if description["EndpointStatus"] not in {"Creating", "Updating"}:
-            return description
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} still {description['EndpointStatus']} after {timeout_s} s")
-        time.sleep(0.05)
 
 
 def invoke_json(runtime: Any, name: str, payload: Any) -> Any:
