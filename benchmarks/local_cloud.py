@@ -1,5 +1,6 @@
 """Start the pieces the benchmarks measure: a standalone local SageMaker (with moto S3) as subprocesses,
-and follow deployments on the whole local cloud (started by `modeldrop_local.demo.throwaway_cloud`)."""
+and follow deployments on the whole local cloud (started by `modeldrop_local.demo.throwaway_cloud`), where
+a model's invocations are reached on the REST front or on the edge."""
 
 from __future__ import annotations
 
@@ -195,9 +196,8 @@ def rest_invocations(stack: StackClient, model: str) -> tuple[Invocations, str]:
     key = stack.api_key()
     if key:
         headers["x-api-key"] = key
-    return Invocations(
-        int(api.port or 80), f"{api.path.rstrip('/')}/models/{model}/invocations", headers
-    ), api.path
+    route = Invocations(int(api.port or 80), f"{api.path.rstrip('/')}/models/{model}/invocations", headers)
+    return route, api.path
 
 
 def edge_invocations(cloud: LocalCloud, model: str) -> Invocations:
