@@ -11,7 +11,6 @@ Run alone: `python -m benchmarks.cold_start [--samples N]`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -26,7 +25,7 @@ from typing import Any
 from modeldrop.frameworks import Framework
 from modeldrop_local import example_models
 
-from benchmarks.common import NoDelayHTTPConnection, percentile, write_result
+from benchmarks.common import NoDelayHTTPConnection, command_line, percentile, write_result
 from benchmarks.local_cloud import LocalSageMaker, local_sagemaker
 
 IDLE_TIMEOUT_S = 1.0
@@ -164,6 +163,4 @@ def run(samples: int = 8) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--samples", type=int, default=8)
-    print(json.dumps(run(parser.parse_args().samples), indent=2))
+    command_line(run, __doc__, "--samples", 8)

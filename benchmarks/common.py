@@ -6,6 +6,7 @@ shared, noisy machine where absolute times alone do not.
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -23,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 REPO_ROOT = BENCH_DIR.parent
@@ -266,3 +268,31 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
         )
     )
     return path
+
+
+def command_line(
+    run: Callable[[int], dict[str, Any]],
+    description: str | None,
+    option: str,
+    default: int,
+    help: str | None = None,
+) -> None:
+    """A benchmark run alone: its one whole-number option (e.g. --samples), then run(it)'s result as JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(option, type=int, default=default, help=help)
+    value = getattr(parser.parse_args(), option.lstrip("-").replace("-", "_"))
+    print(json.dumps(run(value), indent=2))
+
+
+def profile_command_line(
+    run: Callable[[int, int, int], str], description: str | None, requests: int, top: int
+) -> None:
+    """A profile run alone: --requests per client per pass, --concurrency, --top; prints run's report."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--requests", type=int, default=requests, help="requests per client per pass")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--top", type=int, default=top, help="functions listed from the profile")
+    options = parser.parse_args()
+    print(run(options.requests, options.concurrency, options.top))

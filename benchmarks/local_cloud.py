@@ -1,5 +1,6 @@
 """Start the pieces the benchmarks measure: a standalone local SageMaker (with moto S3) as subprocesses,
-and follow deployments on the whole local cloud (started by `modeldrop_local.demo.throwaway_cloud`)."""
+and follow deployments on the whole local cloud (started by `modeldrop_local.demo.throwaway_cloud`), where
+a model's invocations are reached on the REST front or on the edge."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
+from modeldrop.naming import endpoint_name
 from modeldrop.serving_setup import sdk_environment
 from modeldrop_local.stack_client import StackClient
 
-from benchmarks.common import free_port, subprocess_server
+from benchmarks.common import JSON_HEADERS, free_port, subprocess_server
+
+if TYPE_CHECKING:
+    from modeldrop_local.cloud import LocalCloud
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/modeldrop-bench"
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -153,3 +159,47 @@ def upload_and_follow(stack: StackClient, tarball: Path, name: str, timeout_s: f
     if deployment.status != "InService":
         raise RuntimeError(f"{name} did not reach InService: {deployment}")
     return time.perf_counter() - t0
+
+
+@contextmanager
+def warm_iris_on_local_cloud(model: str, prefix: str) -> Iterator[tuple[LocalCloud, StackClient]]:
+    """The iris model deployed as `model` on a throwaway local cloud, its two workers kept warm
+    (MaxConcurrency 2, ProvisionedConcurrency 2): what the REST path is measured on."""
+    # Imported here: the benchmarks of the standalone local SageMaker need none of the whole cloud.
+    from modeldrop_local.demo import throwaway_cloud
+    from modeldrop_local.example_models import build_sklearn_iris
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        workdir = Path(tmp)
+        tarball = build_sklearn_iris(
+            workdir / "build", config={"provisioned_concurrency": 2, "max_concurrency": 2}
+        )
+        with throwaway_cloud(workdir) as (cloud, stack):
+            upload_and_follow(stack, tarball, model)
+            yield cloud, stack
+
+
+@dataclass(frozen=True)
+class Invocations:
+    """Where a model's invocations are POSTed, on the REST front or on the edge, with the headers to send."""
+
+    port: int
+    path: str
+    headers: dict[str, str]
+
+
+def rest_invocations(stack: StackClient, model: str) -> tuple[Invocations, str]:
+    """The REST API's route for the model (with the stack's API key, if it has one), and the path of the
+    API's stage on the REST front (its routes are below it)."""
+    api = urlparse(stack.outputs()["ApiUrl"])
+    headers = dict(JSON_HEADERS)
+    key = stack.api_key()
+    if key:
+        headers["x-api-key"] = key
+    route = Invocations(int(api.port or 80), f"{api.path.rstrip('/')}/models/{model}/invocations", headers)
+    return route, api.path
+
+
+def edge_invocations(cloud: LocalCloud, model: str) -> Invocations:
+    """InvokeEndpoint for the model's endpoint on the edge directly: the baseline of the REST path."""
+    return Invocations(cloud.edge_port, f"/endpoints/{endpoint_name(model)}/invocations", dict(JSON_HEADERS))

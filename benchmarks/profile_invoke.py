@@ -16,7 +16,6 @@ Run: `python -m benchmarks.profile_invoke [--requests 2000] [--concurrency 1] [-
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import functools
 import io
@@ -24,8 +23,6 @@ import json
 import os
 import pstats
 import socketserver
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -42,35 +39,19 @@ from modeldrop_local.sagemaker.data_plane import DataPlane
 from modeldrop_local.sagemaker.pool import ServerlessPool
 from modeldrop_local.sagemaker.worker.process import Worker
 
-from benchmarks.common import REPO_ROOT, percentile
+from benchmarks.common import JSON_HEADERS, LoadResult, http_load_in_child, percentile, profile_command_line
 from benchmarks.local_cloud import CREDENTIALS, SERVER_ENV, moto_s3_server
 from benchmarks.local_cloud import LocalSageMaker as Clients
 
 ENDPOINT = "iris"
 # Fake credentials (typed for boto3.client): the server and moto run on loopback only.
 AUTH: dict[str, Any] = dict(CREDENTIALS)
-JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-
-# The child process that drives the load: the same client as the warm-serving benchmark.
-LOAD_SCRIPT = """
-import json, sys
-from benchmarks.common import http_load
-port, path, body, headers, concurrency, requests = sys.argv[1:7]
-result = http_load(
-    "local SageMaker", int(port), path, body.encode(), json.loads(headers), int(concurrency), int(requests)
-)
-print(json.dumps({"latencies_ms": result.latencies_ms, "errors": result.errors, "rps": result.rps}))
-"""
 
 
-def drive_load(port: int, body: bytes, concurrency: int, requests: int) -> dict[str, Any]:
+def drive_load(port: int, body: bytes, concurrency: int, requests: int) -> LoadResult:
+    """The load, from a child process with the benchmarks' HTTP client (as in the warm-serving benchmark)."""
     path = f"/endpoints/{ENDPOINT}/invocations"
-    args = [str(port), path, body.decode(), json.dumps(JSON_HEADERS), str(concurrency), str(requests)]
-    done = subprocess.run(
-        [sys.executable, "-c", LOAD_SCRIPT, *args], cwd=REPO_ROOT, capture_output=True, check=True, text=True
-    )
-    answer: dict[str, Any] = json.loads(done.stdout)
-    return answer
+    return http_load_in_child("local SageMaker", port, path, body, JSON_HEADERS, concurrency, requests)
 
 
 # ------------------------------------------------------------------------------ stage timers
@@ -258,15 +239,15 @@ def run(requests: int, concurrency: int, top: int) -> str:
             profiled = drive_load(port, body, concurrency, requests)
             profiles.wait_finished()
 
-    latencies_us = [ms * 1000 for ms in timed["latencies_ms"]]
+    latencies_us = [ms * 1000 for ms in timed.latencies_ms]
     stages = timers.stages_us()
     app_total = stages["WSGI app total"]
     http_rest = [
         percentile(latencies_us, 50) - percentile(app_total, 50),
     ]
     lines = [
-        f"requests={requests} concurrency={concurrency} errors={timed['errors']} rps={timed['rps']:.0f} "
-        f"(with cProfile on: rps={profiled['rps']:.0f})",
+        f"requests={requests} concurrency={concurrency} errors={timed.errors} rps={timed.rps:.0f} "
+        f"(with cProfile on: rps={profiled.rps:.0f})",
         "",
         "| stage | p50 µs | mean µs | p95 µs |",
         "|---|---:|---:|---:|",
@@ -284,11 +265,4 @@ def run(requests: int, concurrency: int, top: int) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--requests", type=int, default=2000, help="requests per client per pass")
-    parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--top", type=int, default=30, help="functions listed from the profile")
-    options = parser.parse_args()
-    print(run(options.requests, options.concurrency, options.top))
+    profile_command_line(run, __doc__, requests=2000, top=30)

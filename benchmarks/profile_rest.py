@@ -16,7 +16,6 @@ Run: `python -m benchmarks.profile_rest [--requests 1000] [--concurrency 1] [--t
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import cProfile
 import functools
@@ -27,25 +26,21 @@ import os
 import pstats
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from modeldrop_local import edge, rest_front
-from modeldrop_local.demo import throwaway_cloud
-from modeldrop_local.example_models import build_sklearn_iris, iris_payload
+from modeldrop_local.example_models import iris_payload
 from modeldrop_local.functions_host.runtime import LambdaContext
 from modeldrop_local.functions_host.worker import Worker
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from benchmarks.common import http_load_in_child, percentile
-from benchmarks.local_cloud import upload_and_follow
+from benchmarks.common import http_load_in_child, percentile, profile_command_line
+from benchmarks.local_cloud import edge_invocations, rest_invocations, warm_iris_on_local_cloud
 
 MODEL = "iris"
 
@@ -179,49 +174,36 @@ def _handler_child() -> None:
 
 def run(requests: int, concurrency: int, top: int) -> str:
     body = json.dumps(iris_payload(4)).encode()
-    with tempfile.TemporaryDirectory(prefix="modeldrop-profile-rest-") as tmp:
-        workdir = Path(tmp)
-        tarball = build_sklearn_iris(
-            workdir / "build", config={"provisioned_concurrency": 2, "max_concurrency": 2}
-        )
-        with throwaway_cloud(workdir) as (cloud, stack):
-            upload_and_follow(stack, tarball, MODEL)
-            api = urlparse(stack.outputs()["ApiUrl"])
-            path = f"{api.path.rstrip('/')}/models/{MODEL}/invocations"
-            headers = {"Content-Type": "application/json", "Accept": "application/json"}
-            key = stack.api_key()
-            if key:
-                headers["x-api-key"] = key
-            port = int(api.port or 80)
-            direct_path = f"/endpoints/modeldrop-{MODEL}/invocations"
-            http_load_in_child("warm-up", port, path, body, headers, concurrency, 100)
+    with warm_iris_on_local_cloud(MODEL, prefix="modeldrop-profile-rest-") as (cloud, stack):
+        on_rest, stage = rest_invocations(stack, MODEL)
+        port, path, headers = on_rest.port, on_rest.path, on_rest.headers
+        direct_path = edge_invocations(cloud, MODEL).path
+        http_load_in_child("warm-up", port, path, body, headers, concurrency, 100)
 
-            timers = Timers()
-            timers.wrap(rest_front.RestFrontApp, "__call__", lambda *_: "REST front app")
-            assert cloud.rest is not None
-            # The REST front holds the host's bound invoke: time that attribute of its app.
-            timers.wrap(cloud.rest.app, "invoke", lambda *_: "functions host invoke")
-            timers.wrap(Worker, "invoke", lambda *_: "worker round trip")
-            timers.wrap(edge.EdgeApp, "__call__", _edge_label)
-            try:
-                rest = http_load_in_child("REST", port, path, body, headers, concurrency, requests)
-                rest_samples = dict(timers.samples)
-                timers.samples.clear()
-                direct = http_load_in_child(
-                    "direct", cloud.edge_port, direct_path, body, headers, concurrency, requests
-                )
-                direct_samples = dict(timers.samples)
-            finally:
-                timers.uninstall()
-
-            assert cloud.stack is not None and cloud.rest is not None
-            spec = next(s for s in cloud.stack.functions.values() if s.logical_id == "ApiFunction")
-            request = Request(
-                EnvironBuilder(path=path, method="POST", data=body, headers=headers).get_environ()
+        timers = Timers()
+        timers.wrap(rest_front.RestFrontApp, "__call__", lambda *_: "REST front app")
+        assert cloud.rest is not None
+        # The REST front holds the host's bound invoke: time that attribute of its app.
+        timers.wrap(cloud.rest.app, "invoke", lambda *_: "functions host invoke")
+        timers.wrap(Worker, "invoke", lambda *_: "worker round trip")
+        timers.wrap(edge.EdgeApp, "__call__", _edge_label)
+        try:
+            rest = http_load_in_child("REST", port, path, body, headers, concurrency, requests)
+            rest_samples = dict(timers.samples)
+            timers.samples.clear()
+            direct = http_load_in_child(
+                "direct", cloud.edge_port, direct_path, body, headers, concurrency, requests
             )
-            route = next(r for r in cloud.rest.app.routes if r.method == "POST")
-            event = cloud.rest.app.proxy_event(request, route, path.split(api.path, 1)[-1], {"name": MODEL})
-            handler_report = _profile_handler_in_child(spec, event, requests, top)
+            direct_samples = dict(timers.samples)
+        finally:
+            timers.uninstall()
+
+        assert cloud.stack is not None and cloud.rest is not None
+        spec = next(s for s in cloud.stack.functions.values() if s.logical_id == "ApiFunction")
+        request = Request(EnvironBuilder(path=path, method="POST", data=body, headers=headers).get_environ())
+        route = next(r for r in cloud.rest.app.routes if r.method == "POST")
+        event = cloud.rest.app.proxy_event(request, route, path.split(stage, 1)[-1], {"name": MODEL})
+        handler_report = _profile_handler_in_child(spec, event, requests, top)
 
     def p50(samples: dict[str, list[float]], name: str) -> float | None:
         values = samples.get(name)
@@ -278,11 +260,4 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--handler-child"]:
         _handler_child()
         sys.exit(0)
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--requests", type=int, default=1000, help="requests per client per pass")
-    parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--top", type=int, default=25, help="functions listed from the profile")
-    options = parser.parse_args()
-    print(run(options.requests, options.concurrency, options.top))
+    profile_command_line(run, __doc__, requests=1000, top=25)

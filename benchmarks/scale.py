@@ -7,7 +7,6 @@ Run alone: `python -m benchmarks.scale [--endpoints N]`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
@@ -19,7 +18,7 @@ import psutil
 from modeldrop_local import example_models
 
 from benchmarks.cold_start import IDLE_TIMEOUT_S, cold_samples, invoke_ms
-from benchmarks.common import write_result
+from benchmarks.common import command_line, write_result
 from benchmarks.local_cloud import LocalSageMaker, local_sagemaker
 
 
@@ -79,6 +78,4 @@ def run(endpoints: int = 50, samples: int = 5) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--endpoints", type=int, default=50)
-    print(json.dumps(run(parser.parse_args().endpoints), indent=2))
+    command_line(run, __doc__, "--endpoints", 50)

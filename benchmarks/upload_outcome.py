@@ -10,10 +10,6 @@ Run alone: `python -m benchmarks.upload_outcome [--burst 6]`.
 
 from __future__ import annotations
 
-import argparse
-import io
-import json
-import tarfile
 import tempfile
 import threading
 import time
@@ -24,19 +20,10 @@ from modeldrop_local.demo import throwaway_cloud
 from modeldrop_local.example_models import build_sklearn_iris
 from modeldrop_local.stack_client import StackClient
 
-from benchmarks.common import write_result
+from benchmarks.common import command_line, write_result
+from reliability.tarballs import escaping_tarball
 
 TARGET_S = 1.0
-
-
-def hostile_tarball(path: Path) -> Path:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        member = tarfile.TarInfo("../escaped.txt")
-        member.size = 1
-        archive.addfile(member, io.BytesIO(b"x"))
-    path.write_bytes(buffer.getvalue())
-    return path
 
 
 def upload_until_recorded(
@@ -58,7 +45,7 @@ def run(burst: int = 6) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="modeldrop-outcome-") as tmp:
         workdir = Path(tmp)
-        hostile = hostile_tarball(workdir / "hostile.tar.gz")
+        hostile = escaping_tarball(workdir / "hostile.tar.gz")
         iris = build_sklearn_iris(workdir / "iris")
         with throwaway_cloud(workdir) as (_cloud, stack):
             first = upload_until_recorded(stack, hostile, "hostile-first")
@@ -102,6 +89,4 @@ def run(burst: int = 6) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--burst", type=int, default=6)
-    print(json.dumps(run(parser.parse_args().burst), indent=2))
+    command_line(run, __doc__, "--burst", 6)

@@ -11,7 +11,6 @@ Run alone: `python -m benchmarks.warm_serving [--requests N]`.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -29,8 +28,10 @@ from modeldrop.frameworks import Framework
 from modeldrop_local import example_models
 
 from benchmarks.common import (
+    JSON_HEADERS,
     REPO_ROOT,
     LoadResult,
+    command_line,
     free_port,
     http_load,
     percentile,
@@ -41,7 +42,6 @@ from benchmarks.local_cloud import local_sagemaker
 
 CONCURRENCY = (1, 2, 8)
 ROWS_PER_REQUEST = 4
-JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 # Single-threaded math everywhere, so the servers compete on serving, not on BLAS threads.
 THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -246,6 +246,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--in-process"]:
         _in_process_main(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
         sys.exit(0)
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=300, help="requests per client per measurement")
-    print(json.dumps(run(parser.parse_args().requests), indent=2))
+    command_line(run, __doc__, "--requests", 300, help="requests per client per measurement")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modeldrop_local.credentials import client_environment
+
 from benchmarks.common import NoDelayHTTPConnection, free_port, percentile, wait_for_port
 
 SERVICE_QUOTAS = "L-96300102=1000,L-99AD19BF=100"
@@ -107,10 +109,7 @@ class CloudProcess:
 
     def environment(self) -> dict[str, str]:
         return {
-            "AWS_ENDPOINT_URL": self.edge_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
+            **client_environment(self.edge_url, "us-east-1"),
             # Two dozen endpoints at once, far above the account's default serverless quotas (5 endpoints,
             # 10 concurrency in total), whose preflight would reject the uploads before the case is tried.
             "MODELDROP_LOCAL_SERVICE_QUOTAS": SERVICE_QUOTAS,

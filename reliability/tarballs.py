@@ -44,20 +44,27 @@ def tar_gz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
     return buffer.getvalue()
 
 
-def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+def file_member(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
     member = tarfile.TarInfo(name)
     member.size = len(data)
     member.mode = 0o644
     return member, data
 
 
-def _special(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo, None]:
+def special_member(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo, None]:
     member = tarfile.TarInfo(name)
     member.type = kind
     member.linkname = linkname
     if kind == tarfile.CHRTYPE:
         member.devmajor, member.devminor = 1, 3  # /dev/null's numbers
     return member, None
+
+
+def escaping_tarball(path: Path) -> Path:
+    """The smallest hostile upload, written to path: one member, ../escaped.txt, that climbs out of the
+    archive root (OnUpload rejects it: "path escapes the archive root: '../escaped.txt'")."""
+    path.write_bytes(tar_gz([file_member("../escaped.txt", b"x")]))
+    return path
 
 
 class HostileTarballs:
@@ -75,15 +82,15 @@ class HostileTarballs:
     def with_code(self, inference_py: str, requirements: str | None = None) -> bytes:
         """A custom-code model (no recognised artifact): code/inference.py plus weights."""
         members: list[tuple[tarfile.TarInfo, bytes | None]] = [
-            _file("weights.json", b"[0]"),
-            _file("code/inference.py", inference_py.encode()),
+            file_member("weights.json", b"[0]"),
+            file_member("code/inference.py", inference_py.encode()),
         ]
         if requirements is not None:
-            members.append(_file("code/requirements.txt", requirements.encode()))
+            members.append(file_member("code/requirements.txt", requirements.encode()))
         return tar_gz(members)
 
     def with_config(self, config: bytes) -> bytes:
-        return tar_gz([*self.iris, _file("modeldrop.json", config)])
+        return tar_gz([*self.iris, file_member("modeldrop.json", config)])
 
     def cases(self) -> list[Hostile]:
         canary = str(self.canary).lstrip("/")
@@ -93,49 +100,49 @@ class HostileTarballs:
                 "symlink-out",
                 f"code/evil → /{canary}/secret (a symlink out of the archive)",
                 "Rejected naming the link; nothing written outside",
-                lambda _: self.with_extra(_special("code/evil", tarfile.SYMTYPE, f"/{canary}/secret")),
+                lambda _: self.with_extra(special_member("code/evil", tarfile.SYMTYPE, f"/{canary}/secret")),
                 "rejected",
             ),
             Hostile(
                 "hardlink-out",
                 f"code/hard hard-linked to /{canary}/secret",
                 "Rejected naming the link; nothing written outside",
-                lambda _: self.with_extra(_special("code/hard", tarfile.LNKTYPE, f"/{canary}/secret")),
+                lambda _: self.with_extra(special_member("code/hard", tarfile.LNKTYPE, f"/{canary}/secret")),
                 "rejected",
             ),
             Hostile(
                 "dotdot-deep",
                 "a member named code/a/b/" + "../" * 3 + "… (40 x ..) /canary/dotdot.txt",
                 "Rejected naming the member; nothing written outside",
-                lambda _: self.with_extra(_file(deep_dots, b"escaped")),
+                lambda _: self.with_extra(file_member(deep_dots, b"escaped")),
                 "rejected",
             ),
             Hostile(
                 "absolute-path",
                 f"a member named /{canary}/absolute.txt",
                 "Rejected naming the member; nothing written outside",
-                lambda _: self.with_extra(_file(f"/{canary}/absolute.txt", b"escaped")),
+                lambda _: self.with_extra(file_member(f"/{canary}/absolute.txt", b"escaped")),
                 "rejected",
             ),
             Hostile(
                 "device-file",
                 "a character device member code/null (1, 3)",
                 "Rejected naming the device",
-                lambda _: self.with_extra(_special("code/null", tarfile.CHRTYPE)),
+                lambda _: self.with_extra(special_member("code/null", tarfile.CHRTYPE)),
                 "rejected",
             ),
             Hostile(
                 "fifo",
                 "a FIFO member code/pipe",
                 "Rejected naming the FIFO",
-                lambda _: self.with_extra(_special("code/pipe", tarfile.FIFOTYPE)),
+                lambda _: self.with_extra(special_member("code/pipe", tarfile.FIFOTYPE)),
                 "rejected",
             ),
             Hostile(
                 "100k-members",
                 "100,000 one-byte members next to the model",
                 "Rejected: more members than MaxTarballMembers (10,000)",
-                lambda _: tar_gz([*self.iris, *(_file(f"tiny/{i}", b"x") for i in range(100_000))]),
+                lambda _: tar_gz([*self.iris, *(file_member(f"tiny/{i}", b"x") for i in range(100_000))]),
                 "rejected",
             ),
             Hostile(
@@ -288,7 +295,7 @@ def write_gzip_bomb(path: Path, inference_py: bytes, size: int = GIB) -> Path:
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
     zeros = bytes(1024 * 1024)
     with path.open("wb") as out:
-        code, code_data = _file("code/inference.py", inference_py)
+        code, code_data = file_member("code/inference.py", inference_py)
         out.write(compressor.compress(code.tobuf(tarfile.PAX_FORMAT) + code_data))
         out.write(compressor.compress(bytes(-len(code_data) % 512)))
         bomb = tarfile.TarInfo("model.joblib")

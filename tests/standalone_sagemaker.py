@@ -4,6 +4,7 @@ clients run in another virtualenv (tests/sdk, tests/conformance): they get plain
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,3 +90,15 @@ def run_json(python: Path, script: Path, request: Any, env: dict[str, str], time
             f"{script.name} exited {completed.returncode}\n--- stderr ---\n{completed.stderr[-6000:]}"
         )
     return json.loads(completed.stdout)
+
+
+def wait_until_settled(sm: Any, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    """Poll DescribeEndpoint (what the deploy state machine does) until it leaves Creating/Updating."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        description: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
+        if description["EndpointStatus"] not in {"Creating", "Updating"}:
+            return description
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} still {description['EndpointStatus']} after {timeout_s} s")
+        time.sleep(0.05)

@@ -1,11 +1,15 @@
-"""Helpers shared by every test layer: sample events and loopback ports."""
+"""Helpers shared by every test layer: sample events, loopback ports and a local cloud on them."""
 
 from __future__ import annotations
 
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pytest
+    from modeldrop_local.cloud import LocalCloud
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DIR = REPO_ROOT / "events"
@@ -22,6 +26,25 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def cloud_on_free_ports(
+    tmp_path_factory: pytest.TempPathFactory,
+    template_path: Path = REPO_ROOT / "template.yaml",
+    **options: Any,
+) -> LocalCloud:
+    """A local cloud (not started) running template_path on two free loopback ports, its functions
+    logging to a fresh temporary folder; options are LocalCloud's other fields."""
+    # Imported here: the unit tests import this module too, and need none of the local cloud's imports.
+    from modeldrop_local.cloud import LocalCloud
+
+    return LocalCloud(
+        template_path=template_path,
+        edge_port=free_port(),
+        api_port=free_port(),
+        function_log_dir=tmp_path_factory.mktemp("function-logs"),
+        **options,
+    )
 
 
 class ManualClock:

@@ -17,7 +17,7 @@ from typing import Any
 
 import boto3
 
-from modeldrop_local.credentials import use_fake_credentials_if_none
+from modeldrop_local.credentials import client_environment, use_fake_credentials_if_none
 from modeldrop_local.edge import Edge
 from modeldrop_local.functions_host import ForkServer, FunctionsHost
 from modeldrop_local.rest_front import RestFront
@@ -170,14 +170,7 @@ class LocalCloud:
 
     def environment(self) -> dict[str, str]:
         """What a client (and every function) needs to reach this cloud."""
-        return {
-            "AWS_ENDPOINT_URL": self.edge_url,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_SESSION_TOKEN": "testing",
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_REGION": self.region,
-        }
+        return client_environment(self.edge_url, self.region)
 
     def effective_parameters(self) -> dict[str, str]:
         """The caller's parameters, plus the local defaults for those the template has and they left out."""

@@ -52,5 +52,17 @@ def use_fake_credentials_if_none() -> Callable[[], None]:
     return restore
 
 
+def client_environment(edge_url: str, region: str) -> dict[str, str]:
+    """What a client (and every function) needs to reach a local cloud: its edge, fake credentials, the
+    region. The local cloud gives it to its functions; a program driving one sets it for its clients."""
+    return {
+        "AWS_ENDPOINT_URL": edge_url,
+        **FAKE_CREDENTIALS,
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": region,
+        "AWS_REGION": region,
+    }
+
+
 def is_loopback(url: str | None) -> bool:
     return bool(url) and urlparse(str(url)).hostname in _LOOPBACK_HOSTS

@@ -130,18 +130,22 @@ class Deployment:
     oracle: bool = False  # the real serving stack runs here for this image (scikit-learn)
 
 
+# JSON in, JSON out: the first JSON case, and alone where a deployment only has to show it serves.
+JSON_IN_JSON_OUT = Invoke(
+    "json-in-json-out",
+    "json_rows",
+    "application/json",
+    "application/json",
+    200,
+    "application/json",
+    "json(labels)",
+    ENCODERS,
+)
+
+
 def _json_invokes() -> tuple[Invoke, ...]:
     return (
-        Invoke(
-            "json-in-json-out",
-            "json_rows",
-            "application/json",
-            "application/json",
-            200,
-            "application/json",
-            "json(labels)",
-            ENCODERS,
-        ),
+        JSON_IN_JSON_OUT,
         Invoke(
             "csv-in-csv-out",
             "csv_rows",
@@ -308,18 +312,7 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
         f"{SKLEARN_SERVING}; sagemaker-containers _env.py _parse_module_name (.py optional)",
         program="serve.py",
         oracle=True,
-        invokes=(
-            Invoke(
-                "json-in-json-out",
-                "json_rows",
-                "application/json",
-                "application/json",
-                200,
-                "application/json",
-                "json(labels)",
-                ENCODERS,
-            ),
-        ),
+        invokes=(JSON_IN_JSON_OUT,),
     ),
     Deployment(
         "sklearn-transform-fn",

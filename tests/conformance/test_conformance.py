@@ -10,7 +10,6 @@ import base64
 import io
 import json
 import tarfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,14 @@ from modeldrop_local.example_models import (
 )
 
 from tests.conformance.cases import DEPLOYMENTS, PENDING, Deployment, Invoke
-from tests.standalone_sagemaker import ROLE_ARN, Cloud, run_json, standalone_cloud, venv_python
+from tests.standalone_sagemaker import (
+    ROLE_ARN,
+    Cloud,
+    run_json,
+    standalone_cloud,
+    venv_python,
+    wait_until_settled,
+)
 
 pytestmark = pytest.mark.sdk
 
@@ -135,16 +141,6 @@ def expected_body(name: str, artifacts: dict[str, Path]) -> bytes:
 
 
 # -------------------------------------------------------------------------------- the two sides
-def _wait(sm: Any, name: str, timeout_s: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        description: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
-        if description["EndpointStatus"] not in {"Creating", "Updating"}:
-            return description
-        assert time.monotonic() < deadline, f"{name} still {description['EndpointStatus']}"
-        time.sleep(0.1)
-
-
 def _invoke_local(runtime: Any, name: str, invoke: Invoke) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "EndpointName": name,
@@ -221,7 +217,7 @@ def outcomes(cloud: Cloud, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     oracle = run_json(venv_python(".venv-oracle"), HERE / "oracle.py", oracle_cases, {}, 180)
     local: dict[str, Any] = {}
     for deployment in DEPLOYMENTS:
-        description = _wait(sm, deployment.id)
+        description = wait_until_settled(sm, deployment.id, timeout_s=120.0)
         answers = (
             [_invoke_local(runtime, deployment.id, invoke) for invoke in deployment.invokes]
             if description["EndpointStatus"] == "InService"

@@ -15,7 +15,7 @@ import pytest
 from modeldrop_local.cloud import LocalCloud
 from modeldrop_local.stack_client import StackClient
 
-from tests.utils import REPO_ROOT, free_port
+from tests.utils import cloud_on_free_ports
 
 # The sample events in events/ name the bucket of a stack called "modeldrop": use that name locally too.
 STACK_NAME = "modeldrop"
@@ -24,15 +24,12 @@ STACK_NAME = "modeldrop"
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    local_cloud = LocalCloud(
-        template_path=REPO_ROOT / "template.yaml",
-        edge_port=free_port(),
-        api_port=free_port(),
+    local_cloud = cloud_on_free_ports(
+        tmp_path_factory,
         state_dir=tmp_path_factory.mktemp("local-cloud-state"),
         stack_name=STACK_NAME,
         parameters={"PollIntervalSeconds": "1", "DeployTimeoutSeconds": "120"},
         sagemaker_idle_timeout_s=60,
-        function_log_dir=tmp_path_factory.mktemp("function-logs"),
     )
     saved = {key: os.environ.get(key) for key in local_cloud.environment()}
     with local_cloud:

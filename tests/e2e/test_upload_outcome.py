@@ -6,21 +6,19 @@ sits in its Wait state for half a minute, which is what the hostile upload must 
 
 from __future__ import annotations
 
-import io
 import logging
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from modeldrop_local.cloud import LocalCloud
 from modeldrop_local.example_models import build_sklearn_iris
 from modeldrop_local.stack_client import StackClient
 
+from reliability.tarballs import escaping_tarball
 from tests.integration.local_cloud.conftest import wait_for
-from tests.utils import REPO_ROOT, free_port
+from tests.utils import cloud_on_free_ports
 
 pytestmark = pytest.mark.e2e
 STACK_NAME = "modeldrop-outcome"
@@ -29,26 +27,11 @@ STACK_NAME = "modeldrop-outcome"
 @pytest.fixture(scope="module")
 def slow_polling_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackClient]:
     logging.getLogger("modeldrop_local.access").setLevel(logging.WARNING)
-    cloud = LocalCloud(
-        template_path=REPO_ROOT / "template.yaml",
-        edge_port=free_port(),
-        api_port=free_port(),
-        stack_name=STACK_NAME,
-        parameters={"PollIntervalSeconds": "30"},
-        function_log_dir=tmp_path_factory.mktemp("function-logs"),
+    cloud = cloud_on_free_ports(
+        tmp_path_factory, stack_name=STACK_NAME, parameters={"PollIntervalSeconds": "30"}
     )
     with cloud:
         yield StackClient(cloud.edge_url, STACK_NAME)
-
-
-def _hostile_tarball(path: Path) -> Path:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        member = tarfile.TarInfo("../escaped.txt")
-        member.size = 1
-        archive.addfile(member, io.BytesIO(b"x"))
-    path.write_bytes(buffer.getvalue())
-    return path
 
 
 def _deployment(stack: StackClient, model: str, version: str | None) -> Any:
@@ -71,7 +54,7 @@ def test_a_hostile_upload_is_rejected_while_another_models_state_machine_waits(
     stepfunctions = boto3.client("stepfunctions", endpoint_url=stack.endpoint_url)
     try:
         # When a tarball with a path escaping its root is uploaded as another model
-        hostile_version = stack.upload(_hostile_tarball(tmp_path / "hostile.tar.gz"), "hostile")
+        hostile_version = stack.upload(escaping_tarball(tmp_path / "hostile.tar.gz"), "hostile")
         # Then its rejection is recorded, with its reason, while the first state machine still waits
         rejected = wait_for(
             lambda: (d := _deployment(stack, "hostile", hostile_version)) and str(d.status) != "Queued" and d,

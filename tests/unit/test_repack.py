@@ -18,6 +18,8 @@ from modeldrop.tarball import TarballLimits, TarballRejected
 from modeldrop_local.example_models import build_padded_model
 from moto import mock_aws
 
+from reliability.tarballs import file_member, special_member, tar_gz
+
 BUCKET = "models"
 REGION = "us-east-1"
 ADD = {"code/inference.py": b"def model_fn(model_dir):\n    return model_dir\n"}
@@ -100,19 +102,13 @@ def test_a_source_that_breaks_mid_stream_leaves_no_object(s3: Any, padded: bytes
 
 def test_the_safety_checks_of_inspection_apply(tmp_path: Path) -> None:
     # Given a tarball with a symlink out of the root
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        info = tarfile.TarInfo("model.joblib")
-        info.size = 1
-        archive.addfile(info, io.BytesIO(b"x"))
-        link = tarfile.TarInfo("evil")
-        link.type = tarfile.SYMTYPE
-        link.linkname = "../../etc/passwd"
-        archive.addfile(link)
+    tarball = tar_gz(
+        [file_member("model.joblib", b"x"), special_member("evil", tarfile.SYMTYPE, "../../etc/passwd")]
+    )
 
     # When repacked / Then refused with the inspection's reason
     with pytest.raises(TarballRejected, match="symlink 'evil' points outside the archive root"):
-        write_repacked(io.BytesIO(buffer.getvalue()), CountingSink(), add=ADD)
+        write_repacked(io.BytesIO(tarball), CountingSink(), add=ADD)
 
 
 def test_left_out_members_are_dropped_and_memory_stays_flat(padded: bytes) -> None:

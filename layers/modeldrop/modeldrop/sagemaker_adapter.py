@@ -5,6 +5,7 @@ Request shapes follow botocore's SageMaker service model; tests pin them with bo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -42,6 +43,15 @@ class EndpointDescription(BaseModel):
 BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 # Statuses from which the endpoint cannot be updated and must be deleted and created again.
 BROKEN_STATUSES = frozenset({"Failed", "OutOfService", "UpdateRollbackFailed"})
+
+
+def _unless_gone(delete: Callable[..., Any], **name: str) -> None:
+    """Delete, and count what is already gone as deleted (a retry, or a clean-up after someone else's)."""
+    try:
+        delete(**name)
+    except ClientError as error:
+        if not _is_not_found(error):
+            raise
 
 
 def _is_not_found(error: ClientError) -> bool:
@@ -129,22 +139,10 @@ class SageMakerAdapter:
             raise
 
     def delete_endpoint(self, name: str) -> None:
-        try:
-            self._client.delete_endpoint(EndpointName=name)
-        except ClientError as error:
-            if not _is_not_found(error):
-                raise
+        _unless_gone(self._client.delete_endpoint, EndpointName=name)
 
     def delete_endpoint_config(self, name: str) -> None:
-        try:
-            self._client.delete_endpoint_config(EndpointConfigName=name)
-        except ClientError as error:
-            if not _is_not_found(error):
-                raise
+        _unless_gone(self._client.delete_endpoint_config, EndpointConfigName=name)
 
     def delete_model(self, name: str) -> None:
-        try:
-            self._client.delete_model(ModelName=name)
-        except ClientError as error:
-            if not _is_not_found(error):
-                raise
+        _unless_gone(self._client.delete_model, ModelName=name)

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from modeldrop_local.cloud import LocalCloud
 
-from tests.utils import free_port
+from tests.utils import cloud_on_free_ports
 
 FIXTURE_TEMPLATE = Path(__file__).parent / "fixture" / "template.yaml"
 T = TypeVar("T")
@@ -21,13 +21,11 @@ T = TypeVar("T")
 @pytest.fixture(scope="module")
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    local_cloud = LocalCloud(
+    local_cloud = cloud_on_free_ports(
+        tmp_path_factory,
         template_path=FIXTURE_TEMPLATE,
-        edge_port=free_port(),
-        api_port=free_port(),
         stack_name="fixture",
         parameters={"Greeting": "hi-from-params"},
-        function_log_dir=tmp_path_factory.mktemp("function-logs"),
     )
     with local_cloud:
         yield local_cloud

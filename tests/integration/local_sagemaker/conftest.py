@@ -7,10 +7,7 @@ what the tests see, and never retry, so that every throttle is counted once.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +28,7 @@ from modeldrop_local.sagemaker import LocalSageMakerSettings, start_in_thread
 from modeldrop_local.sagemaker.server import RunningServer
 from moto.server import ThreadedMotoServer
 
+from reliability.tarballs import file_member, tar_gz
 from tests.utils import ManualClock, free_port
 
 BUCKET = "models"
@@ -93,16 +91,6 @@ class ModelUrls:
     expected: dict[str, Any]  # in-process predictions of iris_sample(), by model
 
 
-def _traversal_tarball() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        data = b"owned"
-        member = tarfile.TarInfo("../../escape.txt")
-        member.size = len(data)
-        archive.addfile(member, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
@@ -138,7 +126,9 @@ def model_urls(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Mo
     s3.upload_file(str(iris), BUCKET, "iris/model.tar.gz")
     s3.upload_file(str(behaviour), BUCKET, "behaviour/model.tar.gz")
     s3.put_object(Bucket=BUCKET, Key="broken/model.tar.gz", Body=b"this is not a tarball")
-    s3.put_object(Bucket=BUCKET, Key="traversal/model.tar.gz", Body=_traversal_tarball())
+    s3.put_object(
+        Bucket=BUCKET, Key="traversal/model.tar.gz", Body=tar_gz([file_member("../../escape.txt", b"owned")])
+    )
     return ModelUrls(
         iris=f"s3://{BUCKET}/iris/model.tar.gz",
         behaviour=f"s3://{BUCKET}/behaviour/model.tar.gz",
@@ -226,18 +216,6 @@ def create_serverless_endpoint(
     if create_endpoint:
         sm.create_endpoint(EndpointName=name, EndpointConfigName=config_name)
     return config_name
-
-
-def wait_until_settled(sm: Any, name: str, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Poll DescribeEndpoint (what the deploy state machine does) until it leaves Creating/Updating."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        description: dict[str, Any] = sm.describe_endpoint(EndpointName=name)
-        if description["EndpointStatus"] not in {"Creating", "Updating"}:
-            return description
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{name} still {description['EndpointStatus']} after {timeout_s} s")
-        time.sleep(0.05)
 
 
 def invoke_json(runtime: Any, name: str, payload: Any) -> Any:

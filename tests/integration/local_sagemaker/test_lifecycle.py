@@ -19,8 +19,8 @@ from tests.integration.local_sagemaker.conftest import (
     create_serverless_endpoint,
     invoke_json,
     settings_for,
-    wait_until_settled,
 )
+from tests.standalone_sagemaker import wait_until_settled
 
 IRIS_PREDICTIONS = [0, 0, 1, 2]
 

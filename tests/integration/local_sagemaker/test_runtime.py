@@ -17,8 +17,8 @@ from tests.integration.local_sagemaker.conftest import (
     ModelUrls,
     create_serverless_endpoint,
     invoke_json,
-    wait_until_settled,
 )
+from tests.standalone_sagemaker import wait_until_settled
 from tests.utils import ManualClock
 
 IRIS_PREDICTIONS = [0, 0, 1, 2]

@@ -28,8 +28,8 @@ from tests.integration.local_sagemaker.conftest import (
     ModelUrls,
     create_serverless_endpoint,
     settings_for,
-    wait_until_settled,
 )
+from tests.standalone_sagemaker import wait_until_settled
 
 
 class FakeWorker:

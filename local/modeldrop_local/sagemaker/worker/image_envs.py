@@ -37,13 +37,13 @@ from pathlib import Path
 from modeldrop.frameworks import Framework, framework_from_image, version_from_image
 from modeldrop.image_libraries import image_libraries
 
+from modeldrop_local.sagemaker.worker.requirements import pip_error_tail
 from modeldrop_local.sagemaker.worker.types import WorkerStartError
 
 LOCKS_DIR = Path(__file__).resolve().parents[1] / "images"
 CACHE_ENV = "MODELDROP_IMAGE_ENVS"
 BUILD_TIMEOUT_S = 900.0
 _COMPLETE = ".modeldrop-complete"
-_PIP_ERROR_TAIL_LINES = 15
 
 
 @dataclass(frozen=True)
@@ -203,11 +203,9 @@ class EnvironmentCache:
                 f"{BUILD_TIMEOUT_S:.0f} s ({' '.join(command[:4])} ...)"
             ) from error
         if completed.returncode != 0:
-            output = (completed.stderr.strip() or completed.stdout.strip()).splitlines()
-            tail = "\n".join(output[-_PIP_ERROR_TAIL_LINES:])
             raise WorkerStartError(
                 f"the pinned environment {environment.name} ({environment.lock.name}) could not be built "
-                f"(exit {completed.returncode}): {tail}"
+                f"(exit {completed.returncode}): {pip_error_tail(completed)}"
             )
 
 

@@ -31,6 +31,12 @@ PIP_ERROR_TAIL_LINES = 15
 _COMPLETE = ".modeldrop-complete"
 
 
+def pip_error_tail(completed: subprocess.CompletedProcess[str]) -> str:
+    """The end of what a failed pip said (its error is last): stderr, or stdout when that is empty."""
+    output = (completed.stderr.strip() or completed.stdout.strip()).splitlines()
+    return "\n".join(output[-PIP_ERROR_TAIL_LINES:])
+
+
 def effective_lines(requirements: Path) -> list[str]:
     lines = []
     for raw in requirements.read_text(errors="replace").splitlines():
@@ -181,8 +187,7 @@ class RequirementsCache:
                 f"pip install -r code/requirements.txt did not finish within {PIP_TIMEOUT_S:.0f} s"
             ) from error
         if completed.returncode != 0:
-            output = (completed.stderr.strip() or completed.stdout.strip()).splitlines()
-            tail = "\n".join(output[-PIP_ERROR_TAIL_LINES:])
             raise WorkerStartError(
-                f"pip install -r code/requirements.txt failed (exit {completed.returncode}): {tail}"
+                f"pip install -r code/requirements.txt failed (exit {completed.returncode}): "
+                f"{pip_error_tail(completed)}"
             )
