@@ -106,7 +106,7 @@ def transform_fn(model, body, content_type, accept):
 @dataclass(frozen=True)
 class Invoke:
     name: str
-    body: str  # json_rows | csv_rows | csv_one_row | npy_rows | json_instances
+    body: str  # json_rows | csv_rows | csv_one_row | npy_rows | json_instances | recordio_rows
     content_type: str
     accept: str | None  # None: no Accept header
     status: int  # the container's status (the local SageMaker's OriginalStatusCode on a ModelError)
@@ -428,6 +428,17 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
                 "text/csv",
                 415,
                 source="algorithm_mode/serve.py: parse_content_data refuses JSON → 415",
+            ),
+            Invoke(
+                "recordio-protobuf-in",
+                "recordio_rows",
+                "application/x-recordio-protobuf",
+                "text/csv",
+                200,
+                "text/csv; charset=utf-8",
+                "joined(xgboost)",
+                "algorithm_mode/serve_utils.py parse_content_data → encoder.py recordio_protobuf_to_dmatrix "
+                "(the SDK's write_numpy_to_dense_tensor body: the same scores as the CSV rows)",
             ),
         ),
     ),

@@ -108,7 +108,40 @@ def request_body(kind: str) -> bytes:
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(ROWS))
         return buffer.getvalue()
+    if kind == "recordio_rows":
+        return _sdk_recordio(ROWS)
     raise AssertionError(f"unknown body {kind}")
+
+
+_RECORDIO_SCRIPT = """
+import io, json, sys
+import numpy as np
+from sagemaker.amazon.common import write_numpy_to_dense_tensor
+buffer = io.BytesIO()
+write_numpy_to_dense_tensor(buffer, np.array(json.load(sys.stdin), dtype="float32"))
+open(sys.argv[1], "wb").write(buffer.getvalue())
+"""
+
+
+def _sdk_recordio(rows: list[list[float]]) -> bytes:
+    """The rows as the SageMaker Python SDK's RecordSerializer writes them (dense float32 Records).
+
+    Written to a file: importing sagemaker prints its config notices on stdout.
+    """
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="modeldrop-recordio-") as tmp:
+        out = Path(tmp) / "body.rec"
+        subprocess.run(
+            [str(venv_python(".venv-sdk")), "-c", _RECORDIO_SCRIPT, str(out)],
+            input=json.dumps(rows).encode(),
+            capture_output=True,
+            check=True,
+            env={"SAGEMAKER_SUPPRESS_V2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+            timeout=240,
+        )
+        return out.read_bytes()
 
 
 def expected_body(name: str, artifacts: dict[str, Path]) -> bytes:

@@ -249,10 +249,11 @@ def test_xgboost_algorithm_mode_answers_csv_and_ignores_code(
     assert [item["score"] for item in as_json["predictions"]] == scores
     assert len(expected) == len(scores)
 
-    # And a JSON body is 415, as the algorithm's get_content_type refuses it
+    # And a JSON body is 415, as the algorithm's get_content_type refuses it (data_utils.py's UserError,
+    # raised inside serve_utils.parse_content_data)
     refused = worker.invoke(json.dumps(ROWS).encode(), "application/json", "*/*", "r3")
     assert refused.status == 415
-    assert "not supported" in refused.body.decode()
+    assert "application/json is not an accepted ContentType" in refused.body.decode()
 
 
 # --------------------------------------------------------------------------------- TensorFlow

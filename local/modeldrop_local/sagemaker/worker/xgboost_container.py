@@ -7,11 +7,20 @@ Read from aws/sagemaker-xgboost-container (1.7-1 and older):
   (pickle first, then XGBoost's own format); ensemble mode (SAGEMAKER_INFERENCE_ENSEMBLE, on by
   default) averages their predictions. A file that is not a booster (say a modeldrop.json at the
   root) makes loading fail, so /ping fails and the endpoint goes Failed.
-- algorithm_mode/serve.py and serve_utils.get_content_type: request types text/csv (the default),
-  text/libsvm, text/x-libsvm, application/x-recordio-protobuf; anything else is 415. An empty body
-  is 204. A CSV whose width is neither the model's nor one less is 400. Accept application/json
-  answers {"predictions": [{"score": ...}]}, application/jsonlines one such object per line, and
-  anything else (*/* included) text/csv, the scores joined by commas.
+- algorithm_mode/serve.py and serve_utils.parse_content_data: the request type goes through
+  data_utils.get_content_type (see `algorithm_content_type` below); a body that does not decode, or
+  a type the algorithm does not take, is 415. An empty body is 204. A CSV whose width is neither the
+  model's nor one less is 400. Accept application/json answers {"predictions": [{"score": ...}]},
+  application/jsonlines one such object per line, and anything else (*/* included) text/csv, the
+  scores joined by commas.
+- encoder.py recordio_protobuf_to_dmatrix: an application/x-recordio-protobuf body is read with mlio's
+  RecordIOProtobufReader (here: recordio_protobuf.py, standard library only); see
+  `recordio_protobuf_to_matrix` below.
+
+Not emulated: selectable inference (SAGEMAKER_INFERENCE_OUTPUT), the only mode in which the real
+container answers application/x-recordio-protobuf (serve_utils.encode_selected_predictions, one Record
+per prediction with each selected key in label[key].float32_tensor); without it an Accept of
+recordio-protobuf gets text/csv, as here.
 """
 
 from __future__ import annotations
@@ -27,6 +36,14 @@ from typing import Any
 import numpy as np
 
 from modeldrop_local.sagemaker.worker.profiles import root_files
+from modeldrop_local.sagemaker.worker.recordio_protobuf import (
+    FLOAT32,
+    FLOAT64,
+    INT32,
+    RecordIOProtobufError,
+    Tensor,
+    read_records,
+)
 from modeldrop_local.sagemaker.worker.serving import ModelLoadError, Outcome
 
 CSV = "text/csv"
@@ -67,10 +84,146 @@ def media_type(content_type: str | None, default: str) -> str:
     return (content_type or default).lower().split(";", 1)[0].strip()
 
 
+# aws/sagemaker-xgboost-container src/sagemaker_xgboost_container/data_utils.py (the mlio-era copy of
+# the 1.x line, beside constants/xgb_content_types.py at commit 3e77dcef): the names get_content_type
+# takes, and the message of the UserError it raises for any other.
+_ACCEPTED_TYPES = (
+    "csv, libsvm, parquet, recordio-protobuf, text/csv, text/libsvm, text/x-libsvm, "
+    "application/x-parquet, application/x-recordio-protobuf"
+)
+_SERVED = {"csv": CSV, "libsvm": LIBSVM[0], "recordio-protobuf": RECORDIO}
+
+
+def algorithm_content_type(content_type: str | None) -> str:
+    """The algorithm's reading of a request's Content-Type, as a media type decode_to_dmatrix knows.
+
+    data_utils.get_content_type: libsvm and recordio-protobuf only by their exact names (lowercased,
+    no parameters: `application/x-recordio-protobuf; charset=binary` and `application/x-recordio` are
+    refused); anything containing "csv" is CSV if it is `csv`, `text/csv`, or `text/csv` with
+    parameters whose label_size, if any, is 1; parquet is a known name that
+    serve_utils.parse_content_data then refuses ("Content-type ... is not supported."). Every refusal
+    is raised inside parse_content_data, which serve.py answers with 415.
+    """
+    if content_type is None:  # the local SageMaker's default; data_utils reads None as libsvm
+        return CSV
+    lowered = content_type.lower()
+    if lowered in ("libsvm", *LIBSVM):
+        return _SERVED["libsvm"]
+    if "csv" in lowered:
+        if lowered in ("csv", CSV):
+            return CSV
+        essence, _, parameters = lowered.partition(";")
+        if essence.strip() == CSV:
+            params = dict(_parameter(item) for item in parameters.split(";") if item.strip())
+            if params.get("label_size", "1") != "1":
+                raise UnsupportedMediaType(
+                    f"{lowered} is not an accepted csv ContentType. Optional parameter label_size must be "
+                    "equal to 1"
+                )
+            return CSV
+    elif lowered in ("parquet", "application/x-parquet"):
+        raise UnsupportedMediaType(f"Content-type {content_type} is not supported.")
+    elif lowered in ("recordio-protobuf", RECORDIO):
+        return RECORDIO
+    raise UnsupportedMediaType(f"{lowered} is not an accepted ContentType: {_ACCEPTED_TYPES}.")
+
+
+def _parameter(item: str) -> tuple[str, str]:
+    # cgi.parse_header's reading of one `name=value` parameter (quotes stripped)
+    name, _, value = item.partition("=")
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    return name.strip().lower(), value
+
+
+_DTYPES = {FLOAT32: np.float32, FLOAT64: np.float64, INT32: np.int32}
+
+
+def recordio_protobuf_to_matrix(payload: bytes) -> Any:
+    """The feature matrix of a RecordIO-protobuf body, as encoder.recordio_protobuf_to_dmatrix builds it.
+
+    aws/sagemaker-xgboost-container src/sagemaker_xgboost_container/encoder.py (the mlio copy of the
+    1.x line): every record's `values` feature is one row, labels are ignored; the first record
+    decides between dense (np.vstack of the rows) and sparse (scipy vstack of 1-row COO matrices, as
+    CSR). A tensor with keys is sparse, its width the first entry of its shape (record.proto: "this
+    must be specified if the tensor is sparse"; without one, the largest key + 1, as the mlio-free
+    recordio_protobuf.py at commit a10575db reads it); a tensor with neither keys nor values but a
+    shape is an all-zero sparse row (what the SageMaker Python SDK writes for an empty CSR row).
+    Anything mlio cannot read raises, and parse_content_data turns that into a 415.
+    """
+    records = read_records(payload)
+    if not records:
+        raise RecordIOProtobufError("No records found in RecordIO-Protobuf data")
+    tensors = [_features(record.features, index) for index, record in enumerate(records)]
+    if not _is_sparse(tensors[0]):
+        rows = [_dense_row(tensor, index) for index, tensor in enumerate(tensors)]
+        try:
+            return np.vstack(rows)
+        except ValueError as error:
+            raise RecordIOProtobufError(f"The records' dense tensors differ in size: {error}") from None
+    from scipy.sparse import csr_matrix
+    from scipy.sparse import vstack as sparse_vstack
+
+    sparse_rows = []
+    for index, tensor in enumerate(tensors):
+        if not _is_sparse(tensor):
+            raise RecordIOProtobufError(f"Record {index} is dense where the first record is sparse")
+        if len(tensor.keys) != len(tensor.values):
+            raise RecordIOProtobufError(
+                f"Record {index} has {len(tensor.keys)} keys for {len(tensor.values)} values"
+            )
+        width = int(tensor.shape[0]) if tensor.shape else max(tensor.keys) + 1
+        if tensor.keys and max(tensor.keys) >= width:
+            raise RecordIOProtobufError(f"Record {index} has a key beyond its shape {tensor.shape}")
+        values = np.asarray(tensor.values, dtype=_DTYPES[tensor.kind])
+        keys = np.asarray(tensor.keys, dtype=np.int64)
+        sparse_rows.append(csr_matrix((values, keys, [0, len(keys)]), shape=(1, width)))
+    try:
+        return sparse_vstack(sparse_rows).tocsr()
+    except ValueError as error:
+        raise RecordIOProtobufError(f"The records' sparse tensors differ in shape: {error}") from None
+
+
+def _features(features: dict[str, Tensor], index: int) -> Tensor:
+    tensor = features.get("values")
+    if tensor is None:
+        raise RecordIOProtobufError(f"Record {index} has no 'values' feature")
+    if tensor.kind not in _DTYPES:
+        raise RecordIOProtobufError(
+            f"Record {index}'s 'values' feature is not a numeric tensor ({tensor.kind})"
+        )
+    return tensor
+
+
+def _is_sparse(tensor: Tensor) -> bool:
+    return tensor.sparse or (not tensor.values and bool(tensor.shape))
+
+
+def _dense_row(tensor: Tensor, index: int) -> Any:
+    if _is_sparse(tensor):
+        raise RecordIOProtobufError(f"Record {index} is sparse where the first record is dense")
+    if tensor.shape and list(tensor.shape) != [len(tensor.values)]:
+        raise RecordIOProtobufError(
+            f"Record {index}'s dense tensor has shape {tensor.shape} for {len(tensor.values)} values"
+        )
+    return np.asarray(tensor.values, dtype=_DTYPES[tensor.kind]).reshape(1, -1)
+
+
 def decode_to_dmatrix(payload: Any, content_type: str) -> Any:
     import xgboost
 
     kind = media_type(content_type, CSV)
+    if kind == RECORDIO:
+        # serve_utils.parse_content_data: the raw bytes go to encoder.recordio_protobuf_to_dmatrix
+        try:
+            raw = bytes(payload) if isinstance(payload, bytes | bytearray) else str(payload).encode()
+            return xgboost.DMatrix(recordio_protobuf_to_matrix(raw))
+        except Exception as error:
+            raise UnsupportedMediaType(
+                "Loading recordio-protobuf data failed with Exception, please ensure data is in "
+                f"recordio-protobuf format: {type(error)} {error}"
+            ) from None
     text = payload.decode("utf-8") if isinstance(payload, bytes | bytearray) else str(payload)
     if kind == CSV:
         rows = [line for line in text.strip().splitlines() if line.strip()]
@@ -94,21 +247,20 @@ def decode_to_dmatrix(payload: Any, content_type: str) -> Any:
                     columns.append(int(column))
                     values.append(float(value))
         return xgboost.DMatrix(csr_matrix((values, (row_index, columns))))
-    if kind == RECORDIO:
-        raise UnsupportedMediaType("application/x-recordio-protobuf is not decoded by the local SageMaker")
     raise UnsupportedMediaType(
         f"Content-type {kind} not supported. Supported content-type is text/csv, text/libsvm, "
         "application/x-recordio-protobuf"
     )
 
 
-def predict_boosters(boosters: list[Any], matrix: Any) -> Any:
+def predict_boosters(boosters: list[Any], matrix: Any, data_format: str = "csv") -> Any:
     for booster in boosters:
         expected = booster.num_features()
         if expected and matrix.num_col() not in (expected, expected - 1):
+            # serve_utils.predict: 'Feature size of {} inference data ...' with data_utils' name of the type
             raise BadPayload(
-                f"Feature size of csv inference data {matrix.num_col()} is not consistent with feature "
-                f"size of trained model {expected}"
+                f"Feature size of {data_format} inference data {matrix.num_col()} is not consistent with "
+                f"feature size of trained model {expected}"
             )
     predictions = [booster.predict(matrix, validate_features=False) for booster in boosters]
     ensemble = os.environ.get(ENSEMBLE_ENV, "true").lower() != "false"
@@ -149,13 +301,15 @@ class XGBoostAlgorithmHandler:
             return Outcome(204, b"", "text/html; charset=utf-8", timings)
         started = time.perf_counter()
         try:
-            matrix = decode_to_dmatrix(body, content_type)
+            kind = algorithm_content_type(content_type)
+            matrix = decode_to_dmatrix(body, kind)
         except UnsupportedMediaType as error:
             return Outcome(415, str(error).encode(), "text/html; charset=utf-8", timings)
         timings["input"] = (time.perf_counter() - started) * 1000
         started = time.perf_counter()
         try:
-            predictions = predict_boosters(self.model, matrix)
+            data_format = "recordio-protobuf" if kind == RECORDIO else "csv"
+            predictions = predict_boosters(self.model, matrix, data_format)
         except Exception as error:
             message = f"Unable to evaluate payload provided: {error}"
             return Outcome(400, message.encode(), "text/html; charset=utf-8", timings)
