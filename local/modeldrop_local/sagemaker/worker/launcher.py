@@ -39,6 +39,7 @@ from modeldrop_local.sagemaker.worker.profiles import (
     DefaultModel,
     Handler,
     find_user_module,
+    opt_ml_stand_in,
     profile_for_image,
     tensorflow_layout_problem,
 )
@@ -532,7 +533,11 @@ class WorkerLauncher:
             "sys_path": [str(extra_path)] if extra_path else [],
             "environment": {str(k): str(v) for k, v in spec.environment.items()},
             "memory_mb": spec.memory_mb,
+            "container_base_dir": None,
         }
+        if plan.handler is Handler.SAGEMAKER_CONTAINERS:
+            base = opt_ml_stand_in(self.cache_dir / "opt-ml", spec.model_dir, plan.code_dir)
+            config["container_base_dir"] = str(base)
         server = self.fork_server(plan.preload, plan.environment)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_read, log_write = os.pipe()
