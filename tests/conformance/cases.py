@@ -93,6 +93,20 @@ def output_fn(prediction, accept):
 """
 )
 
+# The output_fn of AWS's scikit-learn examples: the image's own encoders and Response, imported by user code.
+OUTPUT_FN_WORKER_RESPONSE = (
+    MODEL_FN
+    + """
+from sagemaker_containers.beta.framework import content_types, encoders, worker
+
+
+def output_fn(prediction, accept):
+    if accept == content_types.NPY:
+        return worker.Response("no arrays here", status=406, mimetype="text/plain")
+    return worker.Response(encoders.encode(prediction, accept), mimetype=accept)
+"""
+)
+
 XGBOOST_SCRIPT = """\
 def model_fn(model_dir):
     return "script"
@@ -376,6 +390,47 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
                 "text/html; charset=utf-8",
                 "labels_object(labels)",
                 "Flask 1.1.1 make_response",
+            ),
+        ),
+    ),
+    Deployment(
+        "sklearn-output-fn-worker-response",
+        SKLEARN_IMAGE,
+        "sklearn",
+        OUTPUT_FN_WORKER_RESPONSE,
+        SDK_ENV,
+        True,
+        "the image's requirements.txt installs sagemaker-containers 2.8.6.post2, so user code imports it; "
+        f"{TRANSFORMER} transform returns the handler's Response as is; {WORKER} Response",
+        oracle=True,
+        invokes=(
+            Invoke(
+                "json-in-json-out",
+                "json_rows",
+                "application/json",
+                "application/json",
+                200,
+                "application/json",
+                "json(labels)",
+                f"{ENCODERS} array_to_json; the Response's mimetype",
+            ),
+            Invoke(
+                "json-in-csv-out",
+                "json_rows",
+                "application/json",
+                "text/csv",
+                200,
+                "text/csv; charset=utf-8",
+                "csv(labels)",
+                f"{ENCODERS} array_to_csv; werkzeug adds the charset to text/*",
+            ),
+            Invoke(
+                "response-status",
+                "json_rows",
+                "application/json",
+                "application/x-npy",
+                406,
+                source="Flask sends the Response's own status (locally: ModelError, OriginalStatusCode)",
             ),
         ),
     ),

@@ -154,7 +154,8 @@ def build_handler(config: dict[str, Any], model_dir: Path) -> Any:
 
         assert code_dir is not None and module
         default_model = DefaultModel(config.get("default_model") or DefaultModel.NONE)
-        return SageMakerContainersHandler(model_dir, code_dir, module, default_model)
+        base_dir = Path(config["container_base_dir"]) if config.get("container_base_dir") else None
+        return SageMakerContainersHandler(model_dir, code_dir, module, default_model, base_dir=base_dir)
     if kind is Handler.XGBOOST_ALGORITHM:
         from modeldrop_local.sagemaker.worker.xgboost_container import XGBoostAlgorithmHandler
 

@@ -4,7 +4,9 @@ The scikit-learn 1.2-1 image has scikit-learn 1.2.1 and numpy 1.24.1 (modeldrop.
 each image's versions and sources), so a model pickled under numpy 2 fails its health check there.
 The local SageMaker serves such an image from a virtualenv holding exactly those versions: one per
 image family and version, described by a lock file in ../images/, built on first use with
-`python -m venv` and `pip install --no-deps --only-binary :all: -r <lock>`, and cached per machine
+`python -m venv` and `pip install --no-deps --only-binary :all: -r <lock>` (a lock may name, in a
+`--no-binary NAME` line, the few packages that ship only as an sdist and are built from source: the
+scikit-learn image's sagemaker-containers 2.8.6.post2), and cached per machine
 (MODELDROP_IMAGE_ENVS, default ~/.cache/modeldrop/images/<name>-<digest of lock and Python>), so
 test runs and restarts of the local cloud reuse it. The fork server of that image runs under the
 environment's interpreter, with the worker code on its PYTHONPATH (the worker needs only numpy and the
@@ -57,7 +59,7 @@ class ImageEnvironment:
         pins: dict[str, str] = {}
         for raw in self.lock.read_text().splitlines():
             line = raw.split("#", 1)[0].strip()
-            if line:
+            if line and not line.startswith("-"):  # a pip option line (--no-binary NAME) pins nothing
                 name, _, version = line.partition("==")
                 pins[name.strip().lower()] = version.strip()
         return pins

@@ -22,6 +22,7 @@ from modeldrop_local.sagemaker.worker.image_envs import EnvironmentCache, ImageE
 from modeldrop_local.sagemaker.worker.log_pump import LogPump
 from modeldrop_local.sagemaker.worker.memory_watchdog import MemoryWatchdog
 from modeldrop_local.sagemaker.worker.process import Worker
+from modeldrop_local.sagemaker.worker.profiles import Handler, opt_ml_stand_in
 from modeldrop_local.sagemaker.worker.requirements import RequirementsCache
 from modeldrop_local.sagemaker.worker.serving_plan import plan_for
 from modeldrop_local.sagemaker.worker.types import WorkerSpec, WorkerStartError
@@ -115,7 +116,11 @@ class WorkerLauncher:
             "sys_path": [str(extra_path)] if extra_path else [],
             "environment": {str(k): str(v) for k, v in spec.environment.items()},
             "memory_mb": spec.memory_mb,
+            "container_base_dir": None,
         }
+        if plan.handler is Handler.SAGEMAKER_CONTAINERS:
+            base = opt_ml_stand_in(self.cache_dir / "opt-ml", spec.model_dir, plan.code_dir)
+            config["container_base_dir"] = str(base)
         server = self.fork_server(plan.preload, plan.environment)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         log_read, log_write = os.pipe()

@@ -14,6 +14,8 @@ copied there, as it is here.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import posixpath
 import re
@@ -26,6 +28,8 @@ from modeldrop.frameworks import Framework, framework_from_image
 from modeldrop_local.sagemaker.worker.types import WorkerSpec, WorkerStartError
 
 CONTAINER_MODEL_DIR = "/opt/ml/model"
+# sagemaker-containers reads its root from this variable (default /opt/ml) when it is imported.
+BASE_DIR_ENV = "SAGEMAKER_BASE_DIR"
 PROGRAM_ENV = "SAGEMAKER_PROGRAM"
 SUBMIT_DIRECTORY_ENV = "SAGEMAKER_SUBMIT_DIRECTORY"
 DEFAULT_ACCEPT_ENV = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
@@ -233,6 +237,27 @@ def find_user_module(profile: ContainerProfile, spec: WorkerSpec) -> UserModule 
         + f"; the {profile.family} image cannot import it, so the container does not start. "
         + _submit_dir_hint(submit_dir)
     )
+
+
+def opt_ml_stand_in(root: Path, model_dir: Path, code_dir: Path | None) -> Path:
+    """The /opt/ml a sagemaker-containers worker sees: `model` and `code` link to the model and the code.
+
+    sagemaker-containers 2.8.6.post2 `_env.py` resolves every path from SAGEMAKER_BASE_DIR (default
+    /opt/ml) when it is imported: `model_dir` (ServingEnv().model_dir too) is <base>/model, and
+    `_create_code_dir()` makes <base>/code. Where neither /opt/ml nor the variable exists it writes a
+    training tree under ~/sagemaker_local/jobs/<time>/ at every import instead. In the image /opt/ml/code
+    holds the submit directory (`_modules.import_module` copies it there); here it links to it. One
+    folder per model and code folder, under `root` (the launcher's cache), shared by that model's workers.
+    """
+    key = hashlib.sha256(f"{model_dir.resolve()}\0{code_dir.resolve() if code_dir else ''}".encode())
+    base = root / key.hexdigest()[:16]
+    base.mkdir(parents=True, exist_ok=True)
+    for name, target in (("model", model_dir), ("code", code_dir)):
+        link = base / name
+        if target is not None and not link.is_symlink():
+            with contextlib.suppress(FileExistsError):  # another worker of the same model made it
+                link.symlink_to(target.resolve(), target_is_directory=True)
+    return base
 
 
 def _submit_dir_hint(submit_dir: str) -> str:

@@ -19,7 +19,19 @@ Read from, and to be kept in step with:
   {"instances": ...} object stays an object); CSV -> the rows' strings, squeezed (one row becomes 1-D)
   and cast; NPY with allow_pickle.
 - Flask/werkzeug Response: a `str` or `bytes` view result is text/html; a `text/*` mimetype gets
-  `; charset=utf-8`.
+  `; charset=utf-8`. A Response the handler returns itself (`worker.Response(encoders.encode(prediction,
+  accept), mimetype=accept)`, as AWS's scikit-learn examples write output_fn) is what Flask sends: its
+  status, its body and its Content-Type (sagemaker-containers `_transformer.py` transform() returns any
+  non-tuple result as is; `_worker.py` Response defaults its mimetype to application/json).
+
+The package itself is importable by user code, as in the image: the image environment
+(../images/sklearn-1.2-1.lock) installs sagemaker-containers 2.8.6.post2 with Flask 1.1.1, so `from
+sagemaker_containers.beta.framework import encoders, worker` gives the real encoders and Response. The
+answer is still made here, restated above, not by the library's Flask app. Two stand-ins make the import
+behave as in the container: the library reads /opt/ml from SAGEMAKER_BASE_DIR at import, set to a folder
+whose `model` and `code` link to the model and the code (profiles.opt_ml_stand_in); and its _mapping.py
+subclasses `collections.Mapping`, an alias the image's Python (3.8) has and Python 3.10 removed, restored
+below as the same class.
 
 The XGBoost image's script mode (SAGEMAKER_PROGRAM set) runs on the same sagemaker-containers stack
 with XGBoost defaults (aws/sagemaker-xgboost-container src/sagemaker_xgboost_container/serving.py):
@@ -28,6 +40,8 @@ model_fn loads the boosters at the model root, predict_fn is `booster.predict`.
 
 from __future__ import annotations
 
+import collections
+import collections.abc
 import contextlib
 import csv
 import io
@@ -42,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from modeldrop_local.sagemaker.worker.profiles import DEFAULT_ACCEPT_ENV, DefaultModel
+from modeldrop_local.sagemaker.worker.profiles import BASE_DIR_ENV, DEFAULT_ACCEPT_ENV, DefaultModel
 from modeldrop_local.sagemaker.worker.serving import ModelLoadError, Outcome, load_user_module
 
 JSON = "application/json"
@@ -188,15 +202,23 @@ def with_charset(mimetype: str) -> str:
     return mimetype
 
 
-def flask_response(result: Any) -> tuple[bytes, str]:
+def is_response(result: Any) -> bool:
+    """A Flask/werkzeug Response (sagemaker_containers worker.Response is one), told without flask."""
+    return all(hasattr(result, name) for name in ("status_code", "headers", "get_data"))
+
+
+def flask_response(result: Any) -> tuple[int, bytes, str]:
     """What Flask makes of a view's return value (the Transformer returns the handler's result)."""
+    if is_response(result):  # Flask sends a Response as it is: its status, body and Content-Type
+        content_type = result.headers.get("Content-Type") or ""
+        return int(result.status_code), bytes(result.get_data()), str(content_type)
     if isinstance(result, tuple) and len(result) == 2:
         body, mimetype = result
-        return _bytes(body), with_charset(str(mimetype))
+        return 200, _bytes(body), with_charset(str(mimetype))
     if isinstance(result, str | bytes | bytearray):
-        return _bytes(result), "text/html; charset=utf-8"
+        return 200, _bytes(result), "text/html; charset=utf-8"
     if isinstance(result, dict):  # Flask >= 1.1 jsonifies a dict (compact, with a trailing newline)
-        return (json.dumps(result, separators=(",", ":")) + "\n").encode(), JSON
+        return 200, (json.dumps(result, separators=(",", ":")) + "\n").encode(), JSON
     raise TypeError(
         "The view function did not return a valid response: the handler returned "
         f"{type(result).__name__}; return bytes or str, or a (body, content_type) tuple"
@@ -211,11 +233,32 @@ def _bytes(body: Any) -> bytes:
     return str(body).encode("utf-8")
 
 
+def restore_collections_mapping() -> None:
+    """`collections.Mapping` as on the image's Python 3.8 (Python 3.10 removed the alias).
+
+    sagemaker-containers 2.8.6.post2 `_mapping.py` defines `class MappingMixin(collections.Mapping)`, which
+    `_worker.py` imports: without the alias, importing the package fails. The same class, restored.
+    """
+    if not hasattr(collections, "Mapping"):
+        collections.Mapping = collections.abc.Mapping  # type: ignore[attr-defined]
+
+
 class SageMakerContainersHandler:
     """A user module served as the scikit-learn image (or XGBoost script mode) serves it."""
 
-    def __init__(self, model_dir: Path, code_dir: Path, module: str, default_model: DefaultModel) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        code_dir: Path,
+        module: str,
+        default_model: DefaultModel,
+        *,
+        base_dir: Path | None = None,
+    ) -> None:
         self.model_dir = model_dir
+        if base_dir is not None:  # the /opt/ml that sagemaker_containers._env reads when user code imports it
+            os.environ[BASE_DIR_ENV] = str(base_dir)
+        restore_collections_mapping()
         user = load_user_module(code_dir, module)
         default_model_fn, default_input_fn, default_predict_fn = _DEFAULTS[default_model]
 
@@ -268,7 +311,7 @@ class SageMakerContainersHandler:
                 started = time.perf_counter()
                 result = self._output_fn(prediction, accept)
                 timings["output"] = (time.perf_counter() - started) * 1000
-            payload, response_type = flask_response(result)
+            status, payload, response_type = flask_response(result)
         except Exception as error:
             # Every handler is wrapped in ClientError, which nothing catches: Flask's 500. The real
             # body is Flask's HTML error page; the traceback goes to the log (CloudWatch on AWS).
@@ -281,4 +324,4 @@ class SageMakerContainersHandler:
             return Outcome(
                 500, f"Internal Server Error: {message}".encode(), "text/html; charset=utf-8", timings
             )
-        return Outcome(200, payload, response_type, timings)
+        return Outcome(status, payload, response_type, timings)
