@@ -21,12 +21,12 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from modeldrop_local.example_models import (
-    _iris,
     build_onnx_iris,
     build_sklearn_iris,
     build_xgboost_iris,
     iris_sample,
 )
+from modeldrop_local.example_models.iris import iris_data
 
 from tests.conformance.cases import DEPLOYMENTS, PENDING, Deployment, Invoke
 from tests.standalone_sagemaker import (
@@ -71,7 +71,7 @@ def _artifacts(build: Path) -> dict[str, Path]:
     from sklearn.ensemble import RandomForestClassifier
 
     (build / "sklearn_numpy2").mkdir()
-    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(*_iris())
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(*iris_data())
     joblib.dump(forest, build / "sklearn_numpy2" / "model.joblib")
     out["sklearn_numpy2"] = build / "sklearn_numpy2" / "model.joblib"
     np.save(build / "weights.npy", np.arange(12.0).reshape(3, 4))
