@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError, get_header_lines
@@ -179,17 +180,24 @@ class WSGIServer(TcpWSGIServer):
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop listening, close every connection (idle keep-alive ones too), end the worker threads."""
         if self._thread.is_alive():
-            # The event loop owns the sockets: close them on its own thread, via its trigger; with no
-            # dispatcher left in its map, the loop returns.
-            self.trigger.pull_trigger(self._close_all)
+            # The event loop owns the sockets: close them on its own thread, via its trigger. The
+            # trigger only leaves the loop's map there; its pipe is closed here once the loop has
+            # returned, since the loop may run the thunk before this thread's write reaches the pipe.
+            self.trigger.pull_trigger(self._close_all_but_the_trigger)
             self._thread.join(timeout_s)
         else:
-            self._close_all()  # never started, or `serve_forever()` has returned
+            self._close_all_but_the_trigger()  # never started, or `serve_forever()` has returned
+        self.trigger.close()
         self.task_dispatcher.shutdown(cancel_pending=True, timeout=timeout_s)
 
-    def _close_all(self) -> None:
+    def _close_all_but_the_trigger(self) -> None:
         for dispatcher in list(self._map.values()):
-            dispatcher.close()
+            if dispatcher is self.trigger:
+                dispatcher.del_channel()  # with nothing left in its map, the loop returns
+            elif dispatcher is self:
+                wasyncore.dispatcher.close(self)  # the listening socket (our close() takes the trigger too)
+            else:
+                dispatcher.close()
 
 
 def _logged(app: WSGIApp) -> WSGIApp:
