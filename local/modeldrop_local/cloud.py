@@ -95,7 +95,18 @@ def restore_moto_state(state_dir: Path) -> bool:
         for account, regions in data.items():
             for region, backend in regions.items():
                 backends[account][region] = backend
+                if service == "s3":
+                    _register_buckets(backends, backend, account)
     return True
+
+
+def _register_buckets(s3_backends: Any, backend: Any, account: str) -> None:
+    """moto keeps a process-wide name → account index of buckets beside the backends (moto/s3/models.py
+    `s3_backends.bucket_accounts`, written when a FakeBucket is made). A restored bucket missing from it
+    is taken for a new one by CreateBucket, which the stack sends on every start, and every object in
+    it was lost at each restart."""
+    for name, bucket in backend.buckets.items():
+        s3_backends.bucket_accounts[name] = (bucket.partition, account)
 
 
 def resume_deployments(stack: LocalStack, edge_url: str, region: str) -> list[str]:

@@ -7,6 +7,7 @@ import tarfile
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 from modeldrop_local.cloud import LocalCloud
 from modeldrop_local.stack_client import StackClient
@@ -72,6 +73,28 @@ def test_a_deployment_in_flight_at_stop_finishes_after_a_restart(
     with second:
         # Then the deployment is followed to the end (its execution was not lost with the first cloud)
         final = stack.follow("slow", version, timeout_s=120, progress=lambda _line: None, poll_s=0.2)
-        assert final is not None and str(final.status) == "InService", final
+        assert final is not None and str(final.status) == "InService", final.reason if final else None
         answer = stack.invoke("slow", b"[[1, 2]]", "application/json")
         assert answer.status_code == 200 and answer.json() == [7]
+
+
+def test_objects_in_the_models_bucket_survive_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a local cloud with a state dir and an object in its models bucket
+    edge_port, api_port = free_port(), free_port()
+    first = _cloud(tmp_path / "state", edge_port, api_port, tmp_path / "logs")
+    for key, value in first.environment().items():
+        monkeypatch.setenv(key, value)
+    with first:
+        assert first.stack is not None
+        bucket = first.stack.outputs["ModelsBucketName"]
+        boto3.client("s3", endpoint_url=first.edge_url).put_object(
+            Bucket=bucket, Key="models/a/x", Body=b"kept"
+        )
+    # When the cloud is started again on the same state (the stack sends CreateBucket again on start)
+    second = _cloud(tmp_path / "state", edge_port, api_port, tmp_path / "logs")
+    with second:
+        # Then the object is still there, byte for byte
+        body = boto3.client("s3", endpoint_url=second.edge_url).get_object(Bucket=bucket, Key="models/a/x")
+        assert body["Body"].read() == b"kept"
