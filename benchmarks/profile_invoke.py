@@ -9,7 +9,7 @@ Two passes on the iris endpoint (MaxConcurrency 2, ProvisionedConcurrency 2, war
    app entry -> DataPlane.invoke -> ServerlessPool.invoke -> Worker.invoke (the frame round trip)
    -> the model's handler in the worker (model_latency_us, with its input/predict/output timings);
    "HTTP server + client + loopback" is the client's latency minus the time inside the WSGI app.
-2. cProfile of every server thread that handles a connection (one profiler per thread, merged).
+2. cProfile of every request on the server's waitress worker threads (one profiler per request, merged).
 
 Run: `python -m benchmarks.profile_invoke [--requests 2000] [--concurrency 1] [--top 30]`
 """
@@ -22,7 +22,6 @@ import io
 import json
 import os
 import pstats
-import socketserver
 import tempfile
 import threading
 import time
@@ -38,6 +37,7 @@ from modeldrop_local.sagemaker.app import LocalSageMakerApp
 from modeldrop_local.sagemaker.data_plane import DataPlane
 from modeldrop_local.sagemaker.pool import ServerlessPool
 from modeldrop_local.sagemaker.worker.process import Worker
+from waitress.channel import HTTPChannel
 
 from benchmarks.common import JSON_HEADERS, LoadResult, http_load_in_child, percentile, profile_command_line
 from benchmarks.local_cloud import CREDENTIALS, SERVER_ENV, moto_s3_server
@@ -149,7 +149,9 @@ class StageTimers:
 
 
 class ThreadProfiles:
-    """One cProfile.Profile per connection thread (cProfile sees only its own thread), merged at the end."""
+    """One cProfile.Profile per request served by a waitress worker thread (`HTTPChannel.service`:
+    cProfile sees only its own thread), merged at the end. The event loop's reading and parsing of the
+    request, on waitress's main thread, is not in it."""
 
     def __init__(self) -> None:
         self.done: list[cProfile.Profile] = []
@@ -158,15 +160,15 @@ class ThreadProfiles:
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        original = socketserver.BaseServer.finish_request
+        original = HTTPChannel.service
 
-        def profiled(server: socketserver.BaseServer, request: Any, client_address: Any) -> None:
+        def profiled(channel: HTTPChannel) -> None:
             profile = cProfile.Profile()
             with self.changed:
                 self.running += 1
             profile.enable()
             try:
-                original(server, request, client_address)
+                original(channel)
             finally:
                 profile.disable()
                 with self.changed:
@@ -174,11 +176,11 @@ class ThreadProfiles:
                     self.done.append(profile)
                     self.changed.notify_all()
 
-        socketserver.BaseServer.finish_request = profiled  # type: ignore[method-assign,assignment]
+        HTTPChannel.service = profiled  # type: ignore[method-assign]
         try:
             yield
         finally:
-            socketserver.BaseServer.finish_request = original  # type: ignore[method-assign]
+            HTTPChannel.service = original  # type: ignore[method-assign]
 
     def wait_finished(self, timeout_s: float = 30.0) -> None:
         with self.changed:
@@ -255,7 +257,7 @@ def run(requests: int, concurrency: int, top: int) -> str:
         *(_row(name, values) for name, values in stages.items()),
         f"| HTTP server + client + loopback (client p50 - app p50) | {http_rest[0]:.0f} | | |",
         "",
-        f"cProfile, all connection threads of the server, top {top} by cumulative time:",
+        f"cProfile, the server's waitress worker threads, top {top} by cumulative time:",
         "",
         "```",
         profiles.report(top).strip(),

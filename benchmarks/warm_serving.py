@@ -58,12 +58,17 @@ def joblib_artifact(tarball: Path, into: Path) -> Path:
 def image_python_command(*arguments: str) -> list[str]:
     """Run under the scikit-learn image's pinned environment (the example models are pickled there and
     a scikit-learn 1.2.1 forest does not unpickle under the project's newer one), with the project
-    venv's packages appended after the image's own (site.addsitedir, so its .pth files count too):
-    FastAPI, uvicorn and the project's code come from there; numpy, scipy, scikit-learn and joblib
-    still come from the image environment."""
+    venv's packages added (site.addsitedir, so its .pth files count too): FastAPI, uvicorn, boto3 and the
+    project's code come from there; numpy, scipy, scikit-learn and joblib still come from the image
+    environment."""
     project_site = sysconfig.get_paths()["purelib"]
+    # The image's scientific stack is imported first, so it stays the image's; then the project venv goes
+    # first on sys.path, so its AWS and web stack wins over the image's older sagemaker-containers deps
+    # (their urllib3 would otherwise import the venv's newer pyOpenSSL and fail).
     bootstrap = (
-        f"import runpy, site, sys; site.addsitedir({project_site!r}); "
+        "import runpy, site, sys; import numpy, scipy, sklearn, joblib, threadpoolctl; "
+        f"before = list(sys.path); site.addsitedir({project_site!r}); "
+        "sys.path[:] = [entry for entry in sys.path if entry not in before] + before; "
         f"sys.argv[1:] = {list(arguments[1:])!r}; runpy.run_module({arguments[0]!r}, run_name='__main__')"
     )
     return [example_models.image_python(Framework.SKLEARN), "-c", bootstrap]
