@@ -78,8 +78,14 @@ class _Task(WSGITask):
     """
 
     def build_response_header(self) -> bytes:
-        spelt = {_capitalised(name): name for name, _ in self.response_headers}
+        spelt = {
+            capitalised: name
+            for name, _ in self.response_headers
+            if (capitalised := _capitalised(name)) != name
+        }
         head: bytes = super().build_response_header()
+        if not spelt:
+            return head  # the common case: nothing to re-spell
         status_line, *lines = head.decode("latin-1").removesuffix("\r\n\r\n").split("\r\n")
         named = []
         for line in lines:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -44,8 +45,22 @@ def _slow_loading_model(path: Path) -> Path:
     return path
 
 
-def _cloud(state_dir: Path, edge_port: int, api_port: int, logs: Path) -> LocalCloud:
-    return LocalCloud(edge_port=edge_port, api_port=api_port, state_dir=state_dir, function_log_dir=logs)
+def _clouds_on_one_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[], LocalCloud]:
+    """Makes local clouds on the same ports and state dir, to run one after the other (a restart); this
+    process's clients (boto3, StackClient) reach whichever is up."""
+    edge_port, api_port = free_port(), free_port()
+
+    def cloud() -> LocalCloud:
+        return LocalCloud(
+            edge_port=edge_port,
+            api_port=api_port,
+            state_dir=tmp_path / "state",
+            function_log_dir=tmp_path / "logs",
+        )
+
+    for key, value in cloud().environment().items():
+        monkeypatch.setenv(key, value)
+    return cloud
 
 
 @pytest.mark.slow
@@ -53,10 +68,8 @@ def test_a_deployment_in_flight_at_stop_finishes_after_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a local cloud with a state dir, and a model whose endpoint is being created
-    edge_port, api_port = free_port(), free_port()
-    first = _cloud(tmp_path / "state", edge_port, api_port, tmp_path / "logs")
-    for key, value in first.environment().items():
-        monkeypatch.setenv(key, value)
+    new_cloud = _clouds_on_one_state(tmp_path, monkeypatch)
+    first = new_cloud()
     stack = StackClient(first.edge_url, first.stack_name)
     with first:
         version = stack.upload(_slow_loading_model(tmp_path / "model.tar.gz"), "slow")
@@ -69,7 +82,7 @@ def test_a_deployment_in_flight_at_stop_finishes_after_a_restart(
             time.sleep(0.1)
         assert deployment is not None and str(deployment.status) == "Deploying"
     # When the cloud is stopped before the endpoint is InService, then started again on the same state
-    second = _cloud(tmp_path / "state", edge_port, api_port, tmp_path / "logs")
+    second = new_cloud()
     with second:
         # Then the deployment is followed to the end (its execution was not lost with the first cloud)
         final = stack.follow("slow", version, timeout_s=120, progress=lambda _line: None, poll_s=0.2)
@@ -82,10 +95,8 @@ def test_objects_in_the_models_bucket_survive_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a local cloud with a state dir and an object in its models bucket
-    edge_port, api_port = free_port(), free_port()
-    first = _cloud(tmp_path / "state", edge_port, api_port, tmp_path / "logs")
-    for key, value in first.environment().items():
-        monkeypatch.setenv(key, value)
+    new_cloud = _clouds_on_one_state(tmp_path, monkeypatch)
+    first = new_cloud()
     with first:
         assert first.stack is not None
         bucket = first.stack.outputs["ModelsBucketName"]
@@ -93,7 +104,7 @@ def test_objects_in_the_models_bucket_survive_a_restart(
             Bucket=bucket, Key="models/a/x", Body=b"kept"
         )
     # When the cloud is started again on the same state (the stack sends CreateBucket again on start)
-    second = _cloud(tmp_path / "state", edge_port, api_port, tmp_path / "logs")
+    second = new_cloud()
     with second:
         # Then the object is still there, byte for byte
         body = boto3.client("s3", endpoint_url=second.edge_url).get_object(Bucket=bucket, Key="models/a/x")

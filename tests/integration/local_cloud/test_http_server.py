@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from modeldrop_local.http_server import MAX_HEADER_BYTES, WSGIServer
 
+from tests.utils import exchange_until_closed
+
 
 def _echo_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     body = environ["wsgi.input"].read()
@@ -29,21 +31,14 @@ def server() -> Iterator[WSGIServer]:
     running.stop()
 
 
-def _exchange(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        connection.sendall(request)
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    return answer
-
-
 def test_a_half_sent_request_holds_no_worker_thread(server: WSGIServer) -> None:
     # Given a server with one worker thread, and a client that sent half a request and went quiet
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
         slow.sendall(b"POST /slow HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
         # When another client sends a whole request
-        answer = _exchange(server.port, b"GET /quick HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        answer = exchange_until_closed(
+            server.port, b"GET /quick HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        )
     # Then it is answered: the half-sent one waits in the event loop, not on the thread
     assert answer.startswith(b"HTTP/1.1 200 ")
     assert answer.endswith(b"- /quick ")
@@ -53,7 +48,7 @@ def test_headers_over_the_limit_get_431(server: WSGIServer) -> None:
     # Given a request whose headers exceed the limit
     request = b"GET / HTTP/1.1\r\nHost: h\r\nX-Filler: %s\r\n\r\n" % (b"a" * MAX_HEADER_BYTES)
     # When it is sent
-    answer = _exchange(server.port, request)
+    answer = exchange_until_closed(server.port, request)
     # Then the answer is 431, and the app never saw it
     assert answer.split(b" ", 2)[1] == b"431"
 
@@ -62,7 +57,7 @@ def test_a_body_over_the_limit_gets_413(server: WSGIServer) -> None:
     # Given a server that takes bodies of up to 999 bytes
     request = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000
     # When a larger one is sent
-    answer = _exchange(server.port, request)
+    answer = exchange_until_closed(server.port, request)
     # Then it is refused with 413
     assert answer.split(b" ", 2)[1] == b"413"
 
@@ -72,7 +67,7 @@ def test_a_chunked_body_reaches_the_app_whole_with_its_length(server: WSGIServer
     request = b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     request += b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
     # When it is sent
-    answer = _exchange(server.port, request)
+    answer = exchange_until_closed(server.port, request)
     # Then the app reads the whole body, with a Content-Length
     assert answer.endswith(b"\r\n\r\n5 /c abcde")
 

@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import http.client
-import socket
 from typing import Any
 
 import pytest
 from modeldrop_local.cloud import LocalCloud
 
-
-def _exchange(port: int, request: bytes) -> bytes:
-    """Send raw bytes, read until the server closes (every answer here closes the connection)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        connection.sendall(request)
-        answer = b""
-        while chunk := connection.recv(65536):
-            answer += chunk
-    return answer
-
+from tests.utils import exchange_until_closed
 
 # Each answer is waitress's (local/modeldrop_local/http_server.py), plus its one addition: both framings.
 AMBIGUOUS_FRAMING = {
@@ -55,7 +45,7 @@ def test_ambiguous_framing_is_refused_with_its_reason_and_the_connection_closed(
     assert cloud.rest is not None
     port = cloud.edge_port if port_of == "edge" else cloud.rest.port
     # When it reaches the port
-    answer = _exchange(port, request)
+    answer = exchange_until_closed(port, request)
     # Then it is refused with its status and reason, the app never runs, and the connection is closed
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 %d " % status)
@@ -68,7 +58,7 @@ def test_a_path_no_service_knows_gets_a_400_in_s3s_shape_on_the_edge(cloud: Loca
     # Given an unsigned POST to a path that is no AWS API (moto takes unsigned requests as S3's)
     request = b"POST /nowhere HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
     # When it reaches the edge
-    head, _, body = _exchange(cloud.edge_port, request).partition(b"\r\n\r\n")
+    head, _, body = exchange_until_closed(cloud.edge_port, request).partition(b"\r\n\r\n")
     # Then the answer is S3's error document with 400, not a 500
     assert head.startswith(b"HTTP/1.1 400 ")
     assert b"Content-Type: application/xml" in head
@@ -87,7 +77,7 @@ def test_a_json_protocol_call_moto_cannot_parse_gets_a_400_in_json(cloud: LocalC
         b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
     )
     # When it reaches the edge
-    head, _, answer = _exchange(cloud.edge_port, request).partition(b"\r\n\r\n")
+    head, _, answer = exchange_until_closed(cloud.edge_port, request).partition(b"\r\n\r\n")
     # Then the client is told, in the JSON protocol's error shape, never with a 500
     status = int(head.split(b" ", 2)[1])
     assert 400 <= status < 500, head
