@@ -65,7 +65,7 @@ def test_an_empty_object_sets_nothing() -> None:
     [
         (b'{"memmory_mb": 2048}', "modeldrop.json: unknown key 'memmory_mb' (did you mean 'memory_mb'?)"),
         (b'{"memoryMb": 2048}', "modeldrop.json: unknown key 'memoryMb' (did you mean 'memory_mb'?)"),
-        (b'{"colour": "red"}', "modeldrop.json: unknown key 'colour'"),
+        (b'{"flavor": "red"}', "modeldrop.json: unknown key 'flavor'"),
         (
             b'{"memory_mb": 1000}',
             "modeldrop.json: memory_mb must be one of 1024, 2048, 3072, 4096, 5120, 6144 (got 1000)",
@@ -191,6 +191,7 @@ def test_resolve_fills_everything_from_defaults_detection_and_size() -> None:
         "provisionedConcurrency": 0,
         "environment": {},
         "smokeTest": None,
+        "rollout": None,
     }
 
 

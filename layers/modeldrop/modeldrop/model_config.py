@@ -27,6 +27,7 @@ from modeldrop.frameworks import (
     framework_from_image,
     image_for,
 )
+from modeldrop.guardrails.config import RolloutConfig
 from modeldrop.smoke_test import SmokeTest
 
 # ServerlessConfig limits, from botocore's SageMaker service model.
@@ -70,6 +71,8 @@ class ModelConfig(BaseModel):
     environment: dict[str, str] = Field(default_factory=dict, strict=True)
     # One request sent to the new version once InService, before it goes live (modeldrop.smoke_test).
     smoke_test: SmokeTest | None = None
+    # Canary or shadow bake of a new version before it goes live (modeldrop.guardrails); None: all at once.
+    rollout: RolloutConfig | None = None
 
     @field_validator("framework_version")
     @classmethod
@@ -210,6 +213,8 @@ class ResolvedConfig(BaseModel):
     environment: dict[str, str]
     # The smoke test as JSON text: DynamoDB takes no floats, and a request body may hold them.
     smoke_test: str | None = None
+    # The rollout as JSON text, for the same reason.
+    rollout: str | None = None
 
 
 def resolve_config(
@@ -281,4 +286,5 @@ def resolve_config(
         provisioned_concurrency=provisioned,
         environment=dict(config.environment),
         smoke_test=config.smoke_test.model_dump_json(exclude_unset=True) if config.smoke_test else None,
+        rollout=config.rollout.model_dump_json() if config.rollout else None,
     )

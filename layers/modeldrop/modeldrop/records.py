@@ -157,6 +157,8 @@ class ModelItem(_Item):
     live_object_version: str | None = None
     last_deployment_id: str | None = None
     updated_at: str
+    # A canary or shadow bake (modeldrop.guardrails.state.RolloutState, as stored); None if none ran.
+    rollout: dict[str, Any] | None = None
 
 
 class GoLive(StrEnum):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Callable
 
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
@@ -32,6 +34,8 @@ from modeldrop.api.models import (
 from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime
+from modeldrop.guardrails import serving
+from modeldrop.guardrails.routing import Routing
 from modeldrop.records import Deployment, ModelItem
 from modeldrop.rollback import RollbackDependencies, RollbackRefused, UnknownModel, request_rollback
 
@@ -66,9 +70,16 @@ def is_servable(model: ModelItem) -> bool:
 
 
 def invoke_model(
-    name: str, invocation: Invocation, records: ModelRecordsReader, runtime: ModelRuntime
+    name: str,
+    invocation: Invocation,
+    records: ModelRecordsReader,
+    runtime: ModelRuntime,
+    *,
+    shadow: serving.ShadowSender | None = None,
+    draw: Callable[[], float] = random.random,
 ) -> InvocationResult:
-    """Pass the caller's bytes to the model's endpoint and its answer back."""
+    """Pass the caller's bytes to the model's endpoint (or, during a canary, its candidate's) and the
+    answer back, with the version that gave it."""
     validate_model_name(name)
     size = len(invocation.body)
     if size > MAX_PAYLOAD_BYTES:
@@ -79,21 +90,25 @@ def invoke_model(
         )
     if size == 0:
         raise EmptyPayload("The request body is empty; send the input for the model.", model=name)
-    endpoint = _servable_endpoint(name, records)
-    logger.debug("Invoking model", extra={"model": name, "endpoint": endpoint, "bytes": size})
+    routing = _servable_routing(name, records)
+    logger.debug("Invoking model", extra={"model": name, "endpoint": routing.live.endpoint_name, "bytes": size})
     try:
-        return runtime.invoke(name, endpoint, invocation)
+        return serving.answer(name, invocation, routing, runtime, shadow=shadow, draw=draw)
     except ModelNotInService:
         # SageMaker has no such endpoint: if the record came from the warm container's cache it may be
         # stale (the endpoint deleted since), so the caller gets the table's current answer (404, 503).
         if isinstance(records, CachedModelRecords) and records.forget(name):
-            _servable_endpoint(name, records)
+            _servable_routing(name, records)
         raise
 
 
-def _servable_endpoint(name: str, records: ModelRecordsReader) -> str:
-    """The endpoint of a model that can be invoked; the API error that says why not, otherwise."""
-    model = records.get_model(name)
+def _servable_routing(name: str, records: ModelRecordsReader) -> Routing:
+    """The routing of a model that can be invoked; the API error that says why not, otherwise."""
+    if isinstance(records, CachedModelRecords):
+        model, routing = records.get_routed(name)
+    else:
+        model = records.get_model(name)
+        routing = Routing.of(model) if model is not None and is_servable(model) else None
     if model is None:
         # A model whose first upload was rejected or is still deploying has records but no endpoint.
         newest = records.list_deployments(name, limit=1)
@@ -107,7 +122,7 @@ def _servable_endpoint(name: str, records: ModelRecordsReader) -> str:
             model=name,
             retry_after_s=ENDPOINT_CHANGING_RETRY_AFTER_S if changing else None,
         )
-    return model.endpoint_name
+    return routing if routing is not None else Routing.of(model)
 
 
 def _not_deployed(name: str, last: Deployment) -> ModelNotInService:

@@ -118,3 +118,5 @@ class InvocationResult(BaseModel):
 
     body: bytes
     content_type: str | None = None
+    # The version that answered (the x-modeldrop-version header), when the record names one.
+    version: int | None = None
