@@ -221,6 +221,7 @@ def test_resolve_prefers_the_model_config() -> None:
         "provisionedConcurrency": 1,
         "environment": {"K": "V"},
         "smokeTest": None,
+        "rollout": None,
     }
 
 
