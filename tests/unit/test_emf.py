@@ -19,7 +19,10 @@ def emf(**overrides: Any) -> dict[str, Any]:
                 {
                     "Namespace": "modeldrop",
                     "Dimensions": [["Model", "Version"], ["Model"]],
-                    "Metrics": [{"Name": "VersionLatency", "Unit": "Milliseconds"}, {"Name": "VersionRequests"}],
+                    "Metrics": [
+                        {"Name": "VersionLatency", "Unit": "Milliseconds"},
+                        {"Name": "VersionRequests"},
+                    ],
                 }
             ],
         },

@@ -36,6 +36,8 @@ from pydantic.alias_generators import to_camel
 from modeldrop import naming
 from modeldrop.events import ExecutionInput, UploadedObject
 from modeldrop.frameworks import framework_from_image, layout_problem
+from modeldrop.guardrails import candidate
+from modeldrop.guardrails.state import RolloutRecords
 from modeldrop.model_config import (
     ConfigRejected,
     ModelConfig,
@@ -67,6 +69,8 @@ class DeployDependencies:
     records: DeploymentRecords
     # Service Quotas, for the preflight (modeldrop.preflight); None skips it.
     service_quotas: Any = None
+    # The model items' rollout attribute (modeldrop.guardrails): a new upload supersedes a bake.
+    rollouts: RolloutRecords | None = None
 
     @classmethod
     def from_environment(cls, settings: OnUploadSettings | None = None) -> DeployDependencies:
@@ -79,6 +83,7 @@ class DeployDependencies:
             sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
             records=DeploymentRecords(table),
             service_quotas=boto3.client("service-quotas"),
+            rollouts=RolloutRecords(table),
         )
 
 
@@ -191,7 +196,9 @@ def _deploy_recorded(
     deps: DeployDependencies,
 ) -> UploadOutcome:
     model_name, version = deployment.model_name, deployment.version
-    refusal = _preflight(deployment, config, deps)
+    # A configured rollout bakes the new version on an endpoint of its own beside the live one.
+    baking = candidate.bakes(deployment.config, deps.records.get_model(model_name))
+    refusal = _preflight(deployment, config, deps, baking=baking)
     if refusal is not None:
         deps.records.update_deployment(model_name, version, DeploymentStatus.REJECTED, reason=refusal)
         logger.warning("upload rejected by the preflight", extra={"reason": refusal})
@@ -200,7 +207,14 @@ def _deploy_recorded(
     try:
         _pin_model_data(deployment, plan, deps)
         _create_sagemaker_resources(deployment, config, deps)
-        status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
+        if deps.rollouts is not None:
+            # Last upload wins: a candidate still baking stops taking traffic; its execution cleans up.
+            candidate.supersede_bake(model_name, deployment, deps.rollouts)
+        if baking:
+            candidate.start_candidate(deployment, deps.sagemaker)
+            status, endpoint_status = DeploymentStatus.DEPLOYING, None
+        else:
+            status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
     except ClientError as error:
         if _is_transient(error):
             raise
@@ -212,13 +226,15 @@ def _deploy_recorded(
         return _outcome(upload, deployment, DeploymentStatus.FAILED, reason)
 
     deps.records.update_deployment(model_name, version, status)
-    deps.records.touch_model(
-        model_name,
-        deployment.endpoint_name or naming.endpoint_name(model_name),
-        status=endpoint_status,
-        last_deployment_id=deployment.deployment_id,
-    )
-    execution_arn = start_execution(deployment, status, deps.settings, deps.stepfunctions)
+    if endpoint_status is not None:  # a candidate leaves the live endpoint and its status alone
+        deps.records.touch_model(
+            model_name,
+            deployment.endpoint_name or naming.endpoint_name(model_name),
+            status=endpoint_status,
+            last_deployment_id=deployment.deployment_id,
+        )
+    payload = candidate.candidate_execution_input(deployment, deps.settings.max_polls) if baking else None
+    execution_arn = start_execution(deployment, status, deps.settings, deps.stepfunctions, payload=payload)
     deps.records.update_deployment(model_name, version, status, execution_arn=execution_arn)
     _count("DeploymentStarted" if status is DeploymentStatus.DEPLOYING else "DeploymentQueued")
     logger.info("deployment recorded", extra={"status": status.value, "execution_arn": execution_arn})
@@ -226,13 +242,18 @@ def _deploy_recorded(
     return result.model_copy(update={"execution_arn": execution_arn})
 
 
-def _preflight(deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies) -> str | None:
-    """Why the account's serverless quotas leave no room for this deployment, or None (see preflight)."""
+def _preflight(
+    deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies, *, baking: bool = False
+) -> str | None:
+    """Why the account's serverless quotas leave no room for this deployment, or None (see preflight).
+
+    A candidate's endpoint comes in addition to the live one, which keeps its concurrency meanwhile."""
     if deps.service_quotas is None:
         return None
+    endpoint = deployment.endpoint_name or naming.endpoint_name(deployment.model_name)
     try:
         check_serverless_quotas(
-            endpoint_name=deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
+            endpoint_name=candidate.candidate_endpoint_name(deployment) if baking else endpoint,
             max_concurrency=config.max_concurrency,
             sagemaker=deps.sagemaker.client,
             service_quotas=deps.service_quotas,
@@ -292,9 +313,14 @@ def execution_input(deployment: Deployment, status: DeploymentStatus, max_polls:
 
 
 def start_execution(
-    deployment: Deployment, status: DeploymentStatus, settings: OnUploadSettings, stepfunctions: Any
+    deployment: Deployment,
+    status: DeploymentStatus,
+    settings: OnUploadSettings,
+    stepfunctions: Any,
+    payload: ExecutionInput | None = None,
 ) -> str:
-    payload = execution_input(deployment, status, settings.max_polls)
+    """payload: the execution's input when it is not the deployment's own (a candidate's endpoint)."""
+    payload = payload or execution_input(deployment, status, settings.max_polls)
     try:
         response = stepfunctions.start_execution(
             stateMachineArn=settings.state_machine_arn,

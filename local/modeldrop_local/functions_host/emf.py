@@ -46,9 +46,9 @@ def metric_data(record: Any) -> list[tuple[str, dict[str, Any]]]:
         return []
     stamp = metadata.get("Timestamp")
     directives = metadata.get("CloudWatchMetrics")
-    if not _is_number(stamp) or not isinstance(directives, list):
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool) or not isinstance(directives, list):
         return []
-    timestamp = datetime.fromtimestamp(float(stamp) / 1000, tz=UTC)
+    timestamp = datetime.fromtimestamp(stamp / 1000, tz=UTC)
     extracted: list[tuple[str, dict[str, Any]]] = []
     for directive in directives:
         extracted.extend(_directive_data(record, directive, timestamp) or [])
@@ -60,7 +60,9 @@ def _directive_data(
 ) -> list[tuple[str, dict[str, Any]]] | None:
     if not isinstance(directive, dict):
         return None
-    namespace, dimension_sets, metrics = (directive.get(key) for key in ("Namespace", "Dimensions", "Metrics"))
+    namespace, dimension_sets, metrics = (
+        directive.get(key) for key in ("Namespace", "Dimensions", "Metrics")
+    )
     if not isinstance(namespace, str) or not namespace or not isinstance(dimension_sets, list):
         return None
     if not isinstance(metrics, list) or len(metrics) > MAX_METRICS_PER_DIRECTIVE:
@@ -182,4 +184,3 @@ class EmfSink:
             with self._idle:
                 self._pending -= len(batch)
                 self._idle.notify_all()
-

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from modeldrop.frameworks import Framework
 from modeldrop.guardrails.agreement import answers_agree
 from modeldrop.guardrails.config import CanaryRollout, ShadowRollout
 from modeldrop.guardrails.judge import Decision, VersionFigures, judge
-from modeldrop.model_config import ConfigRejected, parse_model_config, resolve_config, ConfigDefaults
-from modeldrop.frameworks import Framework
+from modeldrop.model_config import ConfigDefaults, ConfigRejected, parse_model_config, resolve_config
 
 CANARY = CanaryRollout(
-    strategy="canary", canary_percent=20, bake_seconds=60, max_error_rate=0.01, max_p99_latency_ms=200,
+    strategy="canary",
+    canary_percent=20,
+    bake_seconds=60,
+    max_error_rate=0.01,
+    max_p99_latency_ms=200,
     min_requests=50,
 )
 SHADOW = ShadowRollout(strategy="shadow", bake_seconds=60, min_agreement=0.99, min_requests=50)
@@ -59,7 +63,9 @@ def test_rolls_back_on_p99_latency() -> None:
 
 def test_no_latency_limit_means_latency_does_not_decide() -> None:
     rollout = CANARY.model_copy(update={"max_p99_latency_ms": None})
-    assert judge(rollout, figures(1, 400), figures(2, 100, p99=9999), elapsed_s=60).decision is Decision.PROMOTE
+    assert (
+        judge(rollout, figures(1, 400), figures(2, 100, p99=9999), elapsed_s=60).decision is Decision.PROMOTE
+    )
 
 
 def test_shadow_needs_min_agreement() -> None:
@@ -96,9 +102,14 @@ def test_answers_agree(live: bytes, candidate: bytes, agree: bool) -> None:
 
 def test_modeldrop_json_rollout_is_validated_and_recorded() -> None:
     # Given a canary section
-    config = parse_model_config(b'{"rollout": {"strategy": "canary", "canary_percent": 20, "bake_seconds": 30}}')
+    config = parse_model_config(
+        b'{"rollout": {"strategy": "canary", "canary_percent": 20, "bake_seconds": 30}}'
+    )
     resolved = resolve_config(
-        config, defaults=ConfigDefaults(), detected_framework=Framework.SKLEARN, uncompressed_bytes=1,
+        config,
+        defaults=ConfigDefaults(),
+        detected_framework=Framework.SKLEARN,
+        uncompressed_bytes=1,
         region="us-east-1",
     )
     # Then the deployment records it as JSON text, with every default spelt out
@@ -110,7 +121,10 @@ def test_modeldrop_json_rollout_is_validated_and_recorded() -> None:
     ("raw", "reason"),
     [
         (b'{"rollout": {"strategy": "blue"}}', "rollout"),
-        (b'{"rollout": {"strategy": "canary", "canary_percent": 100}}', "canary_percent must be less than 100"),
+        (
+            b'{"rollout": {"strategy": "canary", "canary_percent": 100}}',
+            "canary_percent must be less than 100",
+        ),
         (b'{"rollout": {"strategy": "shadow", "canary_percent": 5}}', "unknown key 'canary_percent'"),
         (b'{"rollout": {"strategy": "canary", "bake_seconds": 0}}', "bake_seconds must be greater than"),
     ],

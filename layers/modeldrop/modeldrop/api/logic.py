@@ -91,7 +91,9 @@ def invoke_model(
     if size == 0:
         raise EmptyPayload("The request body is empty; send the input for the model.", model=name)
     routing = _servable_routing(name, records)
-    logger.debug("Invoking model", extra={"model": name, "endpoint": routing.live.endpoint_name, "bytes": size})
+    logger.debug(
+        "Invoking model", extra={"model": name, "endpoint": routing.live.endpoint_name, "bytes": size}
+    )
     try:
         return serving.answer(name, invocation, routing, runtime, shadow=shadow, draw=draw)
     except ModelNotInService:

@@ -1,8 +1,9 @@
-"""The `rollout` section of modeldrop.json; absent, a new version goes live all at once (after its smoke test).
+"""The `rollout` section of modeldrop.json; absent, a new version goes live all at once (after its
+smoke test).
 
-    {"rollout": {"strategy": "canary", "canary_percent": 20, "bake_seconds": 600,
-                 "max_error_rate": 0.01, "max_p99_latency_ms": 2000, "min_requests": 50}}
-    {"rollout": {"strategy": "shadow", "bake_seconds": 600, "min_agreement": 0.99, "min_requests": 50}}
+{"rollout": {"strategy": "canary", "canary_percent": 20, "bake_seconds": 600,
+             "max_error_rate": 0.01, "max_p99_latency_ms": 2000, "min_requests": 50}}
+{"rollout": {"strategy": "shadow", "bake_seconds": 600, "min_agreement": 0.99, "min_requests": 50}}
 """
 
 from __future__ import annotations

@@ -93,7 +93,9 @@ def judge(
             )
     summary = _summary(live, candidate)
     if failures:
-        return Verdict(Decision.ROLL_BACK, f"v{candidate.version} rolled back: {'; '.join(failures)} ({summary})")
+        return Verdict(
+            Decision.ROLL_BACK, f"v{candidate.version} rolled back: {'; '.join(failures)} ({summary})"
+        )
     return Verdict(Decision.PROMOTE, f"v{candidate.version} promoted: within every limit ({summary})")
 
 

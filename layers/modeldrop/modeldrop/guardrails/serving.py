@@ -13,7 +13,13 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from modeldrop.api.errors import ApiError, ModelInvocationFailed, ModelNotInService, ModelTimeout, UpstreamFailure
+from modeldrop.api.errors import (
+    ApiError,
+    ModelInvocationFailed,
+    ModelNotInService,
+    ModelTimeout,
+    UpstreamFailure,
+)
 from modeldrop.api.models import Invocation, InvocationResult
 from modeldrop.api.runtime import ModelRuntime
 from modeldrop.guardrails.metrics import record_answer
@@ -49,7 +55,9 @@ class ShadowRequest(BaseModel):
     live_content_type: str | None = None
 
     def invocation(self) -> Invocation:
-        return Invocation(body=base64.b64decode(self.body), content_type=self.content_type, accept=self.accept)
+        return Invocation(
+            body=base64.b64decode(self.body), content_type=self.content_type, accept=self.accept
+        )
 
 
 class ShadowSender(Protocol):
@@ -132,7 +140,10 @@ def _mirror(
         logger.warning("shadow copy not sent", exc_info=True, extra={"model": name})
         sent = False
     if not sent:
-        logger.info("shadow copy skipped", extra={"model": name, "detail": json.dumps({"bytes": len(invocation.body)})})
+        logger.info(
+            "shadow copy skipped",
+            extra={"model": name, "detail": json.dumps({"bytes": len(invocation.body)})},
+        )
 
 
 def _ms_since(started: float) -> float:

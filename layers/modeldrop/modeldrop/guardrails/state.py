@@ -54,6 +54,8 @@ class RolloutState(BaseModel):
     updated_at: str = Field(default_factory=utc_now)
     reason: str | None = None
     requested: RequestedDecision | None = None
+    # Aborted because a newer upload came during the bake.
+    superseded_by: int | None = None
     # The figures of the last judgement, live version first.
     figures: list[VersionFigures] = Field(default_factory=list)
 
@@ -100,9 +102,7 @@ class RolloutRecords:
             ExpressionAttributeValues={":r": state.to_attribute()},
         )
 
-    def replace(
-        self, model_name: str, state: RolloutState, *, expected: tuple[RolloutPhase, ...]
-    ) -> bool:
+    def replace(self, model_name: str, state: RolloutState, *, expected: tuple[RolloutPhase, ...]) -> bool:
         """Write `state` if the stored rollout is about the same candidate and in an `expected` phase."""
         phases = {f":p{index}": phase.value for index, phase in enumerate(expected)}
         try:
