@@ -83,6 +83,13 @@ class RollbackNotPossible(ApiError):
         self.code = code
 
 
+class NoBakeInProgress(ApiError):
+    """Promote or abort asked of a model with no canary or shadow candidate baking."""
+
+    status = HTTPStatus.CONFLICT
+    code = "NoBakeInProgress"
+
+
 class RouteNotFound(ApiError):
     status = HTTPStatus.NOT_FOUND
     code = "RouteNotFound"

@@ -16,6 +16,7 @@ from modeldrop.api.errors import (
     InvalidRequest,
     ModelNotFound,
     ModelNotInService,
+    NoBakeInProgress,
     PayloadTooLarge,
     RollbackNotPossible,
     ServiceUnavailable,
@@ -29,13 +30,15 @@ from modeldrop.api.models import (
     ModelList,
     ModelSummary,
     RollbackRequest,
+    RolloutView,
     is_valid_model_name,
 )
 from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime
-from modeldrop.guardrails import serving
+from modeldrop.guardrails import bake, serving
 from modeldrop.guardrails.routing import Routing
+from modeldrop.guardrails.state import RequestedDecision, RolloutRecords, RolloutState
 from modeldrop.records import Deployment, ModelItem
 from modeldrop.rollback import RollbackDependencies, RollbackRefused, UnknownModel, request_rollback
 
@@ -147,8 +150,11 @@ def describe_model(name: str, records: ModelRecordsReader) -> ModelDetail:
     if model is None and not history:
         raise ModelNotFound(f"No model named '{name}'.", model=name)
     summary = _summary(model, history[0] if history else None, name=name)
+    rollout = RolloutState.from_attribute(model.rollout) if model is not None and model.rollout else None
     return ModelDetail(
-        **summary.model_dump(), history=[DeploymentSummary.from_record(record) for record in history]
+        **summary.model_dump(),
+        history=[DeploymentSummary.from_record(record) for record in history],
+        rollout=RolloutView.from_state(rollout) if rollout else None,
     )
 
 
@@ -180,14 +186,20 @@ def parse_rollback_request(name: str, body: bytes) -> RollbackRequest:
 
 
 def rollback_model(
-    name: str, request: RollbackRequest, rollbacks: RollbackDependencies | None
+    name: str,
+    request: RollbackRequest,
+    rollbacks: RollbackDependencies | None,
+    rollouts: RolloutRecords | None = None,
 ) -> DeploymentSummary:
-    """Start a rollback deployment; answers it as the deployment summary it was recorded with."""
+    """Start a rollback deployment; answers it as the deployment summary it was recorded with.
+    A canary or shadow baking meanwhile is aborted: a rollback on demand wins over a bake."""
     validate_model_name(name)
     if rollbacks is None:
         raise ServiceUnavailable(
             "Rollbacks are not configured on this stack (no STATE_MACHINE_ARN).", model=name
         )
+    if rollouts is not None:
+        bake.abort_for_rollback(name, rollouts)
     try:
         deployment = request_rollback(name, request.version, rollbacks)
     except UnknownModel as error:
@@ -195,3 +207,18 @@ def rollback_model(
     except RollbackRefused as refusal:
         raise RollbackNotPossible(refusal.reason, code=refusal.code, model=name) from refusal
     return DeploymentSummary.from_record(deployment)
+
+
+def decide_rollout(
+    name: str, decision: RequestedDecision, records: ModelRecordsReader, rollouts: RolloutRecords | None
+) -> RolloutView:
+    """POST /models/{name}/promote or /abort: a person ends the model's bake."""
+    validate_model_name(name)
+    if rollouts is None:
+        raise ServiceUnavailable("Rollouts are not configured on this stack.", model=name)
+    if records.get_model(name) is None and not records.list_deployments(name, limit=1):
+        raise ModelNotFound(f"No model named '{name}'.", model=name)
+    try:
+        return RolloutView.from_state(bake.request_decision(name, decision, rollouts))
+    except bake.NoBakeInProgress as error:
+        raise NoBakeInProgress(str(error), model=name) from error
