@@ -80,7 +80,9 @@ StatusAction = Literal[
     "bake_start",
     "bake_judge",
     "bake_promote",
+    "bake_switch",
     "bake_end",
+    "bake_retire",
 ]
 
 
@@ -109,5 +111,5 @@ class StatusResult(_Camel):
     # smoke_failed: the automatic rollback the state machine follows next (always present, null if none:
     # the ResultSelector's path must exist).
     rollback: ExecutionInput | None = None
-    # bake_promote: the switch of the live endpoint to the candidate's config, followed next.
+    # bake_switch: the switch of the live endpoint to the candidate's config, followed next.
     promotion: ExecutionInput | None = None

@@ -10,11 +10,13 @@ The deploy state machine drives it (statemachine/deploy_endpoint.asl.json):
   bake_judge    every PollIntervalSeconds: a person's decision, else the judge (judge.py) on the figures
                 (figures.py): KeepBaking, Promote, RollBack, or TimedOut once bake_seconds plus
                 DeployTimeoutSeconds are over; Aborted when the rollout was aborted or superseded.
-  bake_promote  the candidate answers every request while the live endpoint switches to its config:
-                the one switch of an endpoint there is (modeldrop.deploy.start_or_queue); the execution
-                then follows that switch (rolloutPhase "promotion") like any deployment.
+  bake_promote  the candidate answers every request (rollout Promoted, weight 100);
+  bake_switch   then, once every warm Api container has read that, the live endpoint switches to the
+                candidate's config: the one switch of an endpoint there is (modeldrop.deploy.
+                start_or_queue); the execution follows it (rolloutPhase "promotion") like any deployment.
   bake_end      the candidate's endpoint is deleted, the rollout and the deployment record say why.
-  after live    `retire_candidate`: once the live endpoint serves the candidate's config.
+  after live    `retire_candidate`: the candidate's weight back to 0 once the live endpoint serves its
+                config; bake_retire deletes its endpoint once warm containers stopped routing to it.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def handle_bake_step(event: DeploymentStatusEvent, deps: BakeDependencies) -> St
     if deployment is None or deployment.deployment_id != target.deployment_id:
         raise LookupError(f"no deployment {target.deployment_id} (version {target.version})")
     if deployment.status not in IN_FLIGHT:
-        # Ended elsewhere (a replayed step, or a newer upload): make sure nothing is left behind.
+        # bake_retire after a promotion, or a step of a bake that ended elsewhere (a replay, a newer
+        # upload): the candidate's endpoint must not outlive it.
         _delete_candidate_endpoint(deployment, deps)
         return StatusResult(status=deployment.status.value, reason=deployment.reason)
     if event.action == "bake_start":
@@ -145,6 +148,8 @@ def handle_bake_step(event: DeploymentStatusEvent, deps: BakeDependencies) -> St
         result = _judge(deployment, deps)
     elif event.action == "bake_promote":
         result = _promote(deployment, target, str((event.verdict or {}).get("reason") or ""), deps)
+    elif event.action == "bake_switch":
+        result = _switch_live(deployment, target, deps)
     elif event.action == "bake_end":
         verdict = event.verdict or {}
         result = _end(deployment, target, str(verdict.get("status")), str(verdict.get("reason") or ""), deps)
@@ -238,6 +243,7 @@ def _judge(deployment: Deployment, deps: BakeDependencies) -> StatusResult:
 def _promote(
     deployment: Deployment, target: ExecutionInput, reason: str, deps: BakeDependencies
 ) -> StatusResult:
+    """The candidate answers every request from now on (the live endpoint switches next)."""
     state = deps.rollouts.get(deployment.model_name)
     if state is None or state.candidate_deployment_id != deployment.deployment_id:
         return _end(deployment, target, "Superseded", "another bake of this model began", deps)
@@ -255,22 +261,30 @@ def _promote(
         current = deps.rollouts.get(deployment.model_name)
         why = current.reason if current else None
         return _end(deployment, target, "Aborted", why or "the bake ended before its promotion", deps)
-    # The live endpoint takes the candidate's config through the one switch there is.
+    return StatusResult(status=RolloutPhase.PROMOTED.value, reason=reason)
+
+
+def _switch_live(deployment: Deployment, target: ExecutionInput, deps: BakeDependencies) -> StatusResult:
+    """The live endpoint takes the candidate's config through the one switch of an endpoint there is."""
+    state = deps.rollouts.get(deployment.model_name)
+    if state is None or state.candidate_deployment_id != deployment.deployment_id:
+        return _end(deployment, target, "Superseded", "another bake of this model began", deps)
     status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
+    live_endpoint = deployment.endpoint_name or naming.endpoint_name(deployment.model_name)
     deps.records.touch_model(
         deployment.model_name,
-        deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
+        live_endpoint,
         status=endpoint_status,
         last_deployment_id=deployment.deployment_id,
     )
     promotion = target.model_copy(
         update={
-            "endpoint_name": deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
+            "endpoint_name": live_endpoint,
             "status": "Queued" if status is DeploymentStatus.QUEUED else "Deploying",
             "rollout_phase": PROMOTION_PHASE,
         }
     )
-    return StatusResult(status=status.value, reason=reason, promotion=promotion)
+    return StatusResult(status=status.value, reason=state.reason, promotion=promotion)
 
 
 def _end(
@@ -304,18 +318,14 @@ def retire_candidate(deployment: Deployment, deps: BakeDependencies, *, live: bo
     if state is None or state.candidate_deployment_id != deployment.deployment_id:
         return
     if live:
+        # The candidate's endpoint stays until warm containers stop routing to it (bake_retire).
         retired = state.model_copy(update={"candidate_weight": 0, "mirror": False, "updated_at": utc_now()})
         deps.rollouts.replace(model_name, retired, expected=(RolloutPhase.PROMOTED,))
-    else:
-        reason = f"v{state.candidate_version} rolled back: the live endpoint could not switch to it"
-        _end_routing(
-            deps.rollouts,
-            model_name,
-            state,
-            RolloutPhase.ROLLED_BACK,
-            reason,
-            also_from=(RolloutPhase.PROMOTED,),
-        )
+        return
+    reason = f"v{state.candidate_version} rolled back: the live endpoint could not switch to it"
+    _end_routing(
+        deps.rollouts, model_name, state, RolloutPhase.ROLLED_BACK, reason, also_from=(RolloutPhase.PROMOTED,)
+    )
     _delete_candidate_endpoint(deployment, deps)
 
 
