@@ -156,7 +156,7 @@ def test_the_judge_rolls_back_on_the_figures_it_reads_from_cloudwatch(
     assert "p99 10.0 ms" in verdict.reason
     # And the end deletes the candidate's endpoint and records why
     ended = handle_bake_step(step(base, "bake_end", verdict=verdict.model_dump()), deps)
-    assert ended.status == "Failed"
+    assert ended.status == "RolledBack"
     assert deps.sagemaker.deleted == ["modeldrop-iris-v2"]  # type: ignore[attr-defined]
     state = deps.rollouts.get(MODEL)
     assert state is not None and state.state is RolloutPhase.ROLLED_BACK and state.candidate_weight == 0

@@ -307,7 +307,13 @@ def _end(
     deps.records.update_deployment(
         deployment.model_name, deployment.version, status, reason=reason, expected=IN_FLIGHT
     )
-    return StatusResult(status=status.value, reason=reason)
+    # What the state machine chooses its end on: RolledBack fails the execution (CandidateRolledBack),
+    # TimedOut too (DeploymentFailed); Aborted and Superseded end it well.
+    if phase is RolloutPhase.ROLLED_BACK:
+        return StatusResult(status=RolloutPhase.ROLLED_BACK.value, reason=reason)
+    if status in (DeploymentStatus.TIMED_OUT, DeploymentStatus.SUPERSEDED):
+        return StatusResult(status=status.value, reason=reason)
+    return StatusResult(status=RolloutPhase.ABORTED.value, reason=reason)
 
 
 def retire_candidate(deployment: Deployment, deps: BakeDependencies, *, live: bool) -> None:
