@@ -118,8 +118,8 @@ def resume_deployments(stack: LocalStack, edge_url: str, region: str) -> list[st
     Returns the deployment ids resumed (none for a template without modeldrop's OnUpload function).
     """
     from boto3.dynamodb.conditions import Attr
-    from modeldrop.deploy import start_execution
     from modeldrop.records import DEPLOY_SK_PREFIX, DeploymentRecords, DeploymentStatus
+    from modeldrop.rollout import DeployExecutions
     from modeldrop.settings import OnUploadSettings
 
     on_upload = next((f for f in stack.functions.values() if f.logical_id == "OnUploadFunction"), None)
@@ -128,7 +128,9 @@ def resume_deployments(stack: LocalStack, edge_url: str, region: str) -> list[st
     settings = OnUploadSettings.load(on_upload.environment)
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
     table = session.resource("dynamodb", endpoint_url=edge_url).Table(settings.deployments_table)
-    stepfunctions = session.client("stepfunctions", endpoint_url=edge_url)
+    executions = DeployExecutions(
+        session.client("stepfunctions", endpoint_url=edge_url), settings.state_machine_arn, settings.max_polls
+    )
     in_flight = Attr("sk").begins_with(DEPLOY_SK_PREFIX) & Attr("status").is_in(
         [DeploymentStatus.QUEUED.value, DeploymentStatus.DEPLOYING.value]
     )
@@ -140,7 +142,7 @@ def resume_deployments(stack: LocalStack, edge_url: str, region: str) -> list[st
         for item in page.get("Items", []):
             deployment = records.get_deployment(str(item["modelName"]), int(str(item["version"])))
             if deployment is not None:
-                start_execution(deployment, deployment.status, settings, stepfunctions)
+                executions.start(deployment)
                 resumed.append(deployment.deployment_id)
         if "LastEvaluatedKey" not in page:
             return resumed
