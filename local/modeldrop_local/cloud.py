@@ -118,7 +118,8 @@ def resume_deployments(stack: LocalStack, edge_url: str, region: str) -> list[st
     Returns the deployment ids resumed (none for a template without modeldrop's OnUpload function).
     """
     from boto3.dynamodb.conditions import Attr
-    from modeldrop.records import DEPLOY_SK_PREFIX, DeploymentRecords, DeploymentStatus
+    from modeldrop.deployments_table import DEPLOY_SK_PREFIX, DeploymentRecords
+    from modeldrop.records import DeploymentStatus
     from modeldrop.rollout import DeployExecutions
     from modeldrop.settings import OnUploadSettings
 

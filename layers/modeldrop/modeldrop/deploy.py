@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from modeldrop import naming
+from modeldrop.deployments_table import DeploymentRecords
 from modeldrop.events import UploadedObject
 from modeldrop.frameworks import framework_from_image, layout_problem
 from modeldrop.model_config import (
@@ -45,7 +46,7 @@ from modeldrop.model_config import (
 )
 from modeldrop.observability import logger, metrics
 from modeldrop.preflight import PreflightRejected, check_serverless_quotas
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
+from modeldrop.records import Deployment, DeploymentStatus, utc_now
 from modeldrop.repack import compress_level_for, repack_to_s3
 from modeldrop.rollout import DeployExecutions, Rollout
 from modeldrop.sagemaker_adapter import SageMakerAdapter, client_error_text, is_transient
@@ -142,7 +143,6 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
         object_version=upload.object_version,
         etag=upload.etag,
         status=DeploymentStatus.QUEUED,
-        endpoint_name=naming.endpoint_name(model_name),
         created_at=now,
         updated_at=now,
     )
@@ -158,19 +158,10 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
         _count("UploadRejected")
         return _outcome(upload, deployment, DeploymentStatus.REJECTED, rejection.reason)
 
-    sagemaker_name = naming.versioned_name(model_name, version)
     # The record's config holds what CreateModel gets: the environment includes what OnUpload added
     # (servingSetup says which keys, and which files).
     config = inspected.config.model_copy(update={"environment": inspected.plan.environment})
-    deployment = deployment.model_copy(
-        update={
-            "config": config.model_dump(by_alias=True, mode="json"),
-            "serving_setup": inspected.plan.record.model_dump(by_alias=True, mode="json"),
-            "sagemaker_model_name": sagemaker_name,
-            "endpoint_config_name": sagemaker_name,
-            "model_data_key": naming.pinned_model_key(model_name, deployment.deployment_id),
-        }
-    )
+    deployment = deployment.model_copy(update={"config": config, "serving_setup": inspected.plan.record})
     # Recorded before any SageMaker call, so even a crash mid-way leaves the upload visible.
     deps.records.put_deployment(deployment)
     try:
@@ -231,7 +222,7 @@ def _preflight(deployment: Deployment, config: ResolvedConfig, deps: DeployDepen
         return None
     try:
         check_serverless_quotas(
-            endpoint_name=deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
+            endpoint_name=deployment.endpoint_name,
             max_concurrency=config.max_concurrency,
             sagemaker=deps.sagemaker.client,
             service_quotas=deps.service_quotas,
@@ -255,9 +246,7 @@ def _pin_model_data(deployment: Deployment, plan: ServingPlan, deps: DeployDepen
     source: dict[str, str] = {"Bucket": deployment.bucket, "Key": deployment.key}
     if deployment.object_version:
         source["VersionId"] = deployment.object_version
-    key = deployment.model_data_key or naming.pinned_model_key(
-        deployment.model_name, deployment.deployment_id
-    )
+    key = _model_data_key(deployment)
     if plan.needs_repack:
         # Files added or left out: the copy is rewritten, streamed through this function.
         repack_to_s3(
@@ -279,11 +268,11 @@ def _pin_model_data(deployment: Deployment, plan: ServingPlan, deps: DeployDepen
 def _create_sagemaker_resources(
     deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
 ) -> None:
-    name = deployment.sagemaker_model_name or naming.versioned_name(deployment.model_name, deployment.version)
+    name = deployment.sagemaker_model_name
     deps.sagemaker.create_model(
         name,
         image=config.image,
-        model_data_url=f"s3://{deployment.bucket}/{deployment.model_data_key}",
+        model_data_url=f"s3://{deployment.bucket}/{_model_data_key(deployment)}",
         role_arn=deps.settings.sagemaker_role_arn,
         environment=config.environment,
     )
@@ -294,6 +283,12 @@ def _create_sagemaker_resources(
         max_concurrency=config.max_concurrency,
         provisioned_concurrency=config.provisioned_concurrency,
     )
+
+
+def _model_data_key(upload: Deployment) -> str:
+    if upload.model_data_key is None:
+        raise ValueError(f"{upload.deployment_id} is a rollback: it has no model data of its own")
+    return upload.model_data_key
 
 
 def _inspect(upload: UploadedObject, model_name: str, deps: DeployDependencies) -> _Inspected:

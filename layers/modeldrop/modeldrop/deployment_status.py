@@ -25,13 +25,14 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
+from modeldrop.deployments_table import DeploymentRecords, GoLive
 from modeldrop.events import DeploymentStatusEvent, StatusResult
 from modeldrop.observability import logger, metrics
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, GoLive
+from modeldrop.records import Deployment, DeploymentStatus
 from modeldrop.rollout import IN_FLIGHT, Rollout, execution_input
 from modeldrop.sagemaker_adapter import EndpointDescription, SageMakerAdapter
 from modeldrop.settings import DeploymentStatusSettings
-from modeldrop.smoke_test import INVOKE_READ_TIMEOUT_S, SmokeTest, run_smoke_test
+from modeldrop.smoke_test import INVOKE_READ_TIMEOUT_S, run_smoke_test
 
 # A newer deployment in one of these states replaces a queued older one (last upload wins).
 _REPLACES_OLDER = {DeploymentStatus.QUEUED, DeploymentStatus.DEPLOYING, DeploymentStatus.IN_SERVICE}
@@ -165,13 +166,12 @@ def _in_service(
 def _smoke_test(
     deployment: Deployment, endpoint: EndpointDescription, deps: StatusDependencies
 ) -> StatusResult:
-    raw = (deployment.config or {}).get("smokeTest")
-    if deployment.is_rollback or not raw:
+    test = deployment.config.smoke_test if deployment.config else None
+    if deployment.is_rollback or test is None:
         return StatusResult(status="Skipped")
     if endpoint.endpoint_config_name != deployment.endpoint_config_name:
         # The update failed and SageMaker went back to the old config: the next step records that.
         return StatusResult(status="Skipped")
-    test = SmokeTest.model_validate_json(str(raw))
     # SmokeTestNotReady (cold or throttled endpoint) propagates: the state machine retries the step.
     failure = run_smoke_test(deps.runtime, endpoint.endpoint_name, test)
     if failure is None:

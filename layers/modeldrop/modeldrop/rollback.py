@@ -14,8 +14,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from modeldrop import naming
-from modeldrop.records import Deployment, DeploymentKind, DeploymentRecords, DeploymentStatus, utc_now
+from modeldrop.deployments_table import DeploymentRecords
+from modeldrop.records import Deployment, DeploymentKind, DeploymentStatus, utc_now
 
 
 class RollbackRefused(Exception):
@@ -48,8 +48,6 @@ def kept_versions(deployments: list[Deployment], *, serving: int | None) -> list
             for deployment in deployments
             if not deployment.is_rollback
             and deployment.status is DeploymentStatus.IN_SERVICE
-            and deployment.sagemaker_model_name
-            and deployment.endpoint_config_name
             and not deployment.sagemaker_deleted
             and deployment.version != serving
         ),
@@ -148,6 +146,5 @@ def rollback_deployment(target: Deployment, version: int, *, reason: str | None 
             "updated_at": now,
             "ttl": None,
             "sagemaker_deleted": None,
-            "endpoint_name": target.endpoint_name or naming.endpoint_name(target.model_name),
         }
     )

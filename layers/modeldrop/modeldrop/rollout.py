@@ -34,10 +34,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from modeldrop import naming
+from modeldrop.deployments_table import DeploymentRecords, GoLive
 from modeldrop.events import ExecutionInput
 from modeldrop.observability import logger
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, GoLive
+from modeldrop.records import Deployment, DeploymentStatus
 from modeldrop.rollback import plan_rollback, rollback_deployment
 from modeldrop.sagemaker_adapter import (
     BROKEN_STATUSES,
@@ -88,8 +88,8 @@ def execution_input(deployment: Deployment, max_polls: int) -> ExecutionInput:
         deployment_id=deployment.deployment_id,
         model_name=deployment.model_name,
         version=deployment.version,
-        endpoint_name=deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
-        endpoint_config_name=deployment.endpoint_config_name or "",
+        endpoint_name=deployment.endpoint_name,
+        endpoint_config_name=deployment.endpoint_config_name,
         status="Queued" if deployment.status is DeploymentStatus.QUEUED else "Deploying",
         max_polls=max_polls,
     )
@@ -232,9 +232,7 @@ class Rollout:
         reached_sagemaker = [
             deployment
             for deployment in newest_first
-            if deployment.sagemaker_model_name
-            and not deployment.is_rollback
-            and deployment.status is not DeploymentStatus.REJECTED
+            if not deployment.is_rollback and deployment.status is not DeploymentStatus.REJECTED
         ]
         deleted: list[str] = []
         for deployment in reached_sagemaker[self.keep_versions :]:
@@ -245,10 +243,8 @@ class Rollout:
                 or deployment.endpoint_config_name in in_use
             ):
                 continue
-            if deployment.endpoint_config_name:
-                self.sagemaker.delete_endpoint_config(deployment.endpoint_config_name)
-            if deployment.sagemaker_model_name:
-                self.sagemaker.delete_model(deployment.sagemaker_model_name)
+            self.sagemaker.delete_endpoint_config(deployment.endpoint_config_name)
+            self.sagemaker.delete_model(deployment.sagemaker_model_name)
             if deployment.model_data_key:
                 self.s3.delete_object(Bucket=deployment.bucket, Key=deployment.model_data_key)
             self.records.update_deployment(
@@ -258,7 +254,7 @@ class Rollout:
                 reason=deployment.reason,
                 sagemaker_deleted=True,
             )
-            deleted.append(deployment.sagemaker_model_name or deployment.deployment_id)
+            deleted.append(deployment.sagemaker_model_name)
         if deleted:
             logger.info("deleted old SageMaker versions", extra={"deleted": deleted})
         return deleted
@@ -278,10 +274,7 @@ class Rollout:
     def _start_or_queue(self, deployment: Deployment) -> tuple[DeploymentStatus, str]:
         """Send the deployment's config to the endpoint if it is free; Queued if another deployment is in
         flight. Returns the deployment status and the endpoint status to record on the model item."""
-        endpoint_name = deployment.endpoint_name or naming.endpoint_name(deployment.model_name)
-        config_name = deployment.endpoint_config_name or naming.versioned_name(
-            deployment.model_name, deployment.version
-        )
+        endpoint_name, config_name = deployment.endpoint_name, deployment.endpoint_config_name
         endpoint = self.sagemaker.describe_endpoint(endpoint_name)
         if endpoint is None:
             self.sagemaker.create_endpoint(endpoint_name, config_name)
@@ -303,7 +296,7 @@ class Rollout:
     def _touch_model(self, deployment: Deployment, endpoint_status: str) -> None:
         self.records.touch_model(
             deployment.model_name,
-            deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
+            deployment.endpoint_name,
             status=endpoint_status,
             last_deployment_id=deployment.deployment_id,
         )

@@ -11,9 +11,10 @@ import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from modeldrop.api.dependencies import ApiDependencies
 from modeldrop.api.routes import create_resolver
-from modeldrop.records import Deployment, DeploymentKind, DeploymentRecords, DeploymentStatus
+from modeldrop.deployments_table import DeploymentRecords, GoLive
+from modeldrop.records import Deployment, DeploymentKind, DeploymentStatus
 from modeldrop.rollback import RollbackRefused
-from modeldrop.rollout import DeployExecutions, Rollout
+from modeldrop.rollout import IN_FLIGHT, DeployExecutions, Rollout
 
 from tests.unit.api.support import assert_matches_schema, fake_lambda_context
 from tests.unit.pipeline.conftest import Stack, StubbedSageMaker, status_dependencies
@@ -27,7 +28,7 @@ def _live(stack: Stack, *versions: int) -> list[Deployment]:
     records = stack.records()
     deployments = [seed(stack, version, DeploymentStatus.IN_SERVICE) for version in versions]
     for deployment in deployments:
-        assert records.mark_live(deployment)
+        assert records.go_live(deployment, expected=(DeploymentStatus.IN_SERVICE,)) is GoLive.LIVE
     return deployments
 
 
@@ -114,8 +115,7 @@ def test_a_second_rollback_undoes_the_first(stack: Stack, sagemaker: StubbedSage
     _expect_switch(sagemaker, current="modeldrop-iris-v2", target="modeldrop-iris-v1")
     first = _deps(stack, sagemaker).roll_back("iris", None)
     records = stack.records()
-    records.update_deployment("iris", first.version, DeploymentStatus.IN_SERVICE)
-    assert records.mark_live(first)
+    assert records.go_live(first, expected=IN_FLIGHT) is GoLive.LIVE
 
     # When another rollback without a version is requested
     _expect_switch(sagemaker, current="modeldrop-iris-v1", target="modeldrop-iris-v2")
@@ -173,8 +173,7 @@ def test_cleanup_keeps_what_a_live_rollback_serves(stack: Stack, sagemaker: Stub
     _expect_switch(sagemaker, current="modeldrop-iris-v4", target="modeldrop-iris-v1")
     rollback = _deps(stack, sagemaker).roll_back("iris", 1)
     records = stack.records()
-    records.update_deployment("iris", rollback.version, DeploymentStatus.IN_SERVICE)
-    assert records.mark_live(rollback)
+    assert records.go_live(rollback, expected=IN_FLIGHT) is GoLive.LIVE
     for version in (2,):  # v3, v4 are the newest two uploads; v1 is served by the live rollback
         name = f"modeldrop-iris-v{version}"
         sagemaker.stubber.add_response("delete_endpoint_config", {}, {"EndpointConfigName": name})

@@ -13,7 +13,7 @@ from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime, SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
-from modeldrop.records import DeploymentRecords
+from modeldrop.deployments_table import DeploymentRecords
 from modeldrop.rollout import DeployExecutions, Rollout
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 
