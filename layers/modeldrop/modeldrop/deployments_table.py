@@ -229,8 +229,12 @@ class DeploymentRecords:
             for pk in sorted(set(models) | set(newest))
         ]
 
-    def _scan(self) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {}
+    def deployments_in(self, statuses: tuple[DeploymentStatus, ...]) -> list[Deployment]:
+        """Every deployment (of any model) whose status is one of `statuses`: one paginated scan."""
+        wanted = Attr("sk").begins_with(DEPLOY_SK_PREFIX) & Attr("status").is_in([s.value for s in statuses])
+        return [_deployment(item) for item in self._scan(FilterExpression=wanted, ConsistentRead=True)]
+
+    def _scan(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
         while True:
             page = self._table.scan(**kwargs)
             yield from page.get("Items", [])

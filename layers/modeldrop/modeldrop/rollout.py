@@ -29,6 +29,7 @@ Where the next features plug in (the entry points' docstrings say how):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ from modeldrop.sagemaker_adapter import (
     client_error_text,
     is_transient,
 )
+from modeldrop.settings import OnUploadSettings
 
 # A deployment in one of these states is still being rolled out: its execution may write to it.
 IN_FLIGHT = (DeploymentStatus.QUEUED, DeploymentStatus.DEPLOYING)
@@ -79,6 +81,24 @@ class DeployExecutions:
             arn_prefix = self.state_machine_arn.replace(":stateMachine:", ":execution:")
             return f"{arn_prefix}:{deployment.deployment_id}"
         return str(response["executionArn"])
+
+
+def resume_in_flight(environment: Mapping[str, str], *, dynamodb: Any, stepfunctions: Any) -> list[str]:
+    """The hook for a host of the stack whose Step Functions executions were lost while its tables were
+    kept (the local cloud restarted on its state directory): start again the execution of every
+    deployment still Queued or Deploying, with the input it was started with. A Deploying one resumes
+    at its poll loop, a Queued one waits for its turn. Returns the deployment ids resumed.
+
+    `environment` is OnUpload's (the table, the state machine, the deploy timeout: modeldrop.settings);
+    `dynamodb` a boto3 DynamoDB resource and `stepfunctions` a Step Functions client of that host.
+    """
+    settings = OnUploadSettings.load(environment)
+    records = DeploymentRecords(dynamodb.Table(settings.deployments_table))
+    executions = DeployExecutions(stepfunctions, settings.state_machine_arn, max_polls=settings.max_polls)
+    in_flight = records.deployments_in(IN_FLIGHT)
+    for deployment in in_flight:
+        executions.start(deployment)
+    return [deployment.deployment_id for deployment in in_flight]
 
 
 def execution_input(deployment: Deployment, max_polls: int) -> ExecutionInput:

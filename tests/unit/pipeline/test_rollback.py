@@ -14,7 +14,7 @@ from modeldrop.api.routes import create_resolver
 from modeldrop.deployments_table import DeploymentRecords, GoLive
 from modeldrop.records import Deployment, DeploymentKind, DeploymentStatus
 from modeldrop.rollback import RollbackRefused
-from modeldrop.rollout import IN_FLIGHT, DeployExecutions, Rollout
+from modeldrop.rollout import IN_FLIGHT, DeployExecutions, Rollout, resume_in_flight
 
 from tests.unit.api.support import assert_matches_schema, fake_lambda_context
 from tests.unit.pipeline.conftest import Stack, StubbedSageMaker, status_dependencies
@@ -275,3 +275,35 @@ def test_uploads_rejected_by_the_preflight_take_no_kept_slot(
     assert deleted == []
     _expect_switch(sagemaker, current="modeldrop-iris-v2", target="modeldrop-iris-v1")
     assert _deps(stack, sagemaker).roll_back("iris", None).rollback_to == 1
+
+
+# ---------------------------------------------------------------- resuming after lost executions
+def test_resume_in_flight_starts_again_the_executions_of_queued_and_deploying_deployments(
+    stack: Stack,
+) -> None:
+    # Given v1 live, v2 Deploying and v3 Queued, whose executions were lost (none exist)
+    _live(stack, 1)
+    deploying = seed(stack, 2, DeploymentStatus.DEPLOYING)
+    queued = seed(stack, 3, DeploymentStatus.QUEUED)
+    stepfunctions = boto3.client("stepfunctions", region_name=REGION)
+
+    # When the host's hook resumes them with OnUpload's environment
+    resumed = resume_in_flight(
+        stack.environment(),
+        dynamodb=boto3.resource("dynamodb", region_name=REGION),
+        stepfunctions=stepfunctions,
+    )
+
+    # Then exactly the two in flight have an execution again, each with the input it started with
+    assert sorted(resumed) == sorted([deploying.deployment_id, queued.deployment_id])
+    executions = stepfunctions.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
+    inputs = {
+        execution["name"]: json.loads(
+            stepfunctions.describe_execution(executionArn=execution["executionArn"])["input"]
+        )
+        for execution in executions
+    }
+    assert {name: (given["status"], given["endpointConfigName"]) for name, given in inputs.items()} == {
+        deploying.deployment_id: ("Deploying", "modeldrop-iris-v2"),
+        queued.deployment_id: ("Queued", "modeldrop-iris-v3"),
+    }
