@@ -14,6 +14,7 @@ Every change of what an endpoint serves goes through `Rollout`, whoever asks for
   roll_back_failed  inside a failed smoke test's execution: restore the version that was live before;
                  the running execution follows the rollback (no second execution).
   clean_old_versions  delete the SageMaker models, endpoint configs and pinned tarballs beyond KeepVersions.
+  resume_in_flight  (a function) for a host that lost its executions: start them again.
 
 What stays with the callers: OnUpload (modeldrop.deploy) checks the upload and creates the new version's
 SageMaker model and endpoint config; the DeploymentStatus function (modeldrop.deployment_status) runs the
@@ -25,6 +26,9 @@ Where the next features plug in (the entry points' docstrings say how):
   - canary / shadow: the candidate version is begun on its own endpoint; after the bake the state machine
     calls a promote (switch the model's endpoint to it, then `go_live`) or an abort (delete the candidate,
     the live version untouched) — both methods of this class, next to `go_live` and `roll_back_failed`.
+    Endpoint and config names are computed by the record (modeldrop.records.Deployment.endpoint_name):
+    a candidate's own endpoint is a new case computed there (from a field saying it is a candidate),
+    so that every caller here names it the same way.
 """
 
 from __future__ import annotations
