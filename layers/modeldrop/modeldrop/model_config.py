@@ -15,9 +15,18 @@ import difflib
 import json
 import math
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from modeldrop.frameworks import (
@@ -27,7 +36,7 @@ from modeldrop.frameworks import (
     framework_from_image,
     image_for,
 )
-from modeldrop.guardrails.config import RolloutConfig
+from modeldrop.guardrails.config import RolloutConfig, parse_rollout
 from modeldrop.smoke_test import SmokeTest
 
 # ServerlessConfig limits, from botocore's SageMaker service model.
@@ -199,22 +208,54 @@ class ConfigDefaults(BaseModel):
     provisioned_concurrency: int = Field(default=0, ge=0, le=MAX_CONCURRENCY_LIMIT)
 
 
+def _smoke_test_from_text(value: Any) -> Any:
+    return SmokeTest.model_validate_json(value) if isinstance(value, str) else value
+
+
+def _smoke_test_as_text(test: SmokeTest) -> str:
+    return test.model_dump_json(exclude_unset=True)
+
+
+# Stored (JSON mode) as its JSON text: DynamoDB takes no floats, and a request body may hold them.
+StoredSmokeTest = Annotated[
+    SmokeTest,
+    BeforeValidator(_smoke_test_from_text),
+    PlainSerializer(_smoke_test_as_text, return_type=str, when_used="json"),
+]
+
+
+def _rollout_from_text(value: Any) -> Any:
+    return parse_rollout(value) if isinstance(value, str) else value
+
+
+def _rollout_as_text(rollout: BaseModel) -> str:
+    return rollout.model_dump_json()
+
+
+# Stored (JSON mode) as its JSON text, as the smoke test: DynamoDB takes no floats (max_error_rate).
+StoredRollout = Annotated[
+    RolloutConfig,
+    BeforeValidator(_rollout_from_text),
+    PlainSerializer(_rollout_as_text, return_type=str, when_used="json"),
+]
+
+
 class ResolvedConfig(BaseModel):
-    """Every deployment setting decided. model_dump(by_alias=True) gives the record's camelCase map."""
+    """Every deployment setting decided: what CreateModel and CreateEndpointConfig get, recorded on the
+    deployment (its `config`, camelCase)."""
 
     model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
-    framework: Framework | None
-    framework_version: str | None
+    # None: an image of its own whose framework neither modeldrop.json nor the image URI says.
+    framework: Framework | None = None
+    framework_version: str | None = None
     image: str
     memory_mb: int
     max_concurrency: int
     provisioned_concurrency: int
     environment: dict[str, str]
-    # The smoke test as JSON text: DynamoDB takes no floats, and a request body may hold them.
-    smoke_test: str | None = None
-    # The rollout as JSON text, for the same reason.
-    rollout: str | None = None
+    smoke_test: StoredSmokeTest | None = None
+    rollout: StoredRollout | None = None
 
 
 def resolve_config(
@@ -285,6 +326,6 @@ def resolve_config(
         max_concurrency=max_concurrency,
         provisioned_concurrency=provisioned,
         environment=dict(config.environment),
-        smoke_test=config.smoke_test.model_dump_json(exclude_unset=True) if config.smoke_test else None,
-        rollout=config.rollout.model_dump_json() if config.rollout else None,
+        smoke_test=config.smoke_test,
+        rollout=config.rollout,
     )

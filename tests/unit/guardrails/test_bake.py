@@ -11,13 +11,17 @@ from typing import Any
 
 import boto3
 import pytest
+from modeldrop.deployments_table import GoLive
 from modeldrop.events import DeploymentStatusEvent
 from modeldrop.guardrails.bake import BakeDependencies, NoBakeInProgress, handle_bake_step, request_decision
-from modeldrop.guardrails.candidate import candidate_execution_input, supersede_bake
+from modeldrop.guardrails.candidate import supersede_bake
+from modeldrop.guardrails.config import parse_rollout
 from modeldrop.guardrails.metrics import VERSION_ERRORS, VERSION_LATENCY, VERSION_REQUESTS
 from modeldrop.guardrails.routing import Routing
 from modeldrop.guardrails.state import RequestedDecision, RolloutPhase, RolloutRecords
+from modeldrop.model_config import ResolvedConfig
 from modeldrop.records import Deployment, DeploymentStatus, utc_now
+from modeldrop.rollout import Rollout, execution_input
 from modeldrop_local import cloudwatch_percentiles
 from moto import mock_aws
 
@@ -60,7 +64,7 @@ def deps(stack: Stack) -> BakeDependencies:
     return BakeDependencies(
         records=stack.records(),
         rollouts=RolloutRecords(table),
-        sagemaker=RecordingSageMaker(),  # type: ignore[arg-type]
+        rollout=Rollout(records=stack.records(), sagemaker=RecordingSageMaker()),  # type: ignore[arg-type]
         cloudwatch=boto3.client("cloudwatch", region_name=REGION),
         namespace="modeldrop",
         deploy_timeout_s=120,
@@ -81,20 +85,26 @@ def seed(stack: Stack, deps: BakeDependencies) -> DeploymentStatusEvent:
                 bucket=stack.bucket,
                 key=f"models/{MODEL}/model.tar.gz",
                 status=status,
-                config={"rollout": CANARY} if version == 2 else {},
-                sagemaker_model_name=f"modeldrop-{MODEL}-v{version}",
-                endpoint_config_name=f"modeldrop-{MODEL}-v{version}",
-                endpoint_name=f"modeldrop-{MODEL}",
+                config=ResolvedConfig(
+                    image="683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+                    memory_mb=2048,
+                    max_concurrency=2,
+                    provisioned_concurrency=0,
+                    environment={},
+                    rollout=parse_rollout(CANARY) if version == 2 else None,
+                ),
+                candidate=version == 2 or None,
                 created_at=utc_now(),
                 updated_at=utc_now(),
             )
         )
     live = records.get_deployment(MODEL, 1)
     assert live is not None
-    records.mark_live(live)
+    assert records.go_live(live, expected=(DeploymentStatus.IN_SERVICE,)) is not GoLive.NOT_IN_FLIGHT
     candidate = records.get_deployment(MODEL, 2)
     assert candidate is not None
-    target = candidate_execution_input(candidate, max_polls=60)
+    target = execution_input(candidate, max_polls=60)
+    assert (target.endpoint_name, target.rollout_phase) == ("modeldrop-iris-v2", "candidate")
     step = DeploymentStatusEvent(action="bake_start", deployment=target)
     started = BakeDependencies(**{**deps.__dict__, "clock": lambda: NOW - timedelta(seconds=90)})
     assert handle_bake_step(step, started).status == "Baking"
@@ -157,7 +167,7 @@ def test_the_judge_rolls_back_on_the_figures_it_reads_from_cloudwatch(
     # And the end deletes the candidate's endpoint and records why
     ended = handle_bake_step(step(base, "bake_end", verdict=verdict.model_dump()), deps)
     assert ended.status == "RolledBack"
-    assert deps.sagemaker.deleted == ["modeldrop-iris-v2"]  # type: ignore[attr-defined]
+    assert deps.rollout.sagemaker.deleted == ["modeldrop-iris-v2"]  # type: ignore[attr-defined]
     state = deps.rollouts.get(MODEL)
     assert state is not None and state.state is RolloutPhase.ROLLED_BACK and state.candidate_weight == 0
     deployment = stack.records().get_deployment(MODEL, 2)
@@ -196,7 +206,7 @@ def test_an_abort_by_hand_stops_the_traffic_at_once(stack: Stack, deps: BakeDepe
     verdict = handle_bake_step(step(base, "bake_judge"), deps)
     assert verdict.status == "Aborted"
     handle_bake_step(step(base, "bake_end", verdict=verdict.model_dump()), deps)
-    assert deps.sagemaker.deleted == ["modeldrop-iris-v2"]  # type: ignore[attr-defined]
+    assert deps.rollout.sagemaker.deleted == ["modeldrop-iris-v2"]  # type: ignore[attr-defined]
     with pytest.raises(NoBakeInProgress, match="the last rollout is Aborted"):
         request_decision(MODEL, RequestedDecision.PROMOTE, deps.rollouts)
 
@@ -214,4 +224,4 @@ def test_a_newer_upload_supersedes_the_bake_and_leaves_no_endpoint(
     assert verdict.status == "Superseded" and "superseded by version 3" in (verdict.reason or "")
     ended = handle_bake_step(step(base, "bake_end", verdict=verdict.model_dump()), deps)
     assert ended.status == "Superseded"
-    assert deps.sagemaker.deleted == ["modeldrop-iris-v2"]  # type: ignore[attr-defined]
+    assert deps.rollout.sagemaker.deleted == ["modeldrop-iris-v2"]  # type: ignore[attr-defined]

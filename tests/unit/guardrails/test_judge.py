@@ -112,9 +112,11 @@ def test_modeldrop_json_rollout_is_validated_and_recorded() -> None:
         uncompressed_bytes=1,
         region="us-east-1",
     )
-    # Then the deployment records it as JSON text, with every default spelt out
-    assert resolved.rollout is not None
-    assert '"canary_percent":20.0' in resolved.rollout and '"min_requests":50' in resolved.rollout
+    # Then the deployment records it with every default spelt out, stored as JSON text
+    assert resolved.rollout == CanaryRollout(strategy="canary", canary_percent=20, bake_seconds=30)
+    stored = resolved.model_dump(mode="json", by_alias=True)["rollout"]
+    assert '"canary_percent":20.0' in stored and '"min_requests":50' in stored
+    assert type(resolved).model_validate({**resolved.model_dump(by_alias=True), "rollout": stored}) == resolved
 
 
 @pytest.mark.parametrize(

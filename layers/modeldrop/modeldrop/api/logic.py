@@ -40,7 +40,8 @@ from modeldrop.guardrails import bake, serving
 from modeldrop.guardrails.routing import Routing
 from modeldrop.guardrails.state import RequestedDecision, RolloutRecords, RolloutState
 from modeldrop.records import Deployment, ModelItem
-from modeldrop.rollback import RollbackDependencies, RollbackRefused, UnknownModel, request_rollback
+from modeldrop.rollback import RollbackRefused, UnknownModel
+from modeldrop.rollout import Rollout
 
 logger = Logger(child=True)
 
@@ -188,7 +189,7 @@ def parse_rollback_request(name: str, body: bytes) -> RollbackRequest:
 def rollback_model(
     name: str,
     request: RollbackRequest,
-    rollbacks: RollbackDependencies | None,
+    rollbacks: Rollout | None,
     rollouts: RolloutRecords | None = None,
 ) -> DeploymentSummary:
     """Start a rollback deployment; answers it as the deployment summary it was recorded with.
@@ -201,7 +202,7 @@ def rollback_model(
     if rollouts is not None:
         bake.abort_for_rollback(name, rollouts)
     try:
-        deployment = request_rollback(name, request.version, rollbacks)
+        deployment = rollbacks.roll_back(name, request.version)
     except UnknownModel as error:
         raise ModelNotFound(str(error), model=name) from error
     except RollbackRefused as refusal:

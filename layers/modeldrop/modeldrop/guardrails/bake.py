@@ -3,7 +3,7 @@ of it (shadow), a judgement from each version's CloudWatch figures, then promoti
 
 The deploy state machine drives it (statemachine/deploy_endpoint.asl.json):
 
-  OnUpload      `candidate.start_candidate`: the new version's config on an endpoint of its own
+  OnUpload      `Rollout.begin_candidate`: the new version's config on an endpoint of its own
                 (CreateEndpoint); the live endpoint is not touched. The execution follows the
                 candidate's endpoint (rolloutPhase "candidate") through the usual wait and smoke test.
   bake_start    the routing: RolloutState Baking on the model item (the Api function reads it).
@@ -12,8 +12,8 @@ The deploy state machine drives it (statemachine/deploy_endpoint.asl.json):
                 DeployTimeoutSeconds are over; Aborted when the rollout was aborted or superseded.
   bake_promote  the candidate answers every request (rollout Promoted, weight 100);
   bake_switch   then, once every warm Api container has read that, the live endpoint switches to the
-                candidate's config: the one switch of an endpoint there is (modeldrop.deploy.
-                start_or_queue); the execution follows it (rolloutPhase "promotion") like any deployment.
+                candidate's config: the one switch of an endpoint there is (modeldrop.rollout.
+                Rollout.promote); the execution follows it (rolloutPhase "promotion") like any deployment.
   bake_end      the candidate's endpoint is deleted, the rollout and the deployment record say why.
   after live    `retire_candidate`: the candidate's weight back to 0 once the live endpoint serves its
                 config; bake_retire deletes its endpoint once warm containers stopped routing to it.
@@ -29,16 +29,16 @@ from typing import Any
 
 import boto3
 
-from modeldrop import naming
-from modeldrop.deploy import start_or_queue
+from modeldrop.deployments_table import DeploymentRecords
 from modeldrop.events import DeploymentStatusEvent, ExecutionInput, StatusResult
-from modeldrop.guardrails.candidate import CANDIDATE_PHASE, PROMOTION_PHASE, candidate_endpoint_name, ended
-from modeldrop.guardrails.config import CanaryRollout, ShadowRollout, parse_rollout
+from modeldrop.guardrails.candidate import CANDIDATE_PHASE, PROMOTION_PHASE, ended
+from modeldrop.guardrails.config import CanaryRollout, ShadowRollout
 from modeldrop.guardrails.figures import read_figures
 from modeldrop.guardrails.judge import Decision, VersionFigures, judge
 from modeldrop.guardrails.state import RequestedDecision, RolloutPhase, RolloutRecords, RolloutState
 from modeldrop.observability import logger
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
+from modeldrop.records import Deployment, DeploymentStatus, utc_now
+from modeldrop.rollout import Rollout
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 
 IN_FLIGHT = (DeploymentStatus.QUEUED, DeploymentStatus.DEPLOYING)
@@ -54,7 +54,8 @@ class NoBakeInProgress(Exception):
 class BakeDependencies:
     records: DeploymentRecords
     rollouts: RolloutRecords
-    sagemaker: SageMakerAdapter
+    # The one place that switches an endpoint: promote and drop_candidate (it starts no execution here).
+    rollout: Rollout
     cloudwatch: Any
     namespace: str
     deploy_timeout_s: int
@@ -63,10 +64,11 @@ class BakeDependencies:
     @classmethod
     def from_environment(cls) -> BakeDependencies:
         table = boto3.resource("dynamodb").Table(os.environ["DEPLOYMENTS_TABLE"])
+        records = DeploymentRecords(table)
         return cls(
-            records=DeploymentRecords(table),
+            records=records,
             rollouts=RolloutRecords(table),
-            sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
+            rollout=Rollout(records=records, sagemaker=SageMakerAdapter(boto3.client("sagemaker"))),
             cloudwatch=boto3.client("cloudwatch"),
             namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "modeldrop"),
             deploy_timeout_s=int(os.environ.get("DEPLOY_TIMEOUT_SECONDS", "1800")),
@@ -269,17 +271,10 @@ def _switch_live(deployment: Deployment, target: ExecutionInput, deps: BakeDepen
     state = deps.rollouts.get(deployment.model_name)
     if state is None or state.candidate_deployment_id != deployment.deployment_id:
         return _end(deployment, target, "Superseded", "another bake of this model began", deps)
-    status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
-    live_endpoint = deployment.endpoint_name or naming.endpoint_name(deployment.model_name)
-    deps.records.touch_model(
-        deployment.model_name,
-        live_endpoint,
-        status=endpoint_status,
-        last_deployment_id=deployment.deployment_id,
-    )
+    status = deps.rollout.promote(deployment)
     promotion = target.model_copy(
         update={
-            "endpoint_name": live_endpoint,
+            "endpoint_name": deployment.endpoint_name,
             "status": "Queued" if status is DeploymentStatus.QUEUED else "Deploying",
             "rollout_phase": PROMOTION_PHASE,
         }
@@ -337,7 +332,10 @@ def retire_candidate(deployment: Deployment, deps: BakeDependencies, *, live: bo
 
 # ------------------------------------------------------------------------------------------ helpers
 def _rollout_of(deployment: Deployment) -> CanaryRollout | ShadowRollout:
-    return parse_rollout(str((deployment.config or {})["rollout"]))
+    rollout = deployment.config.rollout if deployment.config else None
+    if rollout is None:
+        raise ValueError(f"deployment {deployment.deployment_id} has no rollout to bake")
+    return rollout
 
 
 def _newer_upload(deployment: Deployment, records: DeploymentRecords) -> Deployment | None:
@@ -374,7 +372,7 @@ def _keep_figures(
 def _delete_candidate_endpoint(deployment: Deployment, deps: BakeDependencies) -> None:
     # Named from the deployment, never from an execution's input: that names the live endpoint once
     # a promotion is under way, and the live endpoint is never deleted here.
-    deps.sagemaker.delete_endpoint(candidate_endpoint_name(deployment))
+    deps.rollout.drop_candidate(deployment)
 
 
 def _iso(moment: datetime) -> str:

@@ -1,16 +1,15 @@
-"""OnUpload's part of a bake (modeldrop.guardrails.bake): whether an upload bakes, the candidate's own
-endpoint, the execution that follows it, and the end of a bake that a newer upload supersedes."""
+"""OnUpload's part of a bake (modeldrop.guardrails.bake): whether an upload bakes (modeldrop.rollout's
+begin_candidate then starts it), and the end of a bake that a newer upload supersedes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from modeldrop import naming
-from modeldrop.events import ExecutionInput
-from modeldrop.guardrails.config import parse_rollout
 from modeldrop.guardrails.state import RolloutPhase, RolloutRecords, RolloutState
 from modeldrop.records import Deployment, ModelItem, utc_now
-from modeldrop.sagemaker_adapter import SageMakerAdapter
+
+if TYPE_CHECKING:
+    from modeldrop.model_config import ResolvedConfig
 
 # Model item statuses in which the live version serves (modeldrop.api.logic's servable states).
 _LIVE_SERVES = frozenset({"InService", "Updating", "SystemUpdating"})
@@ -19,42 +18,15 @@ CANDIDATE_PHASE = "candidate"
 PROMOTION_PHASE = "promotion"
 
 
-def candidate_endpoint_name(deployment: Deployment) -> str:
-    """The candidate's own endpoint: one per version, so a superseded bake never shares a name."""
-    return naming.versioned_name(deployment.model_name, deployment.version)
-
-
-def bakes(config: dict[str, Any] | None, model: ModelItem | None) -> bool:
+def bakes(config: ResolvedConfig | None, model: ModelItem | None) -> bool:
     """A rollout is configured and there is a live version to bake against (a first version, or one
     uploaded while nothing serves, goes live all at once)."""
     return bool(
-        (config or {}).get("rollout")
+        config is not None
+        and config.rollout is not None
         and model is not None
         and model.live_version is not None
         and model.status in _LIVE_SERVES
-    )
-
-
-def start_candidate(deployment: Deployment, sagemaker: SageMakerAdapter) -> str:
-    """Create the candidate's endpoint on the deployment's config; its name."""
-    name = candidate_endpoint_name(deployment)
-    if sagemaker.describe_endpoint(name) is None:  # a retried upload may have created it already
-        sagemaker.create_endpoint(name, deployment.endpoint_config_name or "")
-    return name
-
-
-def candidate_execution_input(deployment: Deployment, max_polls: int) -> ExecutionInput:
-    rollout = parse_rollout(str((deployment.config or {})["rollout"]))
-    return ExecutionInput(
-        deployment_id=deployment.deployment_id,
-        model_name=deployment.model_name,
-        version=deployment.version,
-        endpoint_name=candidate_endpoint_name(deployment),
-        endpoint_config_name=deployment.endpoint_config_name or "",
-        status="Deploying",
-        max_polls=max_polls,
-        rollout=rollout.strategy,
-        rollout_phase=CANDIDATE_PHASE,
     )
 
 

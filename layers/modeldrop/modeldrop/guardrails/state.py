@@ -15,8 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from modeldrop.deployments_table import MODEL_SK, model_pk, plain_numbers
 from modeldrop.guardrails.judge import VersionFigures
-from modeldrop.records import MODEL_SK, model_pk, plain_numbers, utc_now
+from modeldrop.records import utc_now
 
 ROLLOUT_ATTRIBUTE = "rollout"
 
