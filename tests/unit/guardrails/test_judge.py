@@ -116,7 +116,8 @@ def test_modeldrop_json_rollout_is_validated_and_recorded() -> None:
     assert resolved.rollout == CanaryRollout(strategy="canary", canary_percent=20, bake_seconds=30)
     stored = resolved.model_dump(mode="json", by_alias=True)["rollout"]
     assert '"canary_percent":20.0' in stored and '"min_requests":50' in stored
-    assert type(resolved).model_validate({**resolved.model_dump(by_alias=True), "rollout": stored}) == resolved
+    reread = type(resolved).model_validate({**resolved.model_dump(by_alias=True), "rollout": stored})
+    assert reread == resolved
 
 
 @pytest.mark.parametrize(
