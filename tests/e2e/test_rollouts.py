@@ -260,3 +260,62 @@ def test_shadow_never_changes_what_clients_receive_and_is_judged_on_agreement(
     assert [a for a in during_v3 if a.status != 200] == []
     assert during_v3 and all(a.body == live_answer and a.version == 2 for a in during_v3)
     assert candidate_endpoint_gone(stack, name, 3)
+
+
+def test_a_bake_ends_by_hand_or_by_a_newer_upload_with_no_endpoint_left(
+    stack: StackClient, models_dir: Path
+) -> None:
+    # Given v1 live and v2 baking as a canary that would bake for an hour
+    name = "canary-by-hand"
+    rollout = {"strategy": "canary", "canary_percent": 20, "bake_seconds": 3600}
+    v1 = build_sklearn_iris(models_dir / "hand-v1", config=SMALL)
+    v2 = build_sklearn_iris(models_dir / "hand-v2", config={**SMALL, "rollout": rollout})
+    assert deploy(stack, v1, name).status == "InService"
+    stack.upload(v2, name)
+    wait_for_rollout(stack, name, {"Baking"})
+
+    # When `modeldrop abort` ends it
+    aborted = _cli(stack, "abort", name)
+    # Then the candidate stops, is deleted, and v1 stays live
+    assert aborted.exit_code == 0, aborted.output
+    assert "aborted, rollout Aborted" in aborted.stdout
+    detail = wait_for_deployment(stack, name, 2)
+    assert detail.history[0].status == "Failed" and "aborted by hand" in (detail.history[0].reason or "")
+    assert detail.live_version == 1 and candidate_endpoint_gone(stack, name, 2)
+    # And a second abort is refused: nothing bakes any more
+    again = _cli(stack, "abort", name)
+    assert again.exit_code != 0 and "NoBakeInProgress" in again.output
+
+    # When v3 bakes and v4 (no rollout) is uploaded during its bake
+    v3 = build_sklearn_iris(models_dir / "hand-v3", config={**SMALL, "rollout": rollout})
+    stack.upload(v3, name)
+    wait_for_rollout(stack, name, {"Baking"})
+    v4 = build_sklearn_iris(models_dir / "hand-v4", config=SMALL)
+    assert deploy(stack, v4, name).status == "InService"
+    # Then v3 is superseded, its endpoint gone, and v4 is live
+    detail = wait_for_deployment(stack, name, 3)
+    v3_record = next(d for d in detail.history if d.version == 3)
+    assert v3_record.status == "Superseded" and "superseded by version 4" in (v3_record.reason or "")
+    assert candidate_endpoint_gone(stack, name, 3)
+    assert detail.live_version == 4
+
+    # When v5 bakes and `modeldrop promote` promotes it before its bake is over
+    v5 = build_sklearn_iris(models_dir / "hand-v5", config={**SMALL, "rollout": rollout})
+    stack.upload(v5, name)
+    wait_for_rollout(stack, name, {"Baking"})
+    promoted = _cli(stack, "promote", name)
+    assert promoted.exit_code == 0, promoted.output
+    # Then v5 goes live on the model's endpoint, and its own endpoint goes
+    detail = wait_for_deployment(stack, name, 5)
+    assert detail.live_version == 5 and detail.rollout is not None and detail.rollout.state == "Promoted"
+    assert detail.rollout.reason == "v5 promoted by hand"
+    assert candidate_endpoint_gone(stack, name, 5)
+
+
+def _cli(stack: StackClient, *arguments: str) -> Any:
+    from modeldrop_local.cli import app
+    from typer.testing import CliRunner
+
+    return CliRunner().invoke(
+        app, [*arguments, "--endpoint-url", str(stack.endpoint_url), "--stack-name", stack.stack_name]
+    )
