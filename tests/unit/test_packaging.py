@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 from modeldrop.frameworks import Framework
-from modeldrop.model_config import ConfigRejected, ModelConfig
+from modeldrop.model_config import ModelConfig
 from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
-from modeldrop.tarball import TarballLimits, TarballRejected
+from modeldrop.rejection import UploadRejected
+from modeldrop.tarball import TarballLimits
 
 
 @pytest.fixture
@@ -120,7 +121,7 @@ def test_refuses_a_missing_inference_py(workdir: Path) -> None:
 
 
 def test_refuses_a_bad_config_before_writing(workdir: Path) -> None:
-    with pytest.raises(ConfigRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         build_model_tarball(workdir / "model.onnx", workdir / "o.tar.gz", config={"memory": 2048})
     assert caught.value.reason == "modeldrop.json: unknown key 'memory' (did you mean 'memory_mb'?)"
     assert not (workdir / "o.tar.gz").exists()
@@ -131,13 +132,13 @@ def test_refuses_a_layout_that_upload_would_reject(workdir: Path) -> None:
     (workdir / "notes.txt").write_text("not a model")
 
     # Then packaging fails the way the upload would, and leaves no file behind
-    with pytest.raises(TarballRejected, match="no model artifact"):
+    with pytest.raises(UploadRejected, match="no model artifact"):
         build_model_tarball(workdir / "notes.txt", workdir / "o.tar.gz")
     assert sorted(p.name for p in workdir.iterdir() if p.name.startswith("o.tar.gz")) == []
 
 
 def test_refuses_a_model_over_the_limits(workdir: Path) -> None:
-    with pytest.raises(TarballRejected, match="too large uncompressed"):
+    with pytest.raises(UploadRejected, match="too large uncompressed"):
         build_model_tarball(
             workdir / "model.onnx", workdir / "o.tar.gz", limits=TarballLimits(max_uncompressed_bytes=4)
         )

@@ -11,10 +11,10 @@ from botocore.stub import Stubber
 from modeldrop.preflight import (
     SERVERLESS_ENDPOINTS,
     SERVERLESS_TOTAL_CONCURRENCY,
-    PreflightRejected,
     check_serverless_quotas,
     read_quota,
 )
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 REGION = "us-east-1"
 
@@ -145,6 +145,7 @@ def test_the_deployment_is_weighed_against_the_other_serverless_endpoints(
         if refused is None:
             check_serverless_quotas(**arguments)
         else:
-            with pytest.raises(PreflightRejected) as rejection:
+            with pytest.raises(UploadRejected) as rejection:
                 check_serverless_quotas(**arguments)
+            assert rejection.value.code is RejectionCode.QUOTA
             assert refused in rejection.value.reason

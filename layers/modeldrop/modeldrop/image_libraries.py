@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from modeldrop.frameworks import Framework
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 
 @dataclass(frozen=True)
@@ -100,23 +101,14 @@ def _major_minor(version: str) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-@dataclass(frozen=True)
-class VersionCheck:
-    """refusal: the image cannot load the model (OnUpload refuses with it); warnings: it may not."""
-
-    refusal: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
 # The key of code/modeldrop-libraries.json naming the numpy module the pickle itself references.
 PICKLED_NUMPY_KEY = "pickled-numpy-module"
 NUMPY2_MODULE = "numpy._core"
 
 
-def check_versions(
-    saved: Mapping[str, str], framework: Framework | None, version: str | None
-) -> VersionCheck:
-    """Whether a model saved with `saved` versions loads on the image of framework and version.
+def check_versions(saved: Mapping[str, str], framework: Framework | None, version: str | None) -> list[str]:
+    """Whether a model saved with `saved` versions loads on the image of framework and version: the
+    warnings when it may not; UploadRejected (code libraries) when it cannot.
 
     Refused: the pickle references numpy._core and the image's numpy is 1.x (numpy 1.24 has no such
     module; numpy 1.26 added it as an alias, so the check is on the major version only where the
@@ -126,20 +118,20 @@ def check_versions(
     """
     image = image_libraries(framework, version)
     if image is None or framework is Framework.ONNX:  # an ONNX graph holds no pickled Python objects
-        return VersionCheck()
-    refusal: str | None = None
+        return []
     warnings: list[str] = []
     image_numpy = image.libraries.get("numpy", "")
     numpy_1 = (_major_minor(image_numpy) or (2, 0)) < (1, 26)
     family = f"{image.framework.value} {version}"
     if numpy_1 and saved.get(PICKLED_NUMPY_KEY) == NUMPY2_MODULE:
-        refusal = (
+        raise UploadRejected(
+            RejectionCode.LIBRARIES,
             f"the pickle references {NUMPY2_MODULE} (it was written under numpy "
             f"{saved.get('numpy', '2')}); the {family} image has numpy {image_numpy}, which cannot "
             f"unpickle it (No module named '{NUMPY2_MODULE}'): the endpoint would fail its health check. "
-            f"Pickle the model with numpy<2 (the image's versions: {_pins(image)})"
+            f"Pickle the model with numpy<2 (the image's versions: {_pins(image)})",
         )
-    elif numpy_1 and (_major(saved.get("numpy", "")) or 0) >= 2:
+    if numpy_1 and (_major(saved.get("numpy", "")) or 0) >= 2:
         warnings.append(
             f"saved with numpy {saved['numpy']}; the {family} image has numpy {image_numpy}: a pickle "
             f"that references {NUMPY2_MODULE} fails its health check there (No module named "
@@ -154,7 +146,7 @@ def check_versions(
             "scikit-learn loads pickles only from the same version reliably. Save the model with "
             f"scikit-learn=={pinned} or choose a matching framework_version"
         )
-    return VersionCheck(refusal, warnings)
+    return warnings
 
 
 def _pins(image: ImageLibraries) -> str:

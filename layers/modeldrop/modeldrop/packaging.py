@@ -31,6 +31,7 @@ from typing import Any
 from modeldrop.frameworks import Framework, detect_framework
 from modeldrop.image_libraries import pickled_libraries
 from modeldrop.model_config import ModelConfig, parse_model_config
+from modeldrop.rejection import UploadRejected
 from modeldrop.serving_setup import (
     ONNX_HANDLER_FILE,
     ONNX_REQUIREMENTS,
@@ -44,7 +45,6 @@ from modeldrop.tarball import (
     LIBRARIES_MEMBER,
     REQUIREMENTS_MEMBER,
     TarballLimits,
-    TarballRejected,
     TarballReport,
     inspect_tarball,
 )
@@ -100,7 +100,7 @@ def _config_bytes(config: ModelConfig | Mapping[str, Any] | bytes) -> bytes:
         raw = config
     else:
         raw = json.dumps(dict(config), indent=2).encode()
-    parse_model_config(raw)  # ConfigRejected names a bad key before anything is written
+    parse_model_config(raw)  # UploadRejected names a bad key before anything is written
     return raw
 
 
@@ -160,8 +160,8 @@ def build_model_tarball(
     """Write model.tar.gz (dest: a file path, or a directory to hold model.tar.gz) and validate it.
 
     model_files are placed at the root under their own names; directories (a SavedModel) are added
-    recursively. Raises PackagingError for unusable inputs, TarballRejected if the result would be
-    refused on upload, ConfigRejected for a bad config. compresslevel is gzip's (6, as `tar -czf`).
+    recursively. Raises PackagingError for unusable inputs, UploadRejected if the result would be
+    refused on upload (a bad config included). compresslevel is gzip's (6, as `tar -czf`).
     onnx_handler adds modeldrop's ONNX handlers as code/ (required: fails without a .onnx file).
     serving_code (default): without inference_py, a scikit-learn or ONNX model gets the code/inference.py
     the scikit-learn image needs (OnUpload adds the same when it is missing). record_libraries: write
@@ -227,7 +227,7 @@ def build_model_tarball(
     try:
         with partial.open("rb") as stream:
             inspect_tarball(stream, limits)
-    except TarballRejected:
+    except UploadRejected:
         partial.unlink()
         raise
     partial.replace(dest_path)

@@ -25,6 +25,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from modeldrop.observability import logger
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 SERVICE_CODE = "sagemaker"
 
@@ -41,12 +42,6 @@ SERVERLESS_TOTAL_CONCURRENCY = Quota(
     "L-96300102", "Maximum total concurrency that can be allocated across all serverless endpoints", 10.0
 )
 QUOTAS = (SERVERLESS_ENDPOINTS, SERVERLESS_TOTAL_CONCURRENCY)
-
-
-class PreflightRejected(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -116,7 +111,7 @@ def serverless_usage(sagemaker: Any, *, except_endpoint: str) -> ServerlessUsage
 def check_serverless_quotas(
     *, endpoint_name: str, max_concurrency: int, sagemaker: Any, service_quotas: Any
 ) -> list[QuotaValue]:
-    """PreflightRejected when this endpoint at this MaxConcurrency would exceed an account quota."""
+    """UploadRejected (code quota) when this endpoint at this MaxConcurrency would exceed an account quota."""
     usage = serverless_usage(sagemaker, except_endpoint=endpoint_name)
     values = [read_quota(service_quotas, quota) for quota in QUOTAS]
     needs = {
@@ -133,9 +128,10 @@ def check_serverless_quotas(
     for value in values:
         needed, why = needs[value.quota.code]
         if needed > value.value:
-            raise PreflightRejected(
+            raise UploadRejected(
+                RejectionCode.QUOTA,
                 f"account quota '{value.quota.name}' ({SERVICE_CODE} {value.quota.code}) is {value.value:g} "
                 f"({value.source}); this deployment needs {needed}: {why}. Lower max_concurrency in "
-                "modeldrop.json, delete unused serverless endpoints, or request a quota increase"
+                "modeldrop.json, delete unused serverless endpoints, or request a quota increase",
             )
     return values

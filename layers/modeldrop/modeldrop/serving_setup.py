@@ -24,6 +24,7 @@ from pydantic.alias_generators import to_camel
 from modeldrop.frameworks import Framework, artifact_framework, framework_from_image
 from modeldrop.image_libraries import check_versions
 from modeldrop.model_config import ModelConfig, ResolvedConfig
+from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.tarball import (
     CONFIG_MEMBER,
     INFERENCE_CODE_MEMBER,
@@ -160,28 +161,30 @@ def choose_sklearn_artifact(artifacts: list[str]) -> str | None:
     return named_model[0] if named_model else candidates[0]
 
 
-def handler_code(framework: Framework | None, report: TarballReport) -> tuple[dict[str, bytes], str | None]:
+def handler_code(framework: Framework | None, report: TarballReport) -> dict[str, bytes]:
     """Members to add for the scikit-learn image when the tarball has no code/inference.py.
 
-    Returns (members, reason the image cannot serve it) — the reason is set when no loader can be made.
+    UploadRejected (code serving) when no loader can be made.
     """
     if framework is Framework.ONNX:
         if not any("/" not in name and name.lower().endswith(".onnx") for name in report.artifacts):
-            return {}, (
+            raise UploadRejected(
+                RejectionCode.SERVING,
                 "the ONNX handler loads a .onnx file at the tarball root; none found there: move the model "
-                "to the root or add code/inference.py with a model_fn"
+                "to the root or add code/inference.py with a model_fn",
             )
         code = onnx_code()
         if report.has_requirements:
             del code[REQUIREMENTS_MEMBER]  # the user's requirements stay; they must bring onnxruntime
-        return code, None
+        return code
     artifact = choose_sklearn_artifact(report.artifacts)
     if artifact is None:
-        return {}, (
+        raise UploadRejected(
+            RejectionCode.SERVING,
             "the scikit-learn image has no default model_fn and no .joblib, .pkl or .pickle file was found "
-            "to generate one for: add code/inference.py with a model_fn"
+            "to generate one for: add code/inference.py with a model_fn",
         )
-    return {INFERENCE_CODE_MEMBER: sklearn_inference_py(artifact)}, None
+    return {INFERENCE_CODE_MEMBER: sklearn_inference_py(artifact)}
 
 
 # ---------------------------------------------------------------- the plan
@@ -203,8 +206,6 @@ class ServingPlan:
     add_members: dict[str, bytes] = field(default_factory=dict)
     leave_out: list[str] = field(default_factory=list)
     record: SetupRecord = field(default_factory=SetupRecord)
-    # Set when the image cannot serve the tarball whatever is added: OnUpload rejects with it.
-    problem: str | None = None
     uncompressed_bytes: int = 0
 
     @property
@@ -231,7 +232,10 @@ def _xgboost_left_out(report: TarballReport) -> list[str]:
 def plan_serving(
     report: TarballReport, user_config: ModelConfig | None, resolved: ResolvedConfig, region: str
 ) -> ServingPlan:
-    """Decide the container environment and the files to add or leave out for the resolved image."""
+    """Decide the container environment and the files to add or leave out for the resolved image.
+
+    UploadRejected when the image cannot serve the tarball whatever is added.
+    """
     family = framework_from_image(resolved.image)
     user_environment = dict(user_config.environment) if user_config else {}
     notes: list[str] = []
@@ -241,10 +245,9 @@ def plan_serving(
 
     add: dict[str, bytes] = {}
     leave_out: list[str] = []
-    problem: str | None = None
     has_code = report.has_inference_code
     if family is Framework.SKLEARN and not has_code:
-        add, problem = handler_code(resolved.framework, report)
+        add = handler_code(resolved.framework, report)
         has_code = bool(add)
     elif family is Framework.XGBOOST and not has_code:
         leave_out = _xgboost_left_out(report)
@@ -259,9 +262,8 @@ def plan_serving(
     libraries, libraries_warning = parse_libraries(report.libraries_bytes)
     if libraries_warning:
         notes.append(libraries_warning)
-    versions = check_versions(libraries, resolved.framework, resolved.framework_version)
-    notes.extend(f"warning: {text}" for text in versions.warnings)
-    problem = problem or versions.refusal
+    warnings = check_versions(libraries, resolved.framework, resolved.framework_version)
+    notes.extend(f"warning: {text}" for text in warnings)
     if leave_out:
         notes.append(
             "the XGBoost image in algorithm mode loads every root file as a booster: "
@@ -285,6 +287,5 @@ def plan_serving(
         add_members=add,
         leave_out=leave_out,
         record=record,
-        problem=problem,
         uncompressed_bytes=report.uncompressed_bytes,
     )

@@ -37,22 +37,24 @@ def package(
             raise fail(f"{label} not found: {path}")
     from modeldrop.frameworks import default_version
     from modeldrop.image_libraries import check_versions
-    from modeldrop.model_config import ConfigRejected
     from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
+    from modeldrop.rejection import UploadRejected
     from modeldrop.serving_setup import parse_libraries
-    from modeldrop.tarball import TarballRejected
 
     try:
         path = build_model_tarball(model_file, output, inference_py=inference, requirements_txt=requirements)
         report = describe_tarball(path)
-    except (PackagingError, TarballRejected, ConfigRejected) as error:
-        raise fail(f"cannot package: {getattr(error, 'reason', error)}") from error
+    except PackagingError as error:
+        raise fail(f"cannot package: {error}") from error
+    except UploadRejected as rejection:
+        raise fail(f"cannot package: {rejection.reason}") from rejection
     libraries, _ = parse_libraries(report.libraries_bytes)
     version = framework_version or (default_version(report.framework) if report.framework else None)
-    versions = check_versions(libraries, report.framework, version)
-    if versions.refusal:
+    try:
+        warnings = check_versions(libraries, report.framework, version)
+    except UploadRejected as rejection:
         path.unlink()
-        raise fail(f"cannot package for the {version} image: {versions.refusal}")
-    for warning in versions.warnings:
+        raise fail(f"cannot package for the {version} image: {rejection.reason}") from rejection
+    for warning in warnings:
         typer.echo(f"warning: {warning}")
     typer.echo(f"wrote {path}: {', '.join(report.members)}")
