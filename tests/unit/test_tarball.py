@@ -401,10 +401,14 @@ def test_safe_extract_writes_the_files_and_reports(tmp_path: Path) -> None:
     report = safe_extract(OneWayStream(data), tmp_path / "model")
 
     # Then the files are on disk, the link resolves inside, and the report matches inspect_tarball's
+    # but for what only OnUpload reads on the way (the pickles' opcodes, the handler code's source)
     assert (tmp_path / "model" / "model.joblib").read_bytes() == b"weights"
     assert (tmp_path / "model" / "code" / "inference.py").read_bytes() == b"# handlers"
     assert (tmp_path / "model" / "alias.joblib").resolve() == (tmp_path / "model" / "model.joblib").resolve()
-    assert report == inspect_tarball(OneWayStream(data))
+    inspected = inspect_tarball(OneWayStream(data))
+    assert set(inspected.pickles) == {"model.joblib"}
+    assert inspected.code_sources == {"code/inference.py": b"# handlers"}
+    assert report == inspected.model_copy(update={"pickles": {}, "code_sources": {}})
     assert report.config_bytes == b"{}"
 
 

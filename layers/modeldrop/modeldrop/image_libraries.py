@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modeldrop.frameworks import Framework
+from modeldrop.pickle_scan import PICKLE_SUFFIXES, PickleFacts, scan_pickle
 from modeldrop.rejection import RejectionCode, UploadRejected
 
 
@@ -106,9 +107,12 @@ PICKLED_NUMPY_KEY = "pickled-numpy-module"
 NUMPY2_MODULE = "numpy._core"
 
 
-def check_versions(saved: Mapping[str, str], framework: Framework | None, version: str | None) -> list[str]:
+def check_versions(
+    saved: Mapping[str, str], framework: Framework | None, version: str | None, pickle_name: str | None = None
+) -> list[str]:
     """Whether a model saved with `saved` versions loads on the image of framework and version: the
-    warnings when it may not; UploadRejected (code libraries) when it cannot.
+    warnings when it may not; UploadRejected (code libraries) when it cannot. pickle_name: the artifact
+    the evidence was read from, named in the reasons.
 
     Refused: the pickle references numpy._core and the image's numpy is 1.x (numpy 1.24 has no such
     module; numpy 1.26 added it as an alias, so the check is on the major version only where the
@@ -126,10 +130,11 @@ def check_versions(saved: Mapping[str, str], framework: Framework | None, versio
     if numpy_1 and saved.get(PICKLED_NUMPY_KEY) == NUMPY2_MODULE:
         raise UploadRejected(
             RejectionCode.LIBRARIES,
-            f"the pickle references {NUMPY2_MODULE} (it was written under numpy "
+            f"{pickle_name or 'the pickle'} references {NUMPY2_MODULE} (it was written under numpy "
             f"{saved.get('numpy', '2')}); the {family} image has numpy {image_numpy}, which cannot "
             f"unpickle it (No module named '{NUMPY2_MODULE}'): the endpoint would fail its health check. "
-            f"Pickle the model with numpy<2 (the image's versions: {_pins(image)})",
+            f"Pickle the model with numpy<2 (the image's versions: {_pins(image)}), or deploy it on an "
+            "image that has numpy 2 (image in modeldrop.json)",
         )
     if numpy_1 and (_major(saved.get("numpy", "")) or 0) >= 2:
         warnings.append(
@@ -141,8 +146,9 @@ def check_versions(saved: Mapping[str, str], framework: Framework | None, versio
     image_sklearn = _major_minor(image.libraries.get("scikit-learn", ""))
     if framework is Framework.SKLEARN and saved_sklearn and image_sklearn and saved_sklearn != image_sklearn:
         pinned = image.libraries["scikit-learn"]
+        saved_by = f"{pickle_name} was saved" if pickle_name else "saved"
         warnings.append(
-            f"saved with scikit-learn {saved['scikit-learn']}; the image has {pinned}: "
+            f"{saved_by} with scikit-learn {saved['scikit-learn']}; the image has {pinned}: "
             "scikit-learn loads pickles only from the same version reliably. Save the model with "
             f"scikit-learn=={pinned} or choose a matching framework_version"
         )
@@ -154,27 +160,22 @@ def _pins(image: ImageLibraries) -> str:
 
 
 # ---------------------------------------------------------------- what a pickle says of itself
-_SKLEARN_VERSION = re.compile(rb"_sklearn_version(?:\x94|q.|r....)?(?:\x8c(.)|X(....))", re.DOTALL)
-PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+def pickle_evidence(facts: PickleFacts) -> dict[str, str]:
+    """The versions a pickle's own opcodes tell (modeldrop.pickle_scan): its `_sklearn_version`, and
+    numpy._core (numpy 2) or numpy.core (numpy 1) from the numpy modules it imports."""
+    found: dict[str, str] = {}
+    if facts.sklearn_versions:
+        found["scikit-learn"] = facts.sklearn_versions[0]
+    if facts.names_module(NUMPY2_MODULE):
+        found[PICKLED_NUMPY_KEY] = NUMPY2_MODULE
+    elif facts.names_module("numpy.core"):
+        found[PICKLED_NUMPY_KEY] = "numpy.core"
+    return found
 
 
 def pickled_libraries(artifact: Path) -> dict[str, str]:
-    """What an uncompressed pickle or joblib file says of itself (nothing for a compressed one).
-
-    scikit-learn's BaseEstimator.__getstate__ stores `_sklearn_version` (a SHORT_BINUNICODE or
-    BINUNICODE string right after the key); a numpy 2 pickle of an array or scalar references
-    numpy._core.multiarray, a numpy 1 pickle numpy.core.multiarray.
-    """
+    """What an uncompressed pickle or joblib file on disk says of itself (nothing for a compressed one)."""
     if not artifact.name.lower().endswith(PICKLE_SUFFIXES):
         return {}
-    data = artifact.read_bytes()
-    found: dict[str, str] = {}
-    match = _SKLEARN_VERSION.search(data)
-    if match is not None:
-        size = match[1][0] if match[1] is not None else int.from_bytes(match[2], "little")
-        found["scikit-learn"] = data[match.end() : match.end() + size].decode("utf-8", "replace")
-    if NUMPY2_MODULE.encode() in data:
-        found[PICKLED_NUMPY_KEY] = NUMPY2_MODULE
-    elif b"numpy.core" in data:
-        found[PICKLED_NUMPY_KEY] = "numpy.core"
-    return found
+    with artifact.open("rb") as stream:
+        return pickle_evidence(scan_pickle(stream))

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from modeldrop.frameworks import Framework, artifact_framework, framework_from_image
-from modeldrop.image_libraries import check_versions
+from modeldrop.image_libraries import check_versions, pickle_evidence
 from modeldrop.model_config import ModelConfig, ResolvedConfig
 from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.tarball import (
@@ -187,6 +187,39 @@ def handler_code(framework: Framework | None, report: TarballReport) -> dict[str
     return {INFERENCE_CODE_MEMBER: sklearn_inference_py(artifact)}
 
 
+def _library_notes(report: TarballReport, libraries: dict[str, str], resolved: ResolvedConfig) -> list[str]:
+    """Check the versions the model was saved with against the image; UploadRejected if it cannot load.
+
+    Each pickle's own opcodes (read while the tarball streamed: report.pickles) win over what
+    code/modeldrop-libraries.json recorded; without pickles, the record alone is checked.
+    """
+    notes: list[str] = []
+    checked = False
+    for name, facts in report.pickles.items():
+        if facts.compression is not None:
+            notes.append(
+                f"{name} is compressed ({facts.compression}): its pickle could not be read, so the library "
+                "versions it needs were not checked against the image. Save it uncompressed to have them "
+                "checked: joblib.dump(model, path, compress=0) (joblib's default)"
+            )
+            continue
+        if facts.incomplete is not None:
+            notes.append(f"{name} was read in part ({facts.incomplete}): versions checked on what was read")
+        evidence = pickle_evidence(facts)
+        warnings = check_versions(
+            libraries | evidence,
+            resolved.framework,
+            resolved.framework_version,
+            pickle_name=name if evidence else None,
+        )
+        notes.extend(f"warning: {text}" for text in warnings if f"warning: {text}" not in notes)
+        checked = True
+    if not checked:
+        warnings = check_versions(libraries, resolved.framework, resolved.framework_version)
+        notes.extend(f"warning: {text}" for text in warnings)
+    return notes
+
+
 # ---------------------------------------------------------------- the plan
 class SetupRecord(BaseModel):
     """What OnUpload added to the model, recorded on the deployment (servingSetup)."""
@@ -262,8 +295,7 @@ def plan_serving(
     libraries, libraries_warning = parse_libraries(report.libraries_bytes)
     if libraries_warning:
         notes.append(libraries_warning)
-    warnings = check_versions(libraries, resolved.framework, resolved.framework_version)
-    notes.extend(f"warning: {text}" for text in warnings)
+    notes.extend(_library_notes(report, libraries, resolved))
     if leave_out:
         notes.append(
             "the XGBoost image in algorithm mode loads every root file as a booster: "

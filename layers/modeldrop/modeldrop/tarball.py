@@ -25,6 +25,7 @@ from typing import IO, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeldrop.frameworks import Framework, artifact_framework, detect_framework
+from modeldrop.pickle_scan import PICKLE_SUFFIXES, PickleFacts, scan_pickle
 from modeldrop.rejection import RejectionCode, UploadRejected
 
 CONFIG_MEMBER = "modeldrop.json"
@@ -33,6 +34,9 @@ REQUIREMENTS_MEMBER = "code/requirements.txt"
 # The library versions a model was saved with, written by `modeldrop package` next to the handler code
 # (code/ ships on the images that need a handler; see packaging.py for why not in modeldrop.json).
 LIBRARIES_MEMBER = "code/modeldrop-libraries.json"
+CODE_PREFIX = "code/"
+# code/**/*.py kept for the syntax check against the image's Python (modeldrop.code_checks), up to this each.
+MAX_CODE_FILE_BYTES = 1024 * 1024
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -73,6 +77,12 @@ class TarballReport(BaseModel):
     has_requirements: bool
     config_bytes: bytes | None = None
     libraries_bytes: bytes | None = None
+    # What each pickle artifact names (OnUpload's inspection only; extraction leaves it empty).
+    pickles: dict[str, PickleFacts] = {}
+    # code/**/*.py up to MAX_CODE_FILE_BYTES each, for the syntax check (OnUpload's inspection only),
+    # and the ones left unread for their size.
+    code_sources: dict[str, bytes] = {}
+    code_too_large: list[str] = []
 
 
 class _Readable(Protocol):
@@ -195,6 +205,9 @@ class _Scanner:
         self.has_requirements = False
         self.config_bytes: bytes | None = None
         self.libraries_bytes: bytes | None = None
+        self.pickles: dict[str, PickleFacts] = {}
+        self.code_sources: dict[str, bytes] = {}
+        self.code_too_large: list[str] = []
 
     def check(self, member: tarfile.TarInfo) -> str:
         """Validate one member; returns its normalised name ('' for the root directory)."""
@@ -315,6 +328,9 @@ class _Scanner:
             has_requirements=self.has_requirements,
             config_bytes=self.config_bytes,
             libraries_bytes=self.libraries_bytes,
+            pickles=self.pickles,
+            code_sources=self.code_sources,
+            code_too_large=self.code_too_large,
         )
 
 
@@ -380,7 +396,23 @@ def _scan(
             scanner.config_bytes = _read_small(archive, member, CONFIG_MEMBER, limits.max_config_bytes)
         elif name == LIBRARIES_MEMBER and member.isreg():
             scanner.libraries_bytes = _read_small(archive, member, LIBRARIES_MEMBER, limits.max_config_bytes)
+        elif member.isreg():
+            _read_for_checks(archive, member, name, scanner)
     return scanner.report(require_model)
+
+
+def _read_for_checks(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, scanner: _Scanner) -> None:
+    """In the same single pass: a pickle's opcodes (not its array data), and the handler code's source."""
+    lowered = name.lower()
+    if lowered.endswith(PICKLE_SUFFIXES):
+        extracted = archive.extractfile(member)
+        if extracted is not None:
+            scanner.pickles[name] = scan_pickle(extracted)
+    elif name.startswith(CODE_PREFIX) and lowered.endswith(".py"):
+        if member.size > MAX_CODE_FILE_BYTES:
+            scanner.code_too_large.append(name)
+        else:
+            scanner.code_sources[name] = _read_small(archive, member, name, MAX_CODE_FILE_BYTES)
 
 
 def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:

@@ -18,6 +18,7 @@ import boto3
 import joblib
 import numpy as np
 import pytest
+import sklearn
 from botocore.stub import ANY
 from modeldrop.deploy import handle_upload
 from modeldrop.events import UploadedObject
@@ -335,15 +336,16 @@ def test_numpy2_recorded_without_evidence_in_the_pickle_is_warned_about(
     # When OnUpload deploys it
     record, _, _ = deploy(stack, sagemaker, body)
 
-    # Then the deployment carries the warnings, with the gap named
+    # Then the deployment carries the warnings, with the gap named: the scikit-learn version is the one the
+    # pickle itself stores (_sklearn_version, read from its opcodes), not the one recorded beside it
     assert record.serving_setup is not None
     warnings = [note for note in record.serving_setup["notes"] if note.startswith("warning:")]
     assert warnings == [
         "warning: saved with numpy 2.1.3; the sklearn 1.2-1 image has numpy 1.24.1: a pickle that "
         "references numpy._core fails its health check there (No module named 'numpy._core'). "
         "Save the model with numpy<2",
-        "warning: saved with scikit-learn 1.5.2; the image has 1.2.1: scikit-learn loads pickles only from "
-        "the same version reliably. Save the model with scikit-learn==1.2.1 or choose a matching "
+        f"warning: model.joblib was saved with scikit-learn {sklearn.__version__}; the image has 1.2.1: "
+        "scikit-learn loads pickles only from the same version reliably. Save the model with scikit-learn==1.2.1 or choose a matching "
         "framework_version",
     ]
 
@@ -369,7 +371,7 @@ def test_a_pickle_that_references_numpy_core_is_refused_for_the_numpy1_image(
         "the pickle references numpy._core (it was written under numpy 2.4.6); the sklearn 1.2-1 image has "
         "numpy 1.24.1, which cannot unpickle it (No module named 'numpy._core'): the endpoint would fail "
         "its health check. Pickle the model with numpy<2 (the image's versions: numpy==1.24.1, "
-        "scikit-learn==1.2.1)"
+        "scikit-learn==1.2.1), or deploy it on an image that has numpy 2 (image in modeldrop.json)"
     )
 
 
