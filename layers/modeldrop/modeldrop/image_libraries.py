@@ -108,11 +108,16 @@ NUMPY2_MODULE = "numpy._core"
 
 
 def check_versions(
-    saved: Mapping[str, str], framework: Framework | None, version: str | None, pickle_name: str | None = None
+    saved: Mapping[str, str],
+    framework: Framework | None,
+    version: str | None,
+    *,
+    numpy_from: str | None = None,
+    sklearn_from: str | None = None,
 ) -> list[str]:
     """Whether a model saved with `saved` versions loads on the image of framework and version: the
-    warnings when it may not; UploadRejected (code libraries) when it cannot. pickle_name: the artifact
-    the evidence was read from, named in the reasons.
+    warnings when it may not; UploadRejected (code libraries) when it cannot. numpy_from, sklearn_from:
+    the artifact whose own opcodes gave the numpy module or the scikit-learn version, named in the reasons.
 
     Refused: the pickle references numpy._core and the image's numpy is 1.x (numpy 1.24 has no such
     module; numpy 1.26 added it as an alias, so the check is on the major version only where the
@@ -130,7 +135,7 @@ def check_versions(
     if numpy_1 and saved.get(PICKLED_NUMPY_KEY) == NUMPY2_MODULE:
         raise UploadRejected(
             RejectionCode.LIBRARIES,
-            f"{pickle_name or 'the pickle'} references {NUMPY2_MODULE} (it was written under numpy "
+            f"{numpy_from or 'the pickle'} references {NUMPY2_MODULE} (it was written under numpy "
             f"{saved.get('numpy', '2')}); the {family} image has numpy {image_numpy}, which cannot "
             f"unpickle it (No module named '{NUMPY2_MODULE}'): the endpoint would fail its health check. "
             f"Pickle the model with numpy<2 (the image's versions: {_pins(image)}), or deploy it on an "
@@ -146,7 +151,7 @@ def check_versions(
     image_sklearn = _major_minor(image.libraries.get("scikit-learn", ""))
     if framework is Framework.SKLEARN and saved_sklearn and image_sklearn and saved_sklearn != image_sklearn:
         pinned = image.libraries["scikit-learn"]
-        saved_by = f"{pickle_name} was saved" if pickle_name else "saved"
+        saved_by = f"{sklearn_from} was saved" if sklearn_from else "saved"
         warnings.append(
             f"{saved_by} with scikit-learn {saved['scikit-learn']}; the image has {pinned}: "
             "scikit-learn loads pickles only from the same version reliably. Save the model with "

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from modeldrop.frameworks import Framework, artifact_framework, framework_from_image
-from modeldrop.image_libraries import check_versions, pickle_evidence
+from modeldrop.image_libraries import PICKLED_NUMPY_KEY, check_versions, pickle_evidence
 from modeldrop.model_config import ModelConfig, ResolvedConfig
 from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.tarball import (
@@ -210,7 +210,8 @@ def _library_notes(report: TarballReport, libraries: dict[str, str], resolved: R
             libraries | evidence,
             resolved.framework,
             resolved.framework_version,
-            pickle_name=name if evidence else None,
+            numpy_from=name if PICKLED_NUMPY_KEY in evidence else None,
+            sklearn_from=name if "scikit-learn" in evidence else None,
         )
         notes.extend(f"warning: {text}" for text in warnings if f"warning: {text}" not in notes)
         checked = True
