@@ -55,8 +55,10 @@ IMAGE_LIBRARIES: dict[tuple[Framework, str], ImageLibraries] = {
         "1.2-1",
         {"scikit-learn": "1.2.1", "numpy": "1.24.1"},
         f"{_SKLEARN_SOURCE} requirements.txt at v1.2-1 (numpy 1.24.1) and docker/1.2-1/base/Dockerfile.cpu "
-        "(pip install scikit-learn==1.2.1)",
-        python="3.8",
+        "(pip install scikit-learn==1.2.1; ARG PYTHON_VERSION=3.9, read at commits 89c8397 and 01d35bf: the "
+        "image published as 1.2-1 was rebuilt on Python 3.9 by pull request #223, 'bump python version to "
+        "3.9', merged 2024-10, whose users report 3.8 before it; the v1.2-1 tag's own copy was not read)",
+        python="3.9",
     ),
     (Framework.XGBOOST, "1.3-1"): ImageLibraries(
         Framework.XGBOOST,

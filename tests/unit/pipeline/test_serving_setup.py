@@ -420,6 +420,26 @@ def test_a_compressed_joblib_model_is_deployed_with_a_note_that_it_was_not_read(
     ) in record.serving_setup["notes"]
 
 
+def test_handler_code_newer_than_the_image_python_is_refused(
+    stack: Stack, sagemaker: StubbedSageMaker, tmp_path: Path
+) -> None:
+    # Given a model whose code/inference.py uses match (Python 3.10) for the scikit-learn 1.2-1 image
+    code = b"def model_fn(model_dir):\n    match model_dir:\n        case _:\n            return None\n"
+    body = tarball([regular("model.joblib", joblib_bytes(tmp_path)), regular("code/inference.py", code)])
+
+    # When OnUpload reads it
+    outcome = handle_upload(upload(stack, body), deploy_dependencies(stack, sagemaker))
+
+    # Then it is Rejected naming the file, the line and the image's Python; SageMaker was not called
+    assert outcome.status is DeploymentStatus.REJECTED
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.reason == (
+        "code/inference.py line 4: Pattern matching is only supported in Python 3.10 and greater; the "
+        "sklearn 1.2-1 image runs Python 3.9: write the code for Python 3.9, or choose an image with a newer "
+        "Python"
+    )
+
+
 def joblib_bytes(tmp_path: Path) -> bytes:
     path = tmp_path / "m.joblib"
     joblib.dump(fit_logistic(), path)
