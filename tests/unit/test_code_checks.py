@@ -64,8 +64,8 @@ def refusal(sources: dict[str, bytes], python: str) -> str:
             STARRED_SUBSCRIPT,
             "3.9",
             "code/inference.py line 2: a starred expression in a subscript (Python 3.11) is not supported in "
-            "Python 3.9, which the sklearn 1.2-1 image runs: write the code for Python 3.9, or choose an image "
-            "with a newer Python",
+            "Python 3.9, which the sklearn 1.2-1 image runs: write the code for Python 3.9, or choose an "
+            "image with a newer Python",
         ),
     ],
 )
