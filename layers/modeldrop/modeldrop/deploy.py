@@ -183,13 +183,22 @@ def _deploy_recorded(
 ) -> UploadOutcome:
     model_name, version = deployment.model_name, deployment.version
     try:
-        _preflight(deployment, config, deps)
+        config, note = _preflight(deployment, config, deps)
     except UploadRejected as rejection:
         refusal = rejection.reason
         deps.records.update_deployment(model_name, version, DeploymentStatus.REJECTED, reason=refusal)
         logger.warning("upload rejected by the preflight", extra={"code": rejection.code, "reason": refusal})
         _count("UploadRejected")
         return _outcome(upload, deployment, DeploymentStatus.REJECTED, refusal)
+    if note is not None:
+        # The stack's default concurrency was lowered to fit the account: the record says what, and why.
+        setup = dict(deployment.serving_setup or {})
+        setup["notes"] = [*setup.get("notes", []), note]
+        recorded_config = config.model_dump(by_alias=True, mode="json")
+        deployment = deployment.model_copy(update={"config": recorded_config, "serving_setup": setup})
+        deps.records.update_deployment(
+            model_name, version, DeploymentStatus.QUEUED, config=recorded_config, serving_setup=setup
+        )
     try:
         _pin_model_data(deployment, plan, deps)
         _create_sagemaker_resources(deployment, config, deps)
@@ -219,16 +228,24 @@ def _deploy_recorded(
     return result.model_copy(update={"execution_arn": execution_arn})
 
 
-def _preflight(deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies) -> None:
-    """UploadRejected when the account's serverless quotas leave no room for this deployment (preflight)."""
+def _preflight(
+    deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
+) -> tuple[ResolvedConfig, str | None]:
+    """The config with a MaxConcurrency the account's serverless quotas leave room for, and a note when the
+    default was lowered for it; UploadRejected when there is no room (modeldrop.preflight)."""
     if deps.service_quotas is None:
-        return
-    check_serverless_quotas(
+        return config, None
+    fit = check_serverless_quotas(
         endpoint_name=deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
         max_concurrency=config.max_concurrency,
         sagemaker=deps.sagemaker.client,
         service_quotas=deps.service_quotas,
+        fit_default=not config.max_concurrency_set,
+        at_least=config.provisioned_concurrency,
     )
+    if fit.max_concurrency == config.max_concurrency:
+        return config, None
+    return config.model_copy(update={"max_concurrency": fit.max_concurrency}), fit.note
 
 
 _TRANSIENT_ERROR_CODES = frozenset(

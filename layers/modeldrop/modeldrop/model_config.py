@@ -208,6 +208,9 @@ class ResolvedConfig(BaseModel):
     environment: dict[str, str]
     # The smoke test as JSON text: DynamoDB takes no floats, and a request body may hold them.
     smoke_test: str | None = None
+    # False when modeldrop.json set no max_concurrency: the preflight may lower the stack default to what
+    # the account's quota leaves (modeldrop.preflight). Not recorded (the record holds the value used).
+    max_concurrency_set: bool = Field(default=True, exclude=True)
 
 
 def resolve_config(
@@ -279,4 +282,5 @@ def resolve_config(
         provisioned_concurrency=provisioned,
         environment=dict(config.environment),
         smoke_test=config.smoke_test.model_dump_json(exclude_unset=True) if config.smoke_test else None,
+        max_concurrency_set=config.max_concurrency is not None,
     )
