@@ -163,7 +163,7 @@ def _argument(op: pickletools.OpcodeInfo, reader: _Reader) -> Any:
             return int.from_bytes(raw, "little", signed=True)
         return raw
     # Fixed-size and newline-terminated arguments: pickletools' own reader, over the bounded reader.
-    return descriptor.reader(reader)
+    return descriptor.reader(reader)  # type: ignore[arg-type]  # the readers only call read and readline
 
 
 @dataclass
