@@ -33,6 +33,8 @@ class ImageLibraries:
     libraries: Mapping[str, str]  # distribution name -> version, as the image installs it
     source: str
     python: str | None = None  # None: not read from the image's source
+    # The C library of the image's base, which decides the manylinux wheels it can install (None: unknown).
+    glibc: str | None = None
 
 
 _SKLEARN_SOURCE = "aws/sagemaker-scikit-learn-container"
@@ -59,6 +61,8 @@ IMAGE_LIBRARIES: dict[tuple[Framework, str], ImageLibraries] = {
         "image published as 1.2-1 was rebuilt on Python 3.9 by pull request #223, 'bump python version to "
         "3.9', merged 2024-10, whose users report 3.8 before it; the v1.2-1 tag's own copy was not read)",
         python="3.9",
+        # ARG UBUNTU_VERSION=20.04 in the same Dockerfile; Ubuntu 20.04 (focal) ships libc6 2.31.
+        glibc="2.31",
     ),
     (Framework.XGBOOST, "1.3-1"): ImageLibraries(
         Framework.XGBOOST,
