@@ -27,21 +27,21 @@ def refusal(sources: dict[str, bytes], python: str) -> str:
         (
             MATCH,
             "3.9",
-            "code/inference.py line 4: Pattern matching is only supported in Python 3.10 and greater; the "
+            "code/inference.py line 2: Pattern matching is only supported in Python 3.10 and greater; the "
             "sklearn 1.2-1 image runs Python 3.9: write the code for Python 3.9, or choose an image with a "
             "newer Python",
         ),
         (
             PARENTHESISED_WITH,
             "3.8",
-            "code/inference.py line 3: Parenthesized context managers are only supported in Python 3.9 and "
+            "code/inference.py line 2: Parenthesized context managers are only supported in Python 3.9 and "
             "greater; the sklearn 1.2-1 image runs Python 3.8: write the code for Python 3.8, or choose an "
             "image with a newer Python",
         ),
         (
             EXCEPT_STAR,
             "3.10",
-            "code/inference.py line 4: Exception groups are only supported in Python 3.11 and greater; the "
+            "code/inference.py line 3: Exception groups are only supported in Python 3.11 and greater; the "
             "sklearn 1.2-1 image runs Python 3.10: write the code for Python 3.10, or choose an image with a "
             "newer Python",
         ),

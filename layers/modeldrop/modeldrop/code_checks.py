@@ -49,6 +49,37 @@ def _pre_pep614_decorator(decorator: ast.expr) -> bool:
     return isinstance(target, ast.Name)
 
 
+# The gated constructs whose SyntaxError points at the end of the statement (Python 3.11 reports a `match`
+# block at its last line): the construct's own first line is named instead.
+def _construct_line(kind: str, node: ast.AST) -> int | None:
+    if kind == "Pattern matching" and isinstance(node, ast.Match):
+        return node.lineno
+    if kind == "Parenthesized context managers" and isinstance(node, ast.With | ast.AsyncWith):
+        return node.lineno
+    if kind == "Exception groups" and isinstance(node, ast.TryStar) and node.handlers:
+        return node.handlers[0].lineno
+    if kind == "Assignment expressions" and isinstance(node, ast.NamedExpr):
+        return node.lineno
+    return None
+
+
+_GATED = ("Pattern matching", "Parenthesized context managers", "Exception groups", "Assignment expressions")
+
+
+def _statement_line(source: bytes, error: SyntaxError) -> int | None:
+    """The first line of the construct a feature-version SyntaxError is about, when this Python parses it."""
+    kind = next((prefix for prefix in _GATED if (error.msg or "").startswith(prefix)), None)
+    last = error.lineno
+    if kind is None or last is None:
+        return last
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return last
+    starts = [line for node in ast.walk(tree) if (line := _construct_line(kind, node)) and line <= last]
+    return max(starts, default=last)
+
+
 def check_code_syntax(sources: Mapping[str, bytes], python: str, image: str) -> None:
     """UploadRejected (code python) naming the file and line whose syntax `image`'s Python cannot parse."""
     target = _version(python)
@@ -58,8 +89,9 @@ def check_code_syntax(sources: Mapping[str, bytes], python: str, image: str) -> 
         except SyntaxError as error:
             raise UploadRejected(
                 RejectionCode.PYTHON,
-                f"{name} line {error.lineno}: {error.msg}; the {image} image runs Python {python}: "
-                f"write the code for Python {python}, or choose an image with a newer Python",
+                f"{name} line {_statement_line(sources[name], error)}: {error.msg}; the {image} image runs "
+                f"Python {python}: write the code for Python {python}, or choose an image with a newer "
+                "Python",
             ) from None
         except ValueError as error:  # null bytes: Python 3.11's parser raises ValueError, not SyntaxError
             raise UploadRejected(RejectionCode.PYTHON, f"{name} is not Python source: {error}") from None

@@ -434,7 +434,7 @@ def test_handler_code_newer_than_the_image_python_is_refused(
     assert outcome.status is DeploymentStatus.REJECTED
     sagemaker.stubber.assert_no_pending_responses()
     assert outcome.reason == (
-        "code/inference.py line 4: Pattern matching is only supported in Python 3.10 and greater; the "
+        "code/inference.py line 2: Pattern matching is only supported in Python 3.10 and greater; the "
         "sklearn 1.2-1 image runs Python 3.9: write the code for Python 3.9, or choose an image with a newer "
         "Python"
     )
