@@ -18,13 +18,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from modeldrop.code_checks import check_code_syntax
 from modeldrop.frameworks import Framework, artifact_framework, framework_from_image
 from modeldrop.image_libraries import PICKLED_NUMPY_KEY, check_versions, image_libraries, pickle_evidence
 from modeldrop.model_config import ModelConfig, ResolvedConfig
+from modeldrop.records import SetupRecord
 from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.tarball import (
     CONFIG_MEMBER,
@@ -240,18 +238,6 @@ def _code_notes(report: TarballReport, resolved: ResolvedConfig, runs_code: bool
 
 
 # ---------------------------------------------------------------- the plan
-class SetupRecord(BaseModel):
-    """What OnUpload added to the model, recorded on the deployment (servingSetup)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    repacked: bool = False
-    added_files: list[str] = []
-    left_out_files: list[str] = []
-    environment: dict[str, str] = {}
-    notes: list[str] = []
-
-
 @dataclass
 class ServingPlan:
     environment: dict[str, str]

@@ -155,8 +155,8 @@ def test_first_upload_creates_model_config_and_endpoint(
     assert record.object_version == uploaded.object_version
     assert record.etag == uploaded.etag
     assert record.config is not None
-    assert record.config["framework"] == "sklearn"
-    assert record.config["memoryMb"] == 2048
+    assert record.config.framework == "sklearn"
+    assert record.config.memory_mb == 2048
     assert record.execution_arn is not None and record.execution_arn.endswith(record.deployment_id)
     # And SageMaker reads a copy of exactly the inspected version, even if the key is overwritten later
     stack.put_object(KEY, b"a later upload")
@@ -530,8 +530,10 @@ def test_rejections_are_recorded_and_call_no_sagemaker(
     record = stack.records().get_deployment("iris", 1)
     assert record is not None
     assert record.status is DeploymentStatus.REJECTED
-    assert record.reason == reason
-    assert record.sagemaker_model_name is None
+    assert record.reason == reason and record.config is None
+    stored = boto3.resource("dynamodb", region_name=REGION).Table(stack.deployments_table)
+    item = stored.get_item(Key={"pk": "MODEL#iris", "sk": "DEPLOY#000001"})["Item"]
+    assert not {"sagemakerModelName", "endpointConfigName", "modelDataKey"} & set(item)
     assert stack.records().get_model("iris") is None
     sfn = boto3.client("stepfunctions", region_name=REGION)
     assert sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
@@ -717,8 +719,8 @@ def test_a_default_max_concurrency_is_lowered_to_fit_the_account_and_noted(
     assert outcome.status is DeploymentStatus.DEPLOYING, outcome.reason
     record = stack.records().get_deployment("iris", 1)
     assert record is not None and record.config is not None and record.serving_setup is not None
-    assert record.config["maxConcurrency"] == 3
-    assert record.serving_setup["notes"][-1] == (
+    assert record.config.max_concurrency == 3
+    assert record.serving_setup.notes[-1] == (
         "max_concurrency 3, not the default 5: account quota 'Maximum total concurrency that can be "
         "allocated across all serverless endpoints' (sagemaker L-96300102) is 10 (applied value) and 7 is "
         "allocated to the other serverless endpoints. Set max_concurrency in modeldrop.json to choose it"

@@ -100,7 +100,7 @@ def test_upload_check(check: UploadCheck, stack: Stack, sagemaker: StubbedSageMa
         assert outcome.status is DeploymentStatus.DEPLOYING, outcome.reason
         record = stack.records().get_deployment("iris", 1)
         assert record is not None and record.serving_setup is not None
-        said = "\n".join(record.serving_setup["notes"])
+        said = "\n".join(record.serving_setup.notes)
     for words in check.mentions:
         assert words in said, said
 
