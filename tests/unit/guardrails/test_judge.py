@@ -7,7 +7,8 @@ from modeldrop.frameworks import Framework
 from modeldrop.guardrails.agreement import answers_agree
 from modeldrop.guardrails.config import CanaryRollout, ShadowRollout
 from modeldrop.guardrails.judge import Decision, VersionFigures, judge
-from modeldrop.model_config import ConfigDefaults, ConfigRejected, parse_model_config, resolve_config
+from modeldrop.model_config import ConfigDefaults, parse_model_config, resolve_config
+from modeldrop.rejection import UploadRejected
 
 CANARY = CanaryRollout(
     strategy="canary",
@@ -133,6 +134,6 @@ def test_modeldrop_json_rollout_is_validated_and_recorded() -> None:
     ],
 )
 def test_bad_rollouts_are_rejected_by_name(raw: bytes, reason: str) -> None:
-    with pytest.raises(ConfigRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         parse_model_config(raw)
     assert reason in caught.value.reason
