@@ -118,7 +118,7 @@ def test_modeldrop_json_rollout_is_validated_and_recorded() -> None:
     stored = resolved.model_dump(mode="json", by_alias=True)["rollout"]
     assert '"canary_percent":20.0' in stored and '"min_requests":50' in stored
     reread = type(resolved).model_validate({**resolved.model_dump(by_alias=True), "rollout": stored})
-    assert reread == resolved
+    assert reread.rollout == resolved.rollout
 
 
 @pytest.mark.parametrize(
