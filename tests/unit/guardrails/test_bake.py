@@ -13,7 +13,13 @@ import boto3
 import pytest
 from modeldrop.deployments_table import GoLive
 from modeldrop.events import DeploymentStatusEvent
-from modeldrop.guardrails.bake import BakeDependencies, NoBakeInProgress, handle_bake_step, request_decision
+from modeldrop.guardrails.bake import (
+    BakeDependencies,
+    NoBakeInProgress,
+    abort_for_rollback,
+    handle_bake_step,
+    request_decision,
+)
 from modeldrop.guardrails.candidate import supersede_bake
 from modeldrop.guardrails.config import parse_rollout
 from modeldrop.guardrails.metrics import VERSION_ERRORS, VERSION_LATENCY, VERSION_REQUESTS
@@ -224,4 +230,19 @@ def test_a_newer_upload_supersedes_the_bake_and_leaves_no_endpoint(
     assert verdict.status == "Superseded" and "superseded by version 3" in (verdict.reason or "")
     ended = handle_bake_step(step(base, "bake_end", verdict=verdict.model_dump()), deps)
     assert ended.status == "Superseded"
+    assert deps.rollout.sagemaker.deleted == ["modeldrop-iris-v2"]  # type: ignore[attr-defined]
+
+
+def test_a_rollback_on_demand_during_a_bake_aborts_it(stack: Stack, deps: BakeDependencies) -> None:
+    # Given a candidate baking
+    base = seed(stack, deps)
+    # When a rollback is asked for meanwhile (the Api function's rollback route does this first)
+    assert abort_for_rollback(MODEL, deps.rollouts) is not None
+    # Then the candidate's traffic stops at once, and the bake's next step ends it and drops its endpoint
+    state = deps.rollouts.get(MODEL)
+    assert state is not None and state.state is RolloutPhase.ABORTED and state.candidate_weight == 0
+    assert "a rollback was requested during the bake" in (state.reason or "")
+    verdict = handle_bake_step(step(base, "bake_judge"), deps)
+    assert verdict.status == "Aborted"
+    assert handle_bake_step(step(base, "bake_end", verdict=verdict.model_dump()), deps).status == "Aborted"
     assert deps.rollout.sagemaker.deleted == ["modeldrop-iris-v2"]  # type: ignore[attr-defined]
