@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from modeldrop.frameworks import Framework
 from modeldrop.model_config import ConfigRejected, ModelConfig
-from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
 from modeldrop.tarball import TarballLimits, TarballRejected
+from modeldrop_local.packaging import PackagingError, build_model_tarball, describe_tarball
 
 
 @pytest.fixture

@@ -38,9 +38,10 @@ def package(
     from modeldrop.frameworks import default_version
     from modeldrop.image_libraries import check_versions
     from modeldrop.model_config import ConfigRejected
-    from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
     from modeldrop.serving_setup import parse_libraries
     from modeldrop.tarball import TarballRejected
+
+    from modeldrop_local.packaging import PackagingError, build_model_tarball, describe_tarball
 
     try:
         path = build_model_tarball(model_file, output, inference_py=inference, requirements_txt=requirements)
