@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modeldrop_local.functions_host.fork_server import ForkServer
+from modeldrop_local.functions_host.fork_server import FunctionsForkServer
 from modeldrop_local.functions_host.runtime import error_payload
 from modeldrop_local.functions_host.worker import INIT_TIMEOUT_S, Worker
 
@@ -53,7 +53,7 @@ class FunctionsHost:
         log_dir: Path | None = None,
         condensed_console: bool = False,
         spare_workers: int = 0,
-        fork_server: ForkServer | None = None,
+        fork_server: FunctionsForkServer | None = None,
     ) -> None:
         """log_dir: each function's log in log_dir/<name>.log; else on this console, as written or,
         with condensed_console, one readable line per record (see console.console_line)."""
@@ -68,7 +68,7 @@ class FunctionsHost:
         self._spare_workers = spare_workers
         self._closed = False
         # Started by the caller ahead of time (its imports overlap the caller's own start), else on first use.
-        self._fork_server: ForkServer | None = fork_server
+        self._fork_server: FunctionsForkServer | None = fork_server
         self._fork_server_lock = threading.Lock()
         # The latest invocations (function, request id, failed), bounded: `local up` may run for days.
         self.invocations: deque[tuple[str, str, bool]] = deque(maxlen=1000)
@@ -141,12 +141,12 @@ class FunctionsHost:
             spec, self._base_environment, self.log_dir, self.condensed_console, self._running_fork_server()
         )
 
-    def _running_fork_server(self) -> ForkServer | None:
+    def _running_fork_server(self) -> FunctionsForkServer | None:
         with self._fork_server_lock:
             if self._closed:
                 return None
             if self._fork_server is None or not self._fork_server.alive():
-                self._fork_server = ForkServer(self._base_environment)
+                self._fork_server = FunctionsForkServer(self._base_environment)
             return self._fork_server
 
     def _give_back(self, worker: Worker) -> None:

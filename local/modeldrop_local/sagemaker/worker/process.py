@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import psutil
 
+from modeldrop_local.forking.client import ForkServer
+from modeldrop_local.forking.processes import describe_exit, kill_process_group
 from modeldrop_local.sagemaker.worker.log_pump import LOG_TAIL_LINES, LogPump
 from modeldrop_local.sagemaker.worker.protocol import ChannelClosed, recv_frame, send_frame
 from modeldrop_local.sagemaker.worker.types import (
@@ -23,7 +25,6 @@ from modeldrop_local.sagemaker.worker.types import (
     WorkerStartError,
     WorkerTimeout,
 )
-from modeldrop_local.sagemaker.worker.zygote import ForkServer, describe_exit, kill_process_group
 
 EXIT_REPORT_WAIT_S = 2.0
 

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from modeldrop_local.sagemaker.worker.fork_servers import PRELOADS
 from modeldrop_local.sagemaker.worker.image_envs import ImageEnvironment, environment_for_image
 from modeldrop_local.sagemaker.worker.profiles import (
     GENERIC,
@@ -24,7 +25,6 @@ from modeldrop_local.sagemaker.worker.profiles import (
     tensorflow_layout_problem,
 )
 from modeldrop_local.sagemaker.worker.types import WorkerSpec, WorkerStartError
-from modeldrop_local.sagemaker.worker.zygote import PRELOADS
 
 
 @dataclass(frozen=True)
