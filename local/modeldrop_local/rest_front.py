@@ -7,7 +7,6 @@ Routes, binary media types and the API-key requirement come from the API's OpenA
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import re
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldrop.content_types import accept_list, is_binary
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
@@ -77,12 +77,9 @@ class RestFrontApp:
         self.api = api
         self.invoke = invoke
         self.routes = routes_from_openapi(api.definition)
-        self.binary_media_types = [
+        self.binary_media_types = tuple(
             str(t) for t in api.definition.get("x-amazon-apigateway-binary-media-types", [])
-        ]
-        # Media type → whether a binary media type pattern matches it (fnmatch per pattern is not free,
-        # and a client sends the same few types on every request). Bounded: it keys on client input.
-        self._binary_by_media_type: dict[str, bool] = {}
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -111,15 +108,8 @@ class RestFrontApp:
         return self.http_response(result.payload, request)
 
     def _is_binary(self, content_type: str | None) -> bool:
-        media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        if not media_type:
-            return False
-        known = self._binary_by_media_type.get(media_type)
-        if known is None:
-            known = any(fnmatch.fnmatch(media_type, pattern) for pattern in self.binary_media_types)
-            if len(self._binary_by_media_type) < 256:
-                self._binary_by_media_type[media_type] = known
-        return known
+        """The Api function's own rule (modeldrop.api.media_types), over this API's binaryMediaTypes."""
+        return is_binary(content_type, self.binary_media_types)
 
     def proxy_event(
         self, request: Request, route: Route, path: str, path_parameters: dict[str, str]
@@ -207,7 +197,7 @@ class RestFrontApp:
         body = proxy.get("body") or ""
         # API Gateway decodes a base64 body only when Accept (or the content type) is a binary media type.
         accept = request.headers.get("Accept", "")
-        wants_binary = any(self._is_binary(part) for part in accept.split(",")) or self._is_binary(
+        wants_binary = any(self._is_binary(item.essence) for item in accept_list(accept)) or self._is_binary(
             headers.get("Content-Type")
         )
         data = base64.b64decode(body) if proxy.get("isBase64Encoded") and wants_binary else str(body).encode()

@@ -14,6 +14,7 @@ from modeldrop_local.functions_host import FunctionsForkServer, FunctionsHost
 from tests.integration.local_cloud.conftest import echo_function_environment
 
 ECHO = "fixture-EchoFunction"
+FUNCTIONS_FORK_SERVER = ["-m", "modeldrop_local.forking", "--fork-server", "functions"]
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_a_worker_is_forked_from_the_fork_server_with_the_functions_own_environm
     # Then the fork server is its parent, and it runs with its own environment and layer
     worker = psutil.Process(int(str(answer["pid"])))
     fork_server = worker.parent()
-    assert fork_server is not None and fork_server.cmdline()[1:5] == ["-m", "modeldrop_local.forking", "--fork-server", "functions"]
+    assert fork_server is not None and fork_server.cmdline()[1:5] == FUNCTIONS_FORK_SERVER
     assert answer["layer"] == "from-the-layer"
     assert answer["env"] == echo_function_environment(cloud)
 
@@ -61,7 +62,7 @@ def test_a_cold_start_after_the_fork_server_died_gets_a_new_one(host: FunctionsH
     worker = psutil.Process(int(str(answer["pid"])))
     new_server = worker.parent()
     assert new_server is not None and new_server.pid != old_server.pid
-    assert new_server.cmdline()[1:5] == ["-m", "modeldrop_local.forking", "--fork-server", "functions"]
+    assert new_server.cmdline()[1:5] == FUNCTIONS_FORK_SERVER
 
 
 def test_the_fork_server_only_imports_so_forking_it_is_safe(cloud: LocalCloud) -> None:

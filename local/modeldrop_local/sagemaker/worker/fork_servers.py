@@ -99,8 +99,9 @@ class ImageForkServer(ForkServer):
         """python: the interpreter of a pinned image environment (image_envs.py), else this one."""
         self.preload = preload
         env = {**container_environment(os.environ), **THREAD_ENV}
-        # The worker code and the one module of the layer it imports (modeldrop.frameworks, standard
-        # library only) come from the source tree, so a pinned environment needs no copy of either.
+        # The worker code and the modules of the layer it imports (modeldrop.frameworks and
+        # modeldrop.content_types, standard library only) come from the source tree, so a pinned
+        # environment needs no copy of either.
         local_root = str(Path(__file__).resolve().parents[3])
         layer_root = str(Path(modeldrop.frameworks.__file__).resolve().parents[1])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [local_root, layer_root, env.get("PYTHONPATH", "")]))
