@@ -38,6 +38,8 @@ PRELOADS: dict[str, tuple[str, ...]] = {
         "sklearn.pipeline",
         "sklearn.preprocessing",
         "sklearn.neighbors",
+        # The image's codecs, in its environment (sklearn_container.image_encoders); absent elsewhere.
+        "sagemaker_containers._encoders",
     ),
     "xgboost": ("numpy", "scipy", "xgboost"),
     "onnx": ("numpy", "onnxruntime"),
