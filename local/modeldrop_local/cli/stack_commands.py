@@ -15,7 +15,7 @@ from modeldrop import naming
 from modeldrop_local.cli.errors import fail, reaching_the_stack
 from modeldrop_local.progress import follow_display
 from modeldrop_local.stack import DEFAULT_STACK_NAME
-from modeldrop_local.stack_client import ApiError, StackClient
+from modeldrop_local.stack_client import RestApiError, StackClient
 
 stack_app = typer.Typer()
 
@@ -111,7 +111,7 @@ def rollback(
     stack = StackClient(endpoint_url, stack_name)
     try:
         accepted = stack.rollback(name, version)
-    except ApiError as refusal:
+    except RestApiError as refusal:
         raise fail(f"rollback of {name} refused: {refusal}") from refusal
     typer.echo(f"rollback v{accepted.version} of {name} to v{accepted.rollback_to}: {accepted.status}")
     with follow_display() as display:

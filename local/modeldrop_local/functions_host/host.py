@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from modeldrop_local.functions_host.fork_server import FunctionsForkServer
 from modeldrop_local.functions_host.runtime import error_payload
-from modeldrop_local.functions_host.worker import INIT_TIMEOUT_S, Worker
+from modeldrop_local.functions_host.worker import INIT_TIMEOUT_S, FunctionWorker
 
 if TYPE_CHECKING:
     from modeldrop_local.template import FunctionSpec
@@ -61,7 +61,7 @@ class FunctionsHost:
         self.condensed_console = condensed_console
         self._functions = dict(functions)
         self._base_environment = dict(base_environment)
-        self._idle: dict[str, list[Worker]] = {}
+        self._idle: dict[str, list[FunctionWorker]] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
         self._default_concurrency = default_concurrency
@@ -118,7 +118,7 @@ class FunctionsHost:
         thread.start()
         return thread
 
-    def _take(self, spec: FunctionSpec) -> Worker:
+    def _take(self, spec: FunctionSpec) -> FunctionWorker:
         with self._lock:
             if self._closed:
                 raise RuntimeError("functions host is stopped")
@@ -136,8 +136,8 @@ class FunctionsHost:
             self._give_back(self._start_worker(spec))
         return taken
 
-    def _start_worker(self, spec: FunctionSpec) -> Worker:
-        return Worker(
+    def _start_worker(self, spec: FunctionSpec) -> FunctionWorker:
+        return FunctionWorker(
             spec, self._base_environment, self.log_dir, self.condensed_console, self._running_fork_server()
         )
 
@@ -149,7 +149,7 @@ class FunctionsHost:
                 self._fork_server = FunctionsForkServer(self._base_environment)
             return self._fork_server
 
-    def _give_back(self, worker: Worker) -> None:
+    def _give_back(self, worker: FunctionWorker) -> None:
         with self._lock:
             if not self._closed:
                 self._idle.setdefault(worker.spec.name, []).append(worker)

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 INIT_TIMEOUT_S = 10.0
 
 
-class Worker:
+class FunctionWorker:
     """The host's side of one function worker: a process forked from the fork server (else spawned),
     its request and reply pipes, its log; one invocation at a time."""
 

@@ -1,6 +1,7 @@
 """User code imports sagemaker_containers on the scikit-learn image, as it can on AWS.
 
-The sagemaker-scikit-learn:1.2-1 image serves with sagemaker-containers 2.8.6.post2 (../shared/FIDELITY.md),
+The sagemaker-scikit-learn:1.2-1 image serves with sagemaker-containers 2.8.6.post2
+(aws/sagemaker-scikit-learn-container requirements.txt at v1.2-1),
 and AWS's own scikit-learn examples write `output_fn` with it:
 `worker.Response(encoders.encode(prediction, accept), mimetype=accept)`. The local image environment
 (local/modeldrop_local/sagemaker/images/sklearn-1.2-1.lock) installs the real package, and the answer to

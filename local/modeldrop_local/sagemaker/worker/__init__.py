@@ -1,7 +1,7 @@
 """Local SageMaker workers: one process per model instance, forked from per-framework fork servers.
 
 The API the local SageMaker server codes against: WorkerLauncher starts Workers from WorkerSpecs;
-Worker.invoke runs the inference-toolkit handler chain and returns an InvocationResult; failures raise
+Worker.invoke runs the inference-toolkit handler chain and returns a WorkerAnswer; failures raise
 WorkerStartError, WorkerCrashed or WorkerTimeout.
 
 Choices, and why:
@@ -24,7 +24,7 @@ Choices, and why:
 from modeldrop_local.sagemaker.worker.launcher import WorkerLauncher
 from modeldrop_local.sagemaker.worker.process import Worker
 from modeldrop_local.sagemaker.worker.types import (
-    InvocationResult,
+    WorkerAnswer,
     WorkerCrashed,
     WorkerSpec,
     WorkerStartError,
@@ -32,8 +32,8 @@ from modeldrop_local.sagemaker.worker.types import (
 )
 
 __all__ = [
-    "InvocationResult",
     "Worker",
+    "WorkerAnswer",
     "WorkerCrashed",
     "WorkerLauncher",
     "WorkerSpec",
