@@ -2,6 +2,19 @@
 
 Routes, binary media types and the API-key requirement come from the API's OpenAPI definition
 (the template's DefinitionBody), so the local front answers the same paths API Gateway would.
+
+Why the proxy event is built here and not by SAM CLI's `sam local start-api` builder
+(samcli.local.apigw.event_constructor.construct_v1_event, aws-sam-cli 1.170.0):
+- its binary rule is `request_mimetype in binary_types or "*/*" in binary_types`
+  (_should_base64_encode): no media ranges, so with this API's `image/*` an image body would travel
+  as text; API Gateway matches the range (modeldrop.content_types.is_binary here);
+- it passes no request id or time to RequestContext, whose defaults (`request_id=str(uuid.uuid4())`,
+  `request_time_epoch`, `request_time`) are evaluated once, at import: every event would carry the
+  same requestId, which the Api function returns in each error body;
+- it needs a request routed by Flask (`flask_request.endpoint`, `view_args` for the resource and the
+  path parameters), where this front routes by the OpenAPI paths;
+- it decodes a text body with strict UTF-8 (`request_data.decode("utf-8")`), so a body that is not
+  UTF-8 would raise instead of reaching the function.
 """
 
 from __future__ import annotations
