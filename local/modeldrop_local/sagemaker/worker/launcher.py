@@ -131,13 +131,11 @@ class WorkerLauncher:
         fork_started = time.perf_counter()
         try:
             pid = server.fork(config, [theirs.fileno(), log_write])
-        except ForkServerError as error:
+        except BaseException as error:
             ours.close()
             os.close(log_read)
-            raise WorkerStartError(str(error)) from error
-        except BaseException:
-            ours.close()
-            os.close(log_read)
+            if isinstance(error, ForkServerError):  # the fork server is gone: this start fails with it
+                raise WorkerStartError(str(error)) from error
             raise
         finally:
             theirs.close()
