@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from modeldrop.content_types import essence
 
 from modeldrop_local.sagemaker.worker.profiles import BASE_DIR_ENV, DEFAULT_ACCEPT_ENV, DefaultModel
 from modeldrop_local.sagemaker.worker.serving import ModelLoadError, Outcome, load_user_module
@@ -244,7 +245,7 @@ _DEFAULTS: dict[DefaultModel, tuple[Callable[..., Any], Callable[..., Any], Call
 def with_charset(mimetype: str) -> str:
     if "charset" in mimetype:
         return mimetype
-    kind = mimetype.split(";", 1)[0].strip().lower()
+    kind = essence(mimetype)
     if kind.startswith("text/") or kind in _CHARSET_TYPES or kind.endswith("+xml"):
         return f"{mimetype}; charset=utf-8"
     return mimetype
