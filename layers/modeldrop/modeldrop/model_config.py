@@ -15,7 +15,7 @@ import difflib
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -45,6 +45,9 @@ MEMORY_HEADROOM_MB = 512
 MEMORY_HEADROOM_FRACTION = 0.25
 
 CONFIG_SOURCE = "modeldrop.json"
+# "auto": the upload's Model Package is created Approved and deployed at once; "manual": it is created
+# PendingManualApproval and deploys once approved (modeldrop.registry).
+ApprovalMode = Literal["auto", "manual"]
 CUSTOM_CODE_FRAMEWORK = Framework.SKLEARN
 
 
@@ -70,6 +73,7 @@ class ModelConfig(BaseModel):
     environment: dict[str, str] = Field(default_factory=dict, strict=True)
     # One request sent to the new version once InService, before it goes live (modeldrop.smoke_test).
     smoke_test: SmokeTest | None = None
+    approval: ApprovalMode | None = None
 
     @field_validator("framework_version")
     @classmethod
@@ -210,6 +214,7 @@ class ResolvedConfig(BaseModel):
     environment: dict[str, str]
     # The smoke test as JSON text: DynamoDB takes no floats, and a request body may hold them.
     smoke_test: str | None = None
+    approval: ApprovalMode = "auto"
 
 
 def resolve_config(
@@ -281,4 +286,5 @@ def resolve_config(
         provisioned_concurrency=provisioned,
         environment=dict(config.environment),
         smoke_test=config.smoke_test.model_dump_json(exclude_unset=True) if config.smoke_test else None,
+        approval=config.approval or "auto",
     )
