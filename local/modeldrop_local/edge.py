@@ -2,8 +2,9 @@
 
 Routing: the SageMaker Model Registry's operations (model packages and their groups) → moto's
 SageMaker, through `model_registry.py`, which also sends their state-change events to the template's
-EventBridge rules (`eventbridge.py`); the rest of the SageMaker control plane (X-Amz-Target SageMaker.*) and runtime (/endpoints/*/invocations), as
-`sagemaker.app.is_sagemaker_request` tells → the local SageMaker WSGI app; Lambda Invoke → the
+EventBridge rules (`eventbridge.py`); the rest of the SageMaker control plane (X-Amz-Target
+SageMaker.*) and runtime (/endpoints/*/invocations), as `sagemaker.app.is_sagemaker_request` tells →
+the local SageMaker WSGI app; Lambda Invoke → the
 functions host; CloudFormation DescribeStacks of the local stack → `cloudformation.py`; everything else
 → moto, in-process. Successful S3 object writes go to `s3_notifications.py`, which sends S3's event to
 the functions the template subscribes, asynchronously.

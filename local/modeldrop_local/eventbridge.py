@@ -2,11 +2,11 @@
 the local cloud.
 
 A function's `Type: EventBridgeRule` (or `CloudWatchEvent`, its older name) event is a rule on the
-default bus whose target is that function (SAM's event source, docs.aws.amazon.com/serverless-application-model
-`sam-property-function-eventbridgerule`). moto records rules, but delivers to its own Lambda backend,
-which holds no function here; so the local cloud publishes the events AWS services would send (the
-Model Registry's, model_registry.py) to `EventRules.publish`, which matches them with moto's own
-EventBridge pattern engine (moto/events/models.py `EventPattern`: exact values, prefix, suffix,
+default bus whose target is that function (SAM's event source: AWS SAM Developer Guide,
+"EventBridgeRule", sam-property-function-eventbridgerule). moto records rules, but delivers to its
+own Lambda backend, which holds no function here; so the local cloud publishes the events AWS services
+would send (the Model Registry's, model_registry.py) to `EventRules.publish`, which matches them with
+moto's own EventBridge pattern engine (moto/events/models.py `EventPattern`: exact values, prefix, suffix,
 anything-but, numeric, exists, $or) and invokes each matching rule's function asynchronously, the way
 EventBridge invokes a Lambda target.
 """
@@ -39,7 +39,7 @@ class EventRule:
     function_arn: str
 
     def matches(self, event: dict[str, Any]) -> bool:
-        return bool(EventPattern.load(json.dumps(self.pattern)).matches_event(event))
+        return bool(EventPattern.load(json.dumps(self.pattern)).matches_event(event))  # type: ignore[arg-type]
 
 
 def function_rules(resolver: Resolver, logical_id: str, resource: dict[str, Any]) -> list[EventRule]:
@@ -56,9 +56,9 @@ def function_rules(resolver: Resolver, logical_id: str, resource: dict[str, Any]
         rules.append(
             EventRule(
                 # SAM names the rule after the stack, the function and the event (plus a hash on AWS).
-                name=str(properties.get("RuleName") or f"{resolver.refs['AWS::StackName']}-{logical_id}{event_id}")[
-                    :64
-                ],
+                name=str(
+                    properties.get("RuleName") or f"{resolver.refs['AWS::StackName']}-{logical_id}{event_id}"
+                )[:64],
                 pattern=dict(properties["Pattern"]),
                 function=resolver.refs[logical_id],
                 function_arn=resolver.attributes[(logical_id, "Arn")],

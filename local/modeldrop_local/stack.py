@@ -2,8 +2,9 @@
 
 Everything comes from the template: the bucket, tables, roles, state machine (DefinitionUri with its
 DefinitionSubstitutions), the API key, the functions, the S3 → Lambda notifications (read and
-recorded by `s3_notifications.py`) and the functions' EventBridge rules (`eventbridge.py`). The resources are created with plain boto3 clients: through the
-edge, or moto's in-process mock in the unit tests.
+recorded by `s3_notifications.py`) and the functions' EventBridge rules (`eventbridge.py`). The
+resources are created with plain boto3 clients: through the edge, or moto's in-process mock in the
+unit tests.
 """
 
 from __future__ import annotations

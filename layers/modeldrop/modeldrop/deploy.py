@@ -10,8 +10,10 @@ endpoint before the new version is known to be deployable:
      deployments/<name>/<deploymentId>/model.tar.gz (SageMaker cannot be given a version) — byte for byte
      by one server-side copy, or repacked (repack.py) when files are added or left out — then
      CreateModel + CreateEndpointConfig (new names per version; the live endpoint is untouched);
-  4. CreateEndpoint / UpdateEndpoint, or Queued when the endpoint is busy with another deployment;
-  5. the deploy state machine follows it (execution name = deployment id, so a retry cannot start two).
+  4. the version is registered in the SageMaker Model Registry (modeldrop.registry); with
+     "approval": "manual" it is recorded PendingApproval and OnUpload stops here;
+  5. CreateEndpoint / UpdateEndpoint, or Queued when the endpoint is busy with another deployment;
+  6. the deploy state machine follows it (execution name = deployment id, so a retry cannot start two).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from modeldrop.model_config import (
 from modeldrop.observability import logger, metrics
 from modeldrop.preflight import PreflightRejected, check_serverless_quotas
 from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
+from modeldrop.registry import register_upload
 from modeldrop.repack import compress_level_for, repack_to_s3
 from modeldrop.sagemaker_adapter import (
     BROKEN_STATUSES,
@@ -96,6 +99,9 @@ class UploadOutcome(BaseModel):
     deployment_id: str | None = None
     reason: str | None = None
     execution_arn: str | None = None
+    # The upload's version in the SageMaker Model Registry (modeldrop.registry).
+    model_package_arn: str | None = None
+    model_package_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,12 @@ def _deploy_recorded(
     try:
         _pin_model_data(deployment, plan, deps)
         _create_sagemaker_resources(deployment, config, deps)
+        deployment = register_upload(deployment, config, deps.sagemaker, deps.records)
+        if deployment.status is DeploymentStatus.PENDING_APPROVAL:
+            # "approval": "manual": the endpoint is left alone until the package is approved.
+            logger.info("deployment waits for approval", extra={"package": deployment.model_package_arn})
+            _count("DeploymentPendingApproval")
+            return _outcome(upload, deployment, DeploymentStatus.PENDING_APPROVAL, deployment.reason)
         status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
     except ClientError as error:
         if _is_transient(error):
@@ -431,6 +443,8 @@ def _outcome(
         version=deployment.version,
         deployment_id=deployment.deployment_id,
         reason=reason,
+        model_package_arn=deployment.model_package_arn,
+        model_package_version=deployment.model_package_version,
     )
 
 

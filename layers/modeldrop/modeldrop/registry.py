@@ -33,6 +33,7 @@ from modeldrop.model_config import ResolvedConfig
 from modeldrop.observability import logger
 from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus
 from modeldrop.sagemaker_adapter import SageMakerAdapter
+from modeldrop.settings import ModelApprovalSettings
 
 STATE_CHANGE_DETAIL_TYPE = "SageMaker Model Package State Change"
 # botocore: ApprovalDescription and ModelPackageDescription are at most 1024 characters.
@@ -85,8 +86,9 @@ def register_version(
     """Create the upload's Model Package (and, on first upload, its group)."""
     group = group_name(deployment.model_name)
     sagemaker.ensure_model_package_group(
-        group, f"modeldrop model '{deployment.model_name}': one version per accepted upload of "
-        f"models/{deployment.model_name}/model.tar.gz"
+        group,
+        f"modeldrop model '{deployment.model_name}': one version per accepted upload of "
+        f"models/{deployment.model_name}/model.tar.gz",
     )
     container: dict[str, Any] = {
         "Image": config.image,
@@ -126,6 +128,37 @@ def register_version(
     return RegisteredVersion(arn=arn, version=version, approval_status=status)
 
 
+def register_upload(
+    deployment: Deployment, config: ResolvedConfig, sagemaker: SageMakerAdapter, records: DeploymentRecords
+) -> Deployment:
+    """OnUpload's step once the upload's SageMaker model and endpoint config exist: register the version
+    and record its package on the deployment; a manual version is recorded PendingApproval (one write),
+    and OnUpload then leaves the endpoint alone. Returns the deployment as recorded."""
+    registered = register_version(deployment, config, sagemaker)
+    fields = {
+        "model_package_arn": registered.arn,
+        "model_package_version": registered.version,
+        "approval_status": registered.approval_status.value,
+    }
+    status, reason = deployment.status, deployment.reason
+    if registered.approval_status is ApprovalStatus.PENDING:
+        status = DeploymentStatus.PENDING_APPROVAL
+        reason = (
+            f"waiting for approval of model package version {registered.version} ({registered.arn}): "
+            f"modeldrop approve {deployment.model_name} --version {deployment.version}, or "
+            "UpdateModelPackage(ModelApprovalStatus='Approved')"
+        )
+    records.update_deployment(
+        deployment.model_name,
+        deployment.version,
+        status,
+        reason=reason,
+        expected=(deployment.status,),
+        **fields,
+    )
+    return deployment.model_copy(update={"status": status, "reason": reason, **fields})
+
+
 # ------------------------------------------------------------------------------------------- approval
 
 
@@ -155,7 +188,7 @@ def approve_version(
             f"Version {version} of '{model_name}' is not waiting for approval "
             f"(it is {deployment.status.value}"
             + (f", its package {deployment.approval_status}" if deployment.approval_status else "")
-            + "); only versions uploaded with \"approval\": \"manual\" wait for one.",
+            + '); only versions uploaded with "approval": "manual" wait for one.',
         )
     sagemaker.update_model_package(
         deployment.model_package_arn,
@@ -182,7 +215,7 @@ class ModelPackageStateChange(BaseModel):
     ApprovalDescription: str | None = None
 
 
-class ModelPackageStateChangeEvent(EventBridgeModel):  # type: ignore[misc]
+class ModelPackageStateChangeEvent(EventBridgeModel):
     detail: ModelPackageStateChange
 
 
@@ -191,15 +224,15 @@ class StateChangeOutcome(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    action: str  # started | rejected | recorded | ignored
+    action: str  # started | rejected | superseded | recorded | ignored
     model_name: str | None = None
     version: int | None = None
     status: str | None = None
     reason: str | None = None
 
 
-# Starts an approved version's deployment: the rollout's one way to start one (record it, send it to
-# SageMaker or queue it, follow it with the deploy state machine). Returns the deployment as recorded.
+# Starts a recorded Queued deployment: the rollout's one way to start one (send it to SageMaker or queue
+# it, touch the model item, follow it with the deploy state machine). Returns the deployment as recorded.
 StartDeployment = Callable[[Deployment], Deployment]
 
 
@@ -218,7 +251,9 @@ def handle_state_change(change: ModelPackageStateChange, deps: ApprovalDependenc
     """
     prefix = naming.NAME_PREFIX
     if not change.ModelPackageGroupName.startswith(prefix):
-        return StateChangeOutcome(action="ignored", reason=f"not a modeldrop group: {change.ModelPackageGroupName}")
+        return StateChangeOutcome(
+            action="ignored", reason=f"not a modeldrop group: {change.ModelPackageGroupName}"
+        )
     model_name = change.ModelPackageGroupName[len(prefix) :]
     deployment = _deployment_of(model_name, change.ModelPackageArn, deps.records)
     logger.append_keys(model=model_name, model_package_arn=change.ModelPackageArn)
@@ -253,7 +288,37 @@ def handle_state_change(change: ModelPackageStateChange, deps: ApprovalDependenc
         logger.info("model version rejected", extra={"reason": reason, "written": written})
         return _outcome("rejected", deployment, DeploymentStatus.REJECTED.value, reason)
     if status is ApprovalStatus.APPROVED:
-        started = deps.start(deployment.model_copy(update={"approval_status": status.value}))
+        newer = _newer_deployment(deployment, deps.records)
+        if newer is not None:
+            # The live record follows version numbers (a newer version stays live), so deploying an older
+            # one now would serve it behind the record's back.
+            reason = (
+                f"approved after v{newer.version} ({newer.status.value}) was deployed; "
+                "upload it again to deploy it"
+            )
+            deps.records.update_deployment(
+                model_name,
+                deployment.version,
+                DeploymentStatus.SUPERSEDED,
+                reason=reason,
+                expected=(DeploymentStatus.PENDING_APPROVAL,),
+                approval_status=status.value,
+            )
+            return _outcome("superseded", deployment, DeploymentStatus.SUPERSEDED.value, reason)
+        # PendingApproval → Queued is conditional: of two copies of the event, one starts the deployment.
+        if not deps.records.update_deployment(
+            model_name,
+            deployment.version,
+            DeploymentStatus.QUEUED,
+            expected=(DeploymentStatus.PENDING_APPROVAL,),
+            approval_status=status.value,
+        ):
+            current = deps.records.get_deployment(model_name, deployment.version) or deployment
+            return _outcome("recorded", current, current.status.value, current.reason)
+        queued = deployment.model_copy(
+            update={"status": DeploymentStatus.QUEUED, "reason": None, "approval_status": status.value}
+        )
+        started = deps.start(queued)
         logger.info("approved version started", extra={"status": started.status.value})
         return _outcome("started", started, started.status.value, started.reason)
     return _outcome("recorded", deployment, deployment.status.value, deployment.reason)
@@ -264,7 +329,21 @@ def _deployment_of(model_name: str, package_arn: str, records: DeploymentRecords
     target's package, so uploads are preferred)."""
     matching = [d for d in records.all_deployments(model_name) if d.model_package_arn == package_arn]
     uploads = [d for d in matching if not d.is_rollback]
-    return (uploads or matching or [None])[0]
+    return next(iter(uploads or matching), None)
+
+
+_LIVE_OR_ON_ITS_WAY = (DeploymentStatus.QUEUED, DeploymentStatus.DEPLOYING, DeploymentStatus.IN_SERVICE)
+
+
+def _newer_deployment(deployment: Deployment, records: DeploymentRecords) -> Deployment | None:
+    return next(
+        (
+            candidate
+            for candidate in records.list_deployments(deployment.model_name, limit=50)
+            if candidate.version > deployment.version and candidate.status in _LIVE_OR_ON_ITS_WAY
+        ),
+        None,
+    )
 
 
 def _approval_description(package_arn: str, deps: ApprovalDependencies) -> str | None:
@@ -277,7 +356,11 @@ def _approval_description(package_arn: str, deps: ApprovalDependencies) -> str |
 
 def _outcome(action: str, deployment: Deployment, status: str, reason: str | None) -> StateChangeOutcome:
     return StateChangeOutcome(
-        action=action, model_name=deployment.model_name, version=deployment.version, status=status, reason=reason
+        action=action,
+        model_name=deployment.model_name,
+        version=deployment.version,
+        status=status,
+        reason=reason,
     )
 
 
@@ -309,3 +392,48 @@ def is_approved(deployment: Deployment) -> bool:
 
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+
+
+def approval_dependencies(settings: ModelApprovalSettings | None = None) -> ApprovalDependencies:
+    """The ModelApproval function's adapters, from its environment (template.yaml)."""
+    import boto3
+
+    settings = settings or ModelApprovalSettings.load()
+    records = DeploymentRecords(boto3.resource("dynamodb").Table(settings.deployments_table))
+    sagemaker = SageMakerAdapter(boto3.client("sagemaker"))
+    return ApprovalDependencies(
+        records=records,
+        sagemaker=sagemaker,
+        start=_start_until_rollout(records, sagemaker, boto3.client("stepfunctions"), settings),
+    )
+
+
+def _start_until_rollout(
+    records: DeploymentRecords,
+    sagemaker: SageMakerAdapter,
+    stepfunctions: Any,
+    settings: ModelApprovalSettings,
+) -> StartDeployment:
+    # TEMPORARY, replaced by modeldrop.rollout's Rollout.begin when it lands on main.
+    from modeldrop.deploy import execution_input, start_or_queue
+
+    def start(deployment: Deployment) -> Deployment:
+        status, endpoint_status = start_or_queue(deployment, sagemaker)
+        records.update_deployment(deployment.model_name, deployment.version, status)
+        records.touch_model(
+            deployment.model_name,
+            deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
+            status=endpoint_status,
+            last_deployment_id=deployment.deployment_id,
+        )
+        response = stepfunctions.start_execution(
+            stateMachineArn=settings.state_machine_arn,
+            name=deployment.deployment_id,
+            input=execution_input(deployment, status, settings.max_polls).model_dump_json(by_alias=True),
+        )
+        records.update_deployment(
+            deployment.model_name, deployment.version, status, execution_arn=str(response["executionArn"])
+        )
+        return deployment.model_copy(update={"status": status, "execution_arn": response["executionArn"]})
+
+    return start

@@ -151,7 +151,9 @@ class SageMakerAdapter:
     def ensure_model_package_group(self, name: str, description: str) -> str:
         """The group's ARN; the group is created on first use (a concurrent creator's group is fine)."""
         try:
-            return str(self._client.describe_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"])
+            return str(
+                self._client.describe_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"]
+            )
         except ClientError as error:
             if not _is_missing_group(error):
                 raise
@@ -162,7 +164,9 @@ class SageMakerAdapter:
         except ClientError as error:
             if "already exists" not in error.response.get("Error", {}).get("Message", "").lower():
                 raise
-            return str(self._client.describe_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"])
+            return str(
+                self._client.describe_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"]
+            )
         return str(response["ModelPackageGroupArn"])
 
     def create_model_package(
