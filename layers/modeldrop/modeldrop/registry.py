@@ -163,12 +163,24 @@ def register_upload(
 
 
 class ApprovalRefused(Exception):
-    """The version cannot be approved; `code` says why (VersionNotFound, VersionNotPendingApproval)."""
+    """The version cannot be approved; `code` says why (ModelNotFound, VersionNotFound,
+    VersionNotPendingApproval)."""
 
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class ModelApprovals:
+    """What the approve route needs: the records and SageMaker (UpdateModelPackage)."""
+
+    records: DeploymentRecords
+    sagemaker: SageMakerAdapter
+
+    def approve(self, model_name: str, version: int, description: str | None) -> Deployment:
+        return approve_version(model_name, version, description, self.records, self.sagemaker)
 
 
 def approve_version(
@@ -181,6 +193,8 @@ def approve_version(
     """Approve a PendingApproval version's package; its deployment starts on the state-change event."""
     deployment = records.get_deployment(model_name, version)
     if deployment is None:
+        if not records.list_deployments(model_name, limit=1):
+            raise ApprovalRefused("ModelNotFound", f"No model named '{model_name}'.")
         raise ApprovalRefused("VersionNotFound", f"Model '{model_name}' has no version {version}.")
     if deployment.model_package_arn is None or deployment.status is not DeploymentStatus.PENDING_APPROVAL:
         raise ApprovalRefused(
