@@ -185,4 +185,7 @@ def pipeline_deployment(version: int, status: DeploymentStatus, reason: str | No
         endpoint_name="modeldrop-iris",
         created_at=now,
         updated_at=now,
+        model_package_arn=f"arn:aws:sagemaker:us-east-1:123456789012:model-package/modeldrop-iris/{version}",
+        model_package_version=version,
+        approval_status="Approved",
     )
