@@ -387,8 +387,8 @@ def describe_outcome(deployment: Deployment, reason: str, sagemaker: SageMakerAd
     Best effort: the deployment's own record already says it, and a registry hiccup must not fail the
     state machine's step. Returns whether the package was updated.
     """
-    if not deployment.model_package_arn:
-        return False
+    if deployment.is_rollback or not deployment.model_package_arn:
+        return False  # a rollback carries its target's package: the outcome is not that version's
     try:
         sagemaker.update_model_package(
             deployment.model_package_arn, approval_description=_clip(f"modeldrop: {reason}")

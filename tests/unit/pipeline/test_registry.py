@@ -8,6 +8,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import ANY, Stubber
+from modeldrop.deployment_status import handle_status
+from modeldrop.events import DeploymentStatusEvent
 from modeldrop.frameworks import Framework
 from modeldrop.model_config import ResolvedConfig
 from modeldrop.records import Deployment, DeploymentKind, DeploymentStatus, utc_now
@@ -24,10 +26,12 @@ from modeldrop.registry import (
     register_upload,
     register_version,
 )
+from modeldrop.rollback import RollbackRefused, plan_rollback
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 
-from tests.unit.pipeline.conftest import Stack
+from tests.unit.pipeline.conftest import Stack, StubbedSageMaker, status_dependencies
 from tests.unit.pipeline.template_resources import REGION
+from tests.unit.pipeline.test_deployment_status import seed
 from tests.utils import load_event
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -328,3 +332,44 @@ def test_outcome_is_written_on_the_package(stack: Stack, sagemaker: SageMakerAda
     # And a registry error is not the state machine's problem
     gone = recorded.model_copy(update={"model_package_arn": recorded.model_package_arn + "0"})
     assert not describe_outcome(gone, "x", sagemaker)
+
+
+def _in_service(stack: Stack, version: int, approval: str) -> Deployment:
+    """Upload `version` went InService and live, its package `approval` in the registry."""
+    records = stack.records()
+    deployment = seed(stack, version, DeploymentStatus.DEPLOYING)
+    records.update_deployment("iris", version, DeploymentStatus.DEPLOYING, approval_status=approval)
+    records.go_live(deployment, expected=(DeploymentStatus.DEPLOYING,))
+    return deployment
+
+
+def test_rollback_offers_only_versions_the_registry_approves(stack: Stack) -> None:
+    # Given v1 (rejected in the registry after it served), v2 (Approved) and v3 live
+    _in_service(stack, 1, "Rejected")
+    _in_service(stack, 2, "Approved")
+    _in_service(stack, 3, "Approved")
+    records = stack.records()
+    # When a rollback is planned / Then v2 is the one offered, and v1 is refused saying why
+    plan = plan_rollback("iris", None, records)
+    assert (plan.target.version, plan.kept) == (2, [2])
+    with pytest.raises(RollbackRefused) as refused:
+        plan_rollback("iris", 1, records)
+    assert refused.value.code == "VersionNotKept"
+    assert "is not approved in the SageMaker Model Registry (its package is Rejected)" in refused.value.reason
+
+
+def test_a_failed_version_gets_the_reason_on_its_package(stack: Stack, sagemaker: SageMakerAdapter) -> None:
+    # Given v1 deploying, registered in the Model Registry
+    seed(stack, 1, DeploymentStatus.DEPLOYING)
+    package = register_version(deployment(1), CONFIG, sagemaker)
+    stack.records().update_deployment("iris", 1, DeploymentStatus.DEPLOYING, model_package_arn=package.arn)
+    unstubbed = StubbedSageMaker(sagemaker, Stubber(sagemaker.client))  # moto answers: no stub is active
+    # When the state machine reports its endpoint Failed
+    failed = load_event("deployment_status_failed")
+    failed["endpoint"]["FailureReason"] = "ping failed: No module named 'numpy._core'"
+    handle_status(DeploymentStatusEvent.model_validate(failed), status_dependencies(stack, unstubbed))
+    # Then the record and the package's ApprovalDescription both say why
+    stored = stack.records().get_deployment("iris", 1)
+    assert stored is not None and stored.status is DeploymentStatus.FAILED
+    described = sagemaker.describe_model_package(package.arn)["ApprovalDescription"]
+    assert described == "modeldrop: v1 Failed: ping failed: No module named 'numpy._core'"
