@@ -332,7 +332,19 @@ def handle_state_change(change: ModelPackageStateChange, deps: ApprovalDependenc
         queued = deployment.model_copy(
             update={"status": DeploymentStatus.QUEUED, "reason": None, "approval_status": status.value}
         )
-        started = deps.start(queued)
+        try:
+            started = deps.start(queued)
+        except Exception:
+            # Unexpected (throttling, Step Functions): back to PendingApproval, so the retried event
+            # (Lambda retries an asynchronous invocation) starts it from a clean slate.
+            deps.records.update_deployment(
+                model_name,
+                deployment.version,
+                DeploymentStatus.PENDING_APPROVAL,
+                reason=deployment.reason,
+                expected=(DeploymentStatus.QUEUED,),
+            )
+            raise
         logger.info("approved version started", extra={"status": started.status.value})
         return _outcome("started", started, started.status.value, started.reason)
     return _outcome("recorded", deployment, deployment.status.value, deployment.reason)

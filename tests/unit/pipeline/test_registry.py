@@ -211,6 +211,30 @@ def test_approval_starts_the_version_once(stack: Stack, sagemaker: SageMakerAdap
     assert stored.approval_status == "Approved" and stored.reason is None
 
 
+def test_a_start_that_fails_leaves_the_version_to_the_retried_event(
+    stack: Stack, sagemaker: SageMakerAdapter
+) -> None:
+    # Given a version waiting for approval, and a start that fails once (throttled, say)
+    recorded = registered(stack, sagemaker, 1, MANUAL)
+    start = RecordingStart()
+
+    def failing(queued: Deployment) -> Deployment:
+        raise RuntimeError("throttled")
+
+    records = stack.records()
+    # When the Approved event is handled and fails, then is delivered again
+    with pytest.raises(RuntimeError):
+        handle_state_change(
+            change(recorded, "Approved"),
+            ApprovalDependencies(records=records, sagemaker=sagemaker, start=failing),
+        )
+    retried = handle_state_change(
+        change(recorded, "Approved"), ApprovalDependencies(records=records, sagemaker=sagemaker, start=start)
+    )
+    # Then the retry starts it
+    assert retried.action == "started" and [d.version for d in start.started] == [1]
+
+
 def test_rejection_records_the_approvers_description(stack: Stack, sagemaker: SageMakerAdapter) -> None:
     # Given two versions waiting for approval
     first = registered(stack, sagemaker, 1, MANUAL)
