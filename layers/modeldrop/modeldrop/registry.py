@@ -23,15 +23,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeldrop import naming
+from modeldrop.deployments_table import DeploymentRecords
 from modeldrop.frameworks import Framework
 from modeldrop.model_config import ResolvedConfig
 from modeldrop.observability import logger
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus
+from modeldrop.records import Deployment, DeploymentStatus
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 from modeldrop.settings import ModelApprovalSettings
 
@@ -421,45 +423,19 @@ def _clip(text: str) -> str:
 
 
 def approval_dependencies(settings: ModelApprovalSettings | None = None) -> ApprovalDependencies:
-    """The ModelApproval function's adapters, from its environment (template.yaml)."""
-    import boto3
+    """The ModelApproval function's adapters, from its environment (template.yaml): an approved version
+    starts the way every deployment does, through the rollout's `begin`."""
+    # Imported here: the rollout imports modeldrop.rollback, which imports this module (is_approved).
+    from modeldrop.rollout import DeployExecutions, Rollout
 
     settings = settings or ModelApprovalSettings.load()
     records = DeploymentRecords(boto3.resource("dynamodb").Table(settings.deployments_table))
     sagemaker = SageMakerAdapter(boto3.client("sagemaker"))
-    return ApprovalDependencies(
+    rollout = Rollout(
         records=records,
         sagemaker=sagemaker,
-        start=_start_until_rollout(records, sagemaker, boto3.client("stepfunctions"), settings),
+        executions=DeployExecutions(
+            boto3.client("stepfunctions"), settings.state_machine_arn, max_polls=settings.max_polls
+        ),
     )
-
-
-def _start_until_rollout(
-    records: DeploymentRecords,
-    sagemaker: SageMakerAdapter,
-    stepfunctions: Any,
-    settings: ModelApprovalSettings,
-) -> StartDeployment:
-    # TEMPORARY, replaced by modeldrop.rollout's Rollout.begin when it lands on main.
-    from modeldrop.deploy import execution_input, start_or_queue
-
-    def start(deployment: Deployment) -> Deployment:
-        status, endpoint_status = start_or_queue(deployment, sagemaker)
-        records.update_deployment(deployment.model_name, deployment.version, status)
-        records.touch_model(
-            deployment.model_name,
-            deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
-            status=endpoint_status,
-            last_deployment_id=deployment.deployment_id,
-        )
-        response = stepfunctions.start_execution(
-            stateMachineArn=settings.state_machine_arn,
-            name=deployment.deployment_id,
-            input=execution_input(deployment, status, settings.max_polls).model_dump_json(by_alias=True),
-        )
-        records.update_deployment(
-            deployment.model_name, deployment.version, status, execution_arn=str(response["executionArn"])
-        )
-        return deployment.model_copy(update={"status": status, "execution_arn": response["executionArn"]})
-
-    return start
+    return ApprovalDependencies(records=records, sagemaker=sagemaker, start=rollout.begin)
