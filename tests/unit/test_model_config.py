@@ -192,7 +192,7 @@ def test_resolve_fills_everything_from_defaults_detection_and_size() -> None:
         "provisionedConcurrency": 0,
         "environment": {},
         "smokeTest": None,
-        "approval": "auto",
+        "approval": None,
     }
 
 

@@ -240,7 +240,8 @@ class ResolvedConfig(BaseModel):
     provisioned_concurrency: int
     environment: dict[str, str]
     smoke_test: StoredSmokeTest | None = None
-    approval: ApprovalMode = "auto"
+    # None is "auto" (records written before the approval gate hold no such key, and keep none).
+    approval: ApprovalMode | None = None
 
 
 def resolve_config(
@@ -312,5 +313,5 @@ def resolve_config(
         provisioned_concurrency=provisioned,
         environment=dict(config.environment),
         smoke_test=config.smoke_test,
-        approval=config.approval or "auto",
+        approval="manual" if config.approval == "manual" else None,
     )
