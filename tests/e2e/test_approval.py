@@ -156,3 +156,24 @@ def test_modeldrop_approve_deploys_and_refuses_a_version_not_waiting(
     refused = CliRunner().invoke(app, ["approve", MODEL, "--version", "1", *arguments])
     assert refused.exit_code != 0
     assert "VersionNotPendingApproval" in refused.output
+
+
+def test_a_version_rolled_back_from_says_so_in_the_registry(
+    stack: StackClient, live_v1: tuple[Path, DeploymentSummary]
+) -> None:
+    # Given the live version (approved above) and an earlier approved one still kept
+    detail = stack.describe_model(MODEL)
+    assert detail is not None and detail.live_version is not None
+    live = next(d for d in detail.history if d.version == detail.live_version)
+    arguments = ["--endpoint-url", str(stack.endpoint_url), "--stack-name", stack.stack_name]
+    # When it is rolled back on demand
+    result = CliRunner().invoke(app, ["rollback", MODEL, *arguments])
+    # Then the rollback restored an Approved version, and the live one's package says it was rolled back
+    assert result.exit_code == 0, result.output
+    rollback = stack.records().list_deployments(MODEL, limit=1)[0]
+    restored = stack.records().get_deployment(MODEL, int(rollback.rollback_to or 0))
+    assert restored is not None and restored.approval_status == "Approved"
+    description = _package(stack, live)["ApprovalDescription"]
+    assert description == (
+        f"modeldrop: v{live.version} rolled back to v{rollback.rollback_to} (deployment v{rollback.version})"
+    )
