@@ -6,8 +6,8 @@ a tar bomb is refused as soon as a header declares more than the limits allow, b
 decompressed. Decompression is done here rather than by tarfile so that the total decompressed
 stream (headers and padding included) is capped too.
 
-Every rejection is a `TarballRejected` whose `reason` is written for the person who uploaded the
-file. Errors of the underlying stream (a broken S3 connection) are not rejections and propagate.
+Every rejection is an `UploadRejected` (code tarball) whose `reason` is written for the person who
+uploaded the file. Errors of the underlying stream (a broken S3 connection) are not rejections and propagate.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from typing import IO, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeldrop.frameworks import Framework, artifact_framework, detect_framework
+from modeldrop.pickle_scan import PICKLE_SUFFIXES, PickleFacts, scan_pickle
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 CONFIG_MEMBER = "modeldrop.json"
 INFERENCE_CODE_MEMBER = "code/inference.py"
@@ -32,6 +34,9 @@ REQUIREMENTS_MEMBER = "code/requirements.txt"
 # The library versions a model was saved with, written by `modeldrop package` next to the handler code
 # (code/ ships on the images that need a handler; see packaging.py for why not in modeldrop.json).
 LIBRARIES_MEMBER = "code/modeldrop-libraries.json"
+CODE_PREFIX = "code/"
+# code/**/*.py kept for the syntax check against the image's Python (modeldrop.code_checks), up to this each.
+MAX_CODE_FILE_BYTES = 1024 * 1024
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -42,12 +47,9 @@ _METADATA_ALLOWANCE_PER_MEMBER = 3 * 512
 _METADATA_ALLOWANCE = 1024 * 1024 + 10240
 
 
-class TarballRejected(Exception):
+def _rejected(reason: str) -> UploadRejected:
     """The tarball cannot be deployed; `reason` tells the uploader why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    return UploadRejected(RejectionCode.TARBALL, reason)
 
 
 class TarballLimits(BaseModel):
@@ -75,6 +77,12 @@ class TarballReport(BaseModel):
     has_requirements: bool
     config_bytes: bytes | None = None
     libraries_bytes: bytes | None = None
+    # What each pickle artifact names (OnUpload's inspection only; extraction leaves it empty).
+    pickles: dict[str, PickleFacts] = {}
+    # code/**/*.py up to MAX_CODE_FILE_BYTES each, for the syntax check (OnUpload's inspection only),
+    # and the ones left unread for their size.
+    code_sources: dict[str, bytes] = {}
+    code_too_large: list[str] = []
 
 
 class _Readable(Protocol):
@@ -112,14 +120,14 @@ class _GunzipStream(io.RawIOBase):
                 break
             first += chunk
         if not first:
-            raise TarballRejected("empty file: the object has no bytes")
+            raise _rejected("empty file: the object has no bytes")
         if not first.startswith(_GZIP_MAGIC):
             if len(first) > _TAR_MAGIC_OFFSET + 5 and first[_TAR_MAGIC_OFFSET:].startswith(b"ustar"):
-                raise TarballRejected(
+                raise _rejected(
                     "not gzip-compressed: this is a plain tar archive; "
                     "compress it with gzip (tar -czf model.tar.gz ...)"
                 )
-            raise TarballRejected(
+            raise _rejected(
                 "not a gzip file: model.tar.gz must be a gzip-compressed tar archive "
                 "(tar -czf model.tar.gz ...)"
             )
@@ -137,7 +145,7 @@ class _GunzipStream(io.RawIOBase):
                 data = self._raw.read(_RAW_CHUNK)
                 if not data:
                     if not decompressor.eof:
-                        raise TarballRejected("corrupt gzip data: the file ends in the middle of the stream")
+                        raise _rejected("corrupt gzip data: the file ends in the middle of the stream")
                     return b""
             if decompressor.eof:
                 if not data.strip(b"\0"):
@@ -147,7 +155,7 @@ class _GunzipStream(io.RawIOBase):
             try:
                 out = decompressor.decompress(data, want)
             except zlib.error as error:
-                raise TarballRejected(f"corrupt gzip data: {error}") from None
+                raise _rejected(f"corrupt gzip data: {error}") from None
             if decompressor.eof:
                 self._pending = decompressor.unused_data
             if out:
@@ -170,9 +178,9 @@ def _normalise(name: str) -> str:
 
 def _check_path(raw_name: str) -> None:
     if raw_name.startswith("/") or _WINDOWS_DRIVE.match(raw_name):
-        raise TarballRejected(f"absolute path not allowed: {raw_name!r}")
+        raise _rejected(f"absolute path not allowed: {raw_name!r}")
     if ".." in raw_name.split("/"):
-        raise TarballRejected(f"path escapes the archive root: {raw_name!r}")
+        raise _rejected(f"path escapes the archive root: {raw_name!r}")
 
 
 def _escapes(target: str) -> bool:
@@ -197,13 +205,16 @@ class _Scanner:
         self.has_requirements = False
         self.config_bytes: bytes | None = None
         self.libraries_bytes: bytes | None = None
+        self.pickles: dict[str, PickleFacts] = {}
+        self.code_sources: dict[str, bytes] = {}
+        self.code_too_large: list[str] = []
 
     def check(self, member: tarfile.TarInfo) -> str:
         """Validate one member; returns its normalised name ('' for the root directory)."""
         limits = self.limits
         self.count += 1
         if self.count > limits.max_members:
-            raise TarballRejected(
+            raise _rejected(
                 f"too many members: more than {limits.max_members} files and directories in the archive"
             )
         raw_name = member.name
@@ -211,60 +222,56 @@ class _Scanner:
         name = _normalise(raw_name)
         if name == "":
             if not member.isdir():
-                raise TarballRejected(f"invalid member name: {raw_name!r}")
+                raise _rejected(f"invalid member name: {raw_name!r}")
             return name
         if name in self.seen:
-            raise TarballRejected(f"duplicate member: {name!r} appears more than once")
+            raise _rejected(f"duplicate member: {name!r} appears more than once")
         self.seen.add(name)
         parts = name.split("/")
         for depth in range(1, len(parts)):
             parent = "/".join(parts[:depth])
             if parent in self.symlinks:
-                raise TarballRejected(f"member {name!r} lies inside symlink {parent!r}")
+                raise _rejected(f"member {name!r} lies inside symlink {parent!r}")
         if member.ischr() or member.isblk():
-            raise TarballRejected(f"device file not allowed: {name!r}")
+            raise _rejected(f"device file not allowed: {name!r}")
         if member.isfifo():
-            raise TarballRejected(f"fifo not allowed: {name!r}")
+            raise _rejected(f"fifo not allowed: {name!r}")
         if member.issym():
             if member.linkname.startswith("/") or _escapes(
                 posixpath.join(posixpath.dirname(name), member.linkname)
             ):
-                raise TarballRejected(
-                    f"symlink {name!r} points outside the archive root: {member.linkname!r}"
-                )
+                raise _rejected(f"symlink {name!r} points outside the archive root: {member.linkname!r}")
             self._check_not_through_symlink(name, member.linkname)
             self.symlinks.add(name)
         elif member.islnk():
             target = _normalise(member.linkname)
             if member.linkname.startswith("/") or _escapes(target):
-                raise TarballRejected(
-                    f"hardlink {name!r} points outside the archive root: {member.linkname!r}"
-                )
+                raise _rejected(f"hardlink {name!r} points outside the archive root: {member.linkname!r}")
             if posixpath.normpath(target) not in self.regular_files:
-                raise TarballRejected(
+                raise _rejected(
                     f"hardlink {name!r} points to {member.linkname!r}, "
                     "which is not an earlier regular file in the archive"
                 )
         elif member.issparse():
-            raise TarballRejected(f"sparse file not allowed: {name!r}")
+            raise _rejected(f"sparse file not allowed: {name!r}")
         elif member.isreg():
             if member.size > limits.max_member_bytes:
-                raise TarballRejected(
+                raise _rejected(
                     f"member too large: {name!r} is {member.size} bytes uncompressed; "
                     f"the limit is {limits.max_member_bytes} bytes"
                 )
             self.total += member.size
             if self.total > limits.max_uncompressed_bytes:
-                raise TarballRejected(self.too_large_reason())
+                raise _rejected(self.too_large_reason())
             self.regular_files.add(name)
         elif not member.isdir():
-            raise TarballRejected(f"unsupported member type: {name!r}")
+            raise _rejected(f"unsupported member type: {name!r}")
 
         if name == CONFIG_MEMBER:
             if not member.isreg():
-                raise TarballRejected(f"{CONFIG_MEMBER} must be a regular file")
+                raise _rejected(f"{CONFIG_MEMBER} must be a regular file")
             if member.size > limits.max_config_bytes:
-                raise TarballRejected(
+                raise _rejected(
                     f"{CONFIG_MEMBER} is {member.size} bytes; the limit is {limits.max_config_bytes} bytes"
                 )
         if not member.isdir():
@@ -293,7 +300,7 @@ class _Scanner:
                 walked.append(part)
             through = "/".join(walked)
             if through in self.symlinks and index < len(parts) - 1:
-                raise TarballRejected(f"symlink {name!r} points through another symlink {through!r}")
+                raise _rejected(f"symlink {name!r} points through another symlink {through!r}")
 
     def too_large_reason(self) -> str:
         return (
@@ -303,10 +310,10 @@ class _Scanner:
 
     def report(self, require_model: bool = True) -> TarballReport:
         if not self.members:
-            raise TarballRejected("empty tarball: the archive has no files")
+            raise _rejected("empty tarball: the archive has no files")
         artifacts = [name for name in self.files if artifact_framework(name) is not None]
         if require_model and not artifacts and not self.has_inference_code:
-            raise TarballRejected(
+            raise _rejected(
                 "no model artifact: found no model file (.joblib, .pkl, .pickle, xgboost-model, .ubj, "
                 ".bst, .onnx, .pt, .pth, saved_model.pb) and no code/inference.py"
             )
@@ -321,6 +328,9 @@ class _Scanner:
             has_requirements=self.has_requirements,
             config_bytes=self.config_bytes,
             libraries_bytes=self.libraries_bytes,
+            pickles=self.pickles,
+            code_sources=self.code_sources,
+            code_too_large=self.code_too_large,
         )
 
 
@@ -333,10 +343,8 @@ def _open(fileobj: _Readable | IO[bytes], limits: TarballLimits) -> tarfile.TarF
         archive = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115
     except tarfile.ReadError as error:
         if str(error) == "empty file":
-            raise TarballRejected("empty tarball: the gzip data decompresses to nothing") from None
-        raise TarballRejected(
-            f"not a tar archive: the gzip data does not hold a tar archive ({error})"
-        ) from None
+            raise _rejected("empty tarball: the gzip data decompresses to nothing") from None
+        raise _rejected(f"not a tar archive: the gzip data does not hold a tar archive ({error})") from None
     return archive
 
 
@@ -347,7 +355,7 @@ def checked_members(
 
     Yields (archive, member, normalised name); the caller may read a regular member's data with
     archive.extractfile(member) before asking for the next one (stream mode: strictly in order).
-    Every problem is a TarballRejected. modeldrop.json and code/modeldrop-libraries.json are read
+    Every problem is an UploadRejected. modeldrop.json and code/modeldrop-libraries.json are read
     into `scanner` (when given) for the caller's report.
     """
     scanner = scanner or _Scanner(limits)
@@ -358,17 +366,17 @@ def checked_members(
                 name = scanner.check(member)
                 yield archive, member, name
     except _DecompressedTooLarge:
-        raise TarballRejected(scanner.too_large_reason()) from None
+        raise _rejected(scanner.too_large_reason()) from None
     except tarfile.ReadError as error:
-        raise TarballRejected(f"corrupt tarball: {error}") from None
+        raise _rejected(f"corrupt tarball: {error}") from None
     except tarfile.TarError as error:
-        raise TarballRejected(f"corrupt tarball: {error}") from None
+        raise _rejected(f"corrupt tarball: {error}") from None
 
 
 def _read_small(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, limit: int) -> bytes:
     extracted = archive.extractfile(member)
     if extracted is None:
-        raise TarballRejected(f"{name} must be a regular file")
+        raise _rejected(f"{name} must be a regular file")
     return extracted.read(limit + 1)
 
 
@@ -388,7 +396,23 @@ def _scan(
             scanner.config_bytes = _read_small(archive, member, CONFIG_MEMBER, limits.max_config_bytes)
         elif name == LIBRARIES_MEMBER and member.isreg():
             scanner.libraries_bytes = _read_small(archive, member, LIBRARIES_MEMBER, limits.max_config_bytes)
+        elif member.isreg():
+            _read_for_checks(archive, member, name, scanner)
     return scanner.report(require_model)
+
+
+def _read_for_checks(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, scanner: _Scanner) -> None:
+    """In the same single pass: a pickle's opcodes (not its array data), and the handler code's source."""
+    lowered = name.lower()
+    if lowered.endswith(PICKLE_SUFFIXES):
+        extracted = archive.extractfile(member)
+        if extracted is not None:
+            scanner.pickles[name] = scan_pickle(extracted)
+    elif name.startswith(CODE_PREFIX) and lowered.endswith(".py"):
+        if member.size > MAX_CODE_FILE_BYTES:
+            scanner.code_too_large.append(name)
+        else:
+            scanner.code_sources[name] = _read_small(archive, member, name, MAX_CODE_FILE_BYTES)
 
 
 def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
@@ -397,7 +421,7 @@ def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Pat
     try:
         archive.extract(member, path=dest, filter="data")
     except tarfile.FilterError as error:
-        raise TarballRejected(f"unsafe member {member.name!r}: {error}") from None
+        raise _rejected(f"unsafe member {member.name!r}: {error}") from None
 
 
 def inspect_tarball(fileobj: _Readable | IO[bytes], limits: TarballLimits | None = None) -> TarballReport:
