@@ -26,14 +26,16 @@ from modeldrop.deployments_table import DeploymentRecords
 from modeldrop_local.credentials import FAKE_CREDENTIALS, credentials_configured, is_loopback
 from modeldrop_local.stack import DEFAULT_REGION, DEFAULT_STACK_NAME
 
-FINAL_STATUSES = {"InService", "Failed", "Rejected", "TimedOut", "Superseded", "Unhealthy"}
+FINAL_STATUSES = frozenset({"InService", "Failed", "Rejected", "TimedOut", "Superseded", "Unhealthy"})
+# Where an upload's deployment rests until someone acts: "approval": "manual" waits for an approval.
+RESTING_STATUSES = FINAL_STATUSES | {"PendingApproval"}
 
 
 class StackNotFound(Exception):
     pass
 
 
-class ApiError(Exception):
+class RestApiError(Exception):
     """The REST API answered an error; the message is its own (`error: message`)."""
 
     def __init__(self, status_code: int, code: str, message: str) -> None:
@@ -150,7 +152,7 @@ class StackClient:
             answer = None
         if response.status_code != expected or not isinstance(answer, dict):
             error = answer if isinstance(answer, dict) else {}
-            raise ApiError(
+            raise RestApiError(
                 response.status_code,
                 str(error.get("error", f"HTTP {response.status_code}")),
                 str(error.get("message", response.text)),
@@ -189,19 +191,26 @@ class StackClient:
         response = self.request("POST", f"/models/{model_name}/{decision}")
         return RolloutView.model_validate(self._answer(response, expected=202))
 
+    def approve(self, model_name: str, version: int, description: str | None) -> DeploymentSummary:
+        """POST /models/{name}/versions/{version}/approve; the approved version as accepted (202)."""
+        body = json.dumps({} if description is None else {"description": description}).encode()
+        response = self.request("POST", f"/models/{model_name}/versions/{version}/approve", body=body)
+        return DeploymentSummary.model_validate(self._answer(response, expected=202))
+
     def follow(
         self,
         model_name: str,
         object_version: str | None = None,
         *,
         version: int | None = None,
+        until: frozenset[str] = RESTING_STATUSES,
         timeout_s: float = 600,
         progress: Callable[[str], None] = print,
         waiting: Callable[[str, float], None] | None = None,
         poll_s: float = 0.5,
     ) -> DeploymentSummary:
         """Poll GET /models/{name} until the deployment of that S3 object version (or that deployment
-        version; else the newest) has a final status, and return it.
+        version; else the newest) has a status in `until` (a final one, or PendingApproval), and return it.
 
         `progress` gets one line per change (`v2 Deploying (endpoint Creating)`); `waiting`, when
         given, gets the current line and the seconds since the start on every poll (a live display).
@@ -209,11 +218,11 @@ class StackClient:
         started = time.monotonic()
         last = None
         line = f"waiting for the deployment of {model_name} to be recorded"
-        failure: ApiError | None = None
+        failure: RestApiError | None = None
         while (elapsed := time.monotonic() - started) < timeout_s:
             try:
                 detail = self.describe_model(model_name)
-            except ApiError as error:
+            except RestApiError as error:
                 if error.status_code < 500 and error.status_code != 429:
                     raise
                 # A throttled or failed poll is asked again, as the AWS SDKs retry 5xx and 429; one
@@ -231,7 +240,7 @@ class StackClient:
                 if line != last:
                     progress(line)
                     last = line
-                if deployment.status in FINAL_STATUSES:
+                if deployment.status in until:
                     return deployment
             if waiting is not None:
                 waiting(line, elapsed)

@@ -15,7 +15,7 @@ import difflib
 import json
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -56,6 +56,9 @@ MEMORY_HEADROOM_MB = 512
 MEMORY_HEADROOM_FRACTION = 0.25
 
 CONFIG_SOURCE = "modeldrop.json"
+# "auto": the upload's Model Package is created Approved and deployed at once; "manual": it is created
+# PendingManualApproval and deploys once approved (modeldrop.registry).
+ApprovalMode = Literal["auto", "manual"]
 CUSTOM_CODE_FRAMEWORK = Framework.SKLEARN
 
 
@@ -80,6 +83,7 @@ class ModelConfig(BaseModel):
     smoke_test: SmokeTest | None = None
     # Canary or shadow bake of a new version before it goes live (modeldrop.guardrails); None: all at once.
     rollout: RolloutConfig | None = None
+    approval: ApprovalMode | None = None
 
     @field_validator("framework_version")
     @classmethod
@@ -254,6 +258,8 @@ class ResolvedConfig(BaseModel):
     environment: dict[str, str]
     smoke_test: StoredSmokeTest | None = None
     rollout: StoredRollout | None = None
+    # None is "auto" (records written before the approval gate hold no such key, and keep none).
+    approval: ApprovalMode | None = None
     # False when modeldrop.json set no max_concurrency: the preflight may lower the stack default to what
     # the account's quota leaves (modeldrop.preflight). Not recorded (the record holds the value used).
     max_concurrency_set: bool = Field(default=True, exclude=True)
@@ -329,5 +335,6 @@ def resolve_config(
         environment=dict(config.environment),
         smoke_test=config.smoke_test,
         rollout=config.rollout,
+        approval="manual" if config.approval == "manual" else None,
         max_concurrency_set=config.max_concurrency is not None,
     )

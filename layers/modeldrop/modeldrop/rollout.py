@@ -150,6 +150,8 @@ class Rollout:
         failure) is raised for an upload, whose event Lambda retries, and recorded for a rollback, a
         request nobody retries.
         """
+        if deployment.candidate:
+            return self.begin_candidate(deployment)
         executions = self._executions()
         try:
             status, endpoint_status = self._start_or_queue(deployment)
@@ -301,6 +303,8 @@ class Rollout:
                 deployment.sagemaker_deleted
                 or deployment.deployment_id == live_id
                 or deployment.status in IN_FLIGHT
+                # a version waiting for approval deploys its own model and config once approved
+                or deployment.status is DeploymentStatus.PENDING_APPROVAL
                 or deployment.endpoint_config_name in in_use
             ):
                 continue

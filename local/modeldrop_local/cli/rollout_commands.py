@@ -9,7 +9,7 @@ import typer
 from modeldrop_local.cli.errors import fail, reaching_the_stack
 from modeldrop_local.cli.stack_commands import EndpointOption, StackOption
 from modeldrop_local.stack import DEFAULT_STACK_NAME
-from modeldrop_local.stack_client import ApiError, StackClient
+from modeldrop_local.stack_client import RestApiError, StackClient
 
 rollout_app = typer.Typer()
 NameArgument = Annotated[str, typer.Argument(help="The model whose candidate is baking.")]
@@ -21,7 +21,7 @@ def _end_bake(
     stack = StackClient(endpoint_url, stack_name)
     try:
         rollout = stack.end_bake(name, decision)
-    except ApiError as refusal:
+    except RestApiError as refusal:
         raise fail(f"{decision} of {name} refused: {refusal}") from refusal
     figures = "; ".join(
         f"v{item.version}: {item.requests} requests, {item.errors} errors"

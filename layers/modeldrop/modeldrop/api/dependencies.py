@@ -16,6 +16,7 @@ from modeldrop.api.settings import ApiSettings
 from modeldrop.deployments_table import DeploymentRecords
 from modeldrop.guardrails.serving import LambdaShadowSender, ShadowSender
 from modeldrop.guardrails.state import RolloutRecords
+from modeldrop.registry import ModelApprovals
 from modeldrop.rollout import DeployExecutions, Rollout
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 
@@ -33,6 +34,8 @@ class ApiDependencies:
     # where a shadow bake's copies go. None: not wired (answered 503, no copies sent).
     rollouts: RolloutRecords | None = None
     shadow: ShadowSender | None = None
+    # POST /models/{name}/versions/{version}/approve (UpdateModelPackage); None: answered 503.
+    approvals: ModelApprovals | None = None
 
     @property
     def invocation_records(self) -> ModelRecordsReader:
@@ -62,11 +65,12 @@ def shadow_sender(settings: ApiSettings) -> ShadowSender | None:
 def build_dependencies(settings: ApiSettings) -> ApiDependencies:
     table = boto3.resource("dynamodb").Table(settings.deployments_table)
     records = DeploymentRecords(table)
+    sagemaker = SageMakerAdapter(boto3.client("sagemaker"))
     rollbacks = None
     if settings.state_machine_arn:
         rollbacks = Rollout(
             records=records,
-            sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
+            sagemaker=sagemaker,
             executions=DeployExecutions(
                 boto3.client("stepfunctions"), settings.state_machine_arn, max_polls=settings.max_polls
             ),
@@ -78,6 +82,7 @@ def build_dependencies(settings: ApiSettings) -> ApiDependencies:
         serving_records=CachedModelRecords(records, is_servable, ttl_s=settings.record_cache_ttl_s),
         rollouts=RolloutRecords(table),
         shadow=shadow_sender(settings),
+        approvals=ModelApprovals(records=records, sagemaker=sagemaker),
     )
 
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from modeldrop.api.errors import (
     ENDPOINT_CHANGING_RETRY_AFTER_S,
+    ApprovalNotPossible,
     EmptyPayload,
     InvalidModelName,
     InvalidRequest,
@@ -20,9 +21,11 @@ from modeldrop.api.errors import (
     PayloadTooLarge,
     RollbackNotPossible,
     ServiceUnavailable,
+    VersionNotFound,
 )
 from modeldrop.api.models import (
     HISTORY_LENGTH,
+    ApprovalRequest,
     DeploymentSummary,
     Invocation,
     InvocationResult,
@@ -40,13 +43,15 @@ from modeldrop.guardrails import bake, serving
 from modeldrop.guardrails.routing import Routing
 from modeldrop.guardrails.state import RequestedDecision, RolloutRecords, RolloutState
 from modeldrop.records import Deployment, ModelItem
+from modeldrop.registry import ApprovalRefused, ModelApprovals
 from modeldrop.rollback import RollbackRefused, UnknownModel
 from modeldrop.rollout import Rollout
 
 logger = Logger(child=True)
 
-# SageMaker Serverless Inference refuses payloads above 4 MB (DESIGN.md); saying so here is
-# cheaper and clearer than a round trip that ends in a ValidationError.
+# SageMaker Serverless Inference refuses payloads above 4 MB (AWS docs, "Deploy models with Amazon
+# SageMaker Serverless Inference", https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html);
+# saying so here is cheaper and clearer than a round trip that ends in a ValidationError.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 # While an update is rolled out (or rolled back) SageMaker keeps the previous configuration
@@ -223,3 +228,39 @@ def decide_rollout(
         return RolloutView.from_state(bake.request_decision(name, decision, rollouts))
     except bake.NoBakeInProgress as error:
         raise NoBakeInProgress(str(error), model=name) from error
+
+
+def parse_approval_request(name: str, version: str, body: bytes) -> tuple[int, ApprovalRequest]:
+    """The version of the path (an integer >= 1) and the optional body `{"description": "..."}`."""
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidRequest(
+            f"Version '{version[:40]}' is not a version number (an integer >= 1).", model=name
+        )
+    if not body.strip():
+        return int(version), ApprovalRequest()
+    try:
+        return int(version), ApprovalRequest.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as error:
+        raise InvalidRequest(
+            'The approval body must be empty or {"description": "..."} (at most 1024 characters).',
+            model=name,
+        ) from error
+
+
+def approve_model_version(
+    name: str, version: int, request: ApprovalRequest, approvals: ModelApprovals | None
+) -> DeploymentSummary:
+    """Approve a version waiting for manual approval; answers it as recorded (its deployment starts on
+    the Model Registry's state-change event)."""
+    validate_model_name(name)
+    if approvals is None:
+        raise ServiceUnavailable("Approvals are not configured on this stack.", model=name)
+    try:
+        deployment = approvals.approve(name, version, request.description)
+    except ApprovalRefused as refusal:
+        if refusal.code == "ModelNotFound":
+            raise ModelNotFound(refusal.reason, model=name) from refusal
+        if refusal.code == "VersionNotFound":
+            raise VersionNotFound(refusal.reason, model=name) from refusal
+        raise ApprovalNotPossible(refusal.reason, model=name) from refusal
+    return DeploymentSummary.from_record(deployment)
