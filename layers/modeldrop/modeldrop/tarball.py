@@ -18,12 +18,19 @@ import re
 import shutil
 import tarfile
 import zlib
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modeldrop.extraction_guard import (
+    UnsafeOnDisk,
+    check_hardlink_source,
+    check_parents_inside,
+    create_symlinks_inside,
+)
 from modeldrop.frameworks import Framework, artifact_framework, detect_framework
 
 CONFIG_MEMBER = "modeldrop.json"
@@ -40,6 +47,14 @@ _RAW_CHUNK = 64 * 1024
 # Tar metadata (headers, long-name and pax records, padding) allowed on top of the file data.
 _METADATA_ALLOWANCE_PER_MEMBER = 3 * 512
 _METADATA_ALLOWANCE = 1024 * 1024 + 10240
+# What a Linux filesystem can hold (include/uapi/linux/limits.h): a name component of at most NAME_MAX
+# bytes, a path of fewer than PATH_MAX bytes (PATH_MAX counts the terminating NUL).
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4096
+# How many symlinks one path lookup may follow before the kernel answers ELOOP (MAXSYMLINKS,
+# include/linux/namei.h); the archive's links are resolved with the same budget.
+MAX_SYMLINK_HOPS = 40
+_NAME_SHOWN_CHARS = 60
 
 
 class TarballRejected(Exception):
@@ -112,7 +127,7 @@ class _GunzipStream(io.RawIOBase):
                 break
             first += chunk
         if not first:
-            raise TarballRejected("empty file: the object has no bytes")
+            raise TarballRejected("empty object: the uploaded object has no bytes")
         if not first.startswith(_GZIP_MAGIC):
             if len(first) > _TAR_MAGIC_OFFSET + 5 and first[_TAR_MAGIC_OFFSET:].startswith(b"ustar"):
                 raise TarballRejected(
@@ -180,6 +195,121 @@ def _escapes(target: str) -> bool:
     return normal == ".." or normal.startswith("../") or normal.startswith("/")
 
 
+def _shown(name: str, limit: int = _NAME_SHOWN_CHARS) -> str:
+    """A name as the uploader can read it, on one line: bytes that are not UTF-8 and control characters
+    as \\xNN, long names cut short."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+    return f"'{text}'" if len(text) <= limit else f"'{text[:limit]}...'"
+
+
+def _check_name(name: str, what: str) -> None:
+    """Refuse a name no filesystem can hold, before anything joins it to a path.
+
+    tarfile decodes names as UTF-8 with surrogateescape (pax records: UTF-8 first), so bytes that are
+    not UTF-8 arrive as lone surrogates; a NUL can only arrive through a pax record.
+    """
+    if "\0" in name:
+        raise TarballRejected(f"{what} holds a NUL byte: {_shown(name)}")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TarballRejected(f"{what} is not valid UTF-8: {_shown(name)}") from None
+    if len(encoded) >= PATH_MAX_BYTES:
+        raise TarballRejected(
+            f"{what} is {len(encoded)} bytes long: {_shown(name)}; a path may have at most "
+            f"{PATH_MAX_BYTES - 1} bytes (PATH_MAX)"
+        )
+    for component in name.split("/"):
+        if len(component.encode("utf-8")) > NAME_MAX_BYTES:
+            raise TarballRejected(
+                f"{what} has a component of {len(component.encode('utf-8'))} bytes: {_shown(component)}; "
+                f"a file name may have at most {NAME_MAX_BYTES} bytes (NAME_MAX)"
+            )
+
+
+class _LinkUnresolvable(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _hops_text(hops: list[str]) -> str:
+    shown = [repr(hop) for hop in hops]
+    if len(shown) > 4:
+        shown = [*shown[:2], f"... {len(shown) - 3} more ...", shown[-1]]
+    return " -> ".join(shown)
+
+
+def _resolve_symlink(name: str, symlinks: dict[str, str]) -> tuple[str, list[str]]:
+    """Where symlink `name` lands, walking the archive's own namespace as the kernel walks a path.
+
+    Each component is looked up among the archive's symlinks and followed (its target read relative to
+    the link's directory, '..' applied to what the walk has reached, not to the name as written);
+    anything else is taken as a directory, which is what a missing name or a file would at worst
+    become. Returns (landing, links followed): landing is relative to the root, or starts with '../'
+    or '/' when the link leaves it. Raises _LinkUnresolvable for a loop or a chain longer than the
+    kernel follows.
+    """
+    walked = name.split("/")[:-1]
+    pending = deque(symlinks[name].split("/"))
+    hops = [name]
+    # (link reached, what is left to walk): the walk is deterministic, so meeting one twice is a loop.
+    states: set[tuple[str, tuple[str, ...]]] = {(name, ())}
+    if symlinks[name].startswith("/"):
+        return symlinks[name], hops
+    while pending:
+        part = pending.popleft()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not walked:
+                return posixpath.normpath("/".join(["..", *pending])), hops
+            walked.pop()
+            continue
+        reached = "/".join([*walked, part])
+        target = symlinks.get(reached)
+        if target is None:
+            walked.append(part)
+            continue
+        state = (reached, tuple(pending))
+        if state in states:
+            loop = hops[hops.index(reached) :]
+            raise _LinkUnresolvable(
+                f"symlink {name!r} never resolves: the links {_hops_text([*loop, reached])} form a loop"
+            )
+        states.add(state)
+        hops.append(reached)
+        if len(hops) > MAX_SYMLINK_HOPS:
+            raise _LinkUnresolvable(
+                f"symlink {name!r} never resolves: it leads through more than {MAX_SYMLINK_HOPS} links "
+                f"({_hops_text(hops)}), more than the kernel follows (MAXSYMLINKS)"
+            )
+        if target.startswith("/"):
+            return posixpath.normpath("/".join([target, *pending])), hops
+        pending.extendleft(reversed(target.split("/")))
+    return "/".join(walked), hops
+
+
+def check_links_resolve_inside(symlinks: dict[str, str]) -> None:
+    """Every symlink, followed through the archive's other links, must land inside the root.
+
+    Run once the whole archive is known, since links may come in any order: a target that stays
+    inside as written can leave through another link of the archive, even one added after it.
+    """
+    for name, linkname in symlinks.items():
+        try:
+            landing, hops = _resolve_symlink(name, symlinks)
+        except _LinkUnresolvable as unresolvable:
+            raise TarballRejected(unresolvable.reason) from None
+        if _escapes(landing):
+            through = f" through {_hops_text(hops[1:])}" if len(hops) > 1 else ""
+            raise TarballRejected(
+                f"symlink {name!r} points outside the archive root: "
+                f"{linkname!r} leads to {landing!r}{through}"
+            )
+
+
 class _Scanner:
     """Applies every check to each member in archive order and builds the report."""
 
@@ -189,7 +319,10 @@ class _Scanner:
         self.count = 0
         self.total = 0
         self.regular_files: set[str] = set()
-        self.symlinks: set[str] = set()
+        # Each symlink's target as written, for the namespace-wide check at the end.
+        self.symlinks: dict[str, str] = {}
+        # Each directory some member lies in (named in the archive or not), with the first such member.
+        self.first_member_in: dict[str, str] = {}
         self.seen: set[str] = set()
         # Everything that is not a directory (regular files and links), in archive order.
         self.files: list[str] = []
@@ -207,6 +340,9 @@ class _Scanner:
                 f"too many members: more than {limits.max_members} files and directories in the archive"
             )
         raw_name = member.name
+        _check_name(raw_name, "member name")
+        if member.issym() or member.islnk():
+            _check_name(member.linkname, f"link target of {_shown(raw_name)}")
         _check_path(raw_name)
         name = _normalise(raw_name)
         if name == "":
@@ -221,6 +357,7 @@ class _Scanner:
             parent = "/".join(parts[:depth])
             if parent in self.symlinks:
                 raise TarballRejected(f"member {name!r} lies inside symlink {parent!r}")
+            self.first_member_in.setdefault(parent, name)
         if member.ischr() or member.isblk():
             raise TarballRejected(f"device file not allowed: {name!r}")
         if member.isfifo():
@@ -232,15 +369,17 @@ class _Scanner:
                 raise TarballRejected(
                     f"symlink {name!r} points outside the archive root: {member.linkname!r}"
                 )
-            self._check_not_through_symlink(name, member.linkname)
-            self.symlinks.add(name)
+            if name in self.first_member_in:
+                raise TarballRejected(f"member {self.first_member_in[name]!r} lies inside symlink {name!r}")
+            self.symlinks[name] = member.linkname
         elif member.islnk():
             target = _normalise(member.linkname)
             if member.linkname.startswith("/") or _escapes(target):
                 raise TarballRejected(
                     f"hardlink {name!r} points outside the archive root: {member.linkname!r}"
                 )
-            if posixpath.normpath(target) not in self.regular_files:
+            # By its exact name: '..' in it would be applied on disk after any symlink on the way.
+            if ".." in member.linkname.split("/") or target not in self.regular_files:
                 raise TarballRejected(
                     f"hardlink {name!r} points to {member.linkname!r}, "
                     "which is not an earlier regular file in the archive"
@@ -276,25 +415,6 @@ class _Scanner:
         self.members.append(name)
         return name
 
-    def _check_not_through_symlink(self, name: str, linkname: str) -> None:
-        """A target that passes through another symlink is judged by names only at our peril.
-
-        'a/b' -> '..' is inside, but 'x' -> 'a/b/..' then lands outside on disk although its
-        name normalises to 'a'; so a link may end at another link but not traverse one.
-        """
-        walked: list[str] = []
-        parts = [part for part in posixpath.join(posixpath.dirname(name), linkname).split("/")]
-        for index, part in enumerate(parts):
-            if part in ("", "."):
-                continue
-            if part == "..":
-                walked.pop()
-            else:
-                walked.append(part)
-            through = "/".join(walked)
-            if through in self.symlinks and index < len(parts) - 1:
-                raise TarballRejected(f"symlink {name!r} points through another symlink {through!r}")
-
     def too_large_reason(self) -> str:
         return (
             f"too large uncompressed: more than {self.limits.max_uncompressed_bytes} bytes "
@@ -304,6 +424,7 @@ class _Scanner:
     def report(self, require_model: bool = True) -> TarballReport:
         if not self.members:
             raise TarballRejected("empty tarball: the archive has no files")
+        check_links_resolve_inside(self.symlinks)
         artifacts = [name for name in self.files if artifact_framework(name) is not None]
         if require_model and not artifacts and not self.has_inference_code:
             raise TarballRejected(
@@ -329,8 +450,9 @@ def _open(fileobj: _Readable | IO[bytes], limits: TarballLimits) -> tarfile.TarF
     stream = _GunzipStream(fileobj, cap + _METADATA_ALLOWANCE)
     stream.start()
     try:
-        # Closed by the caller's `with`; tarfile stream mode reads it strictly in order.
-        archive = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115
+        # Closed by the caller's `with`; tarfile stream mode reads it strictly in order. Names are
+        # UTF-8 whatever the locale, bytes that are not kept as surrogates for _check_name to refuse.
+        archive = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     except tarfile.ReadError as error:
         if str(error) == "empty file":
             raise TarballRejected("empty tarball: the gzip data decompresses to nothing") from None
@@ -376,10 +498,13 @@ def _scan(
     fileobj: _Readable | IO[bytes], limits: TarballLimits, dest: Path | None, require_model: bool = True
 ) -> TarballReport:
     scanner = _Scanner(limits)
+    deferred_symlinks: list[tuple[str, str]] = []
     for archive, member, name in checked_members(fileobj, limits, scanner):
         if dest is not None:
-            if name:
-                _extract_member(archive, member, dest)
+            if member.issym():
+                deferred_symlinks.append((name, member.linkname))
+            elif name:
+                _extract_member(archive, member, name, dest)
             if name == CONFIG_MEMBER:
                 scanner.config_bytes = (dest / CONFIG_MEMBER).read_bytes()
             elif name == LIBRARIES_MEMBER and member.isreg():
@@ -388,14 +513,25 @@ def _scan(
             scanner.config_bytes = _read_small(archive, member, CONFIG_MEMBER, limits.max_config_bytes)
         elif name == LIBRARIES_MEMBER and member.isreg():
             scanner.libraries_bytes = _read_small(archive, member, LIBRARIES_MEMBER, limits.max_config_bytes)
-    return scanner.report(require_model)
+    report = scanner.report(require_model)
+    if dest is not None:
+        try:
+            create_symlinks_inside(dest, deferred_symlinks)
+        except UnsafeOnDisk as unsafe:
+            raise TarballRejected(unsafe.reason) from None
+    return report
 
 
-def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
-    # The data filter re-checks on the real filesystem (realpath), so even a link chain that slips
-    # past the name checks above cannot write outside dest.
+def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, dest: Path) -> None:
+    """Write one directory, regular file or hardlink (symlinks wait until the end: extraction_guard)."""
+    # The data filter checks again, but it is not trusted alone (see extraction_guard).
     try:
+        check_parents_inside(dest, name)
+        if member.islnk():
+            check_hardlink_source(dest, name, _normalise(member.linkname))
         archive.extract(member, path=dest, filter="data")
+    except UnsafeOnDisk as unsafe:
+        raise TarballRejected(unsafe.reason) from None
     except tarfile.FilterError as error:
         raise TarballRejected(f"unsafe member {member.name!r}: {error}") from None
 

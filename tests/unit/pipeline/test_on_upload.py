@@ -421,7 +421,7 @@ GZIP_OF_NOTHING = tarball([])  # a valid gzip holding an empty tar
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        pytest.param(b"", "empty file: the object has no bytes", id="empty-object"),
+        pytest.param(b"", "empty object: the uploaded object has no bytes", id="empty-object"),
         pytest.param(
             b"this is not a tarball at all",
             (
