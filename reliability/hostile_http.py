@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import threading
 import time
@@ -207,3 +208,53 @@ def slowloris_case(target: Port, clients: int = SLOW_CLIENTS, hold_s: float = 5.
 
 def all_cases(target: Port) -> list[CaseResult]:
     return [*framing_cases(target), oversize_case(target), slowloris_case(target)]
+
+
+@dataclass(frozen=True)
+class ExpectAnswer:
+    """What a client that sent `Expect: 100-continue` got: the interim 100 or not, then the final answer."""
+
+    continued: bool  # a 100 Continue came before the final answer
+    body_sent: bool
+    status: int | None  # None: no final answer before the read timeout (the hang)
+    body: bytes
+    seconds: float
+
+
+def expect_continue_call(
+    connection: socket.socket, head: bytes, body: bytes, read_timeout_s: float = 5.0
+) -> ExpectAnswer:
+    """One request with `Expect: 100-continue`, sent as botocore sends it, on a kept-alive connection.
+
+    botocore (awsrequest.py AWSConnection._send_output, the same in 1.43.11 and later) sends the head
+    alone, waits up to 1 s for an answer: a 100 Continue, and it sends the body; a final answer, and it
+    sends nothing more; silence, and it sends the body anyway. It then reads the final answer.
+    """
+    started = time.perf_counter()
+    connection.sendall(head)
+    reader = connection.makefile("rb")
+    continued = body_sent = False
+    connection.settimeout(read_timeout_s)
+    answered_within_1s = bool(select.select([connection], [], [], 1.0)[0])  # urllib3's wait_for_read
+    try:
+        status_line = reader.readline() if answered_within_1s else b""
+        if status_line.startswith(b"HTTP/1.1 100 "):
+            continued = True
+            while reader.readline() not in (b"\r\n", b""):
+                pass
+            status_line = b""
+        if not status_line:
+            connection.sendall(body)
+            body_sent = True
+            status_line = reader.readline()
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        answer = reader.read(length) if length else b""
+    except TimeoutError:
+        return ExpectAnswer(continued, body_sent, None, b"", time.perf_counter() - started)
+    finally:
+        reader.close()
+    return ExpectAnswer(continued, body_sent, status_of(status_line), answer, time.perf_counter() - started)
