@@ -15,11 +15,19 @@ from modeldrop.extraction_guard import (
     UnsafeOnDisk,
     check_hardlink_source,
     check_parents_inside,
-    create_symlinks_inside,
+    check_symlinks_inside,
+    create_symlink,
 )
-from modeldrop.tarball import TarballRejected, safe_extract
+from modeldrop.tarball import MemberNotWritten, TarballRejected, safe_extract
 
-from tests.unit.test_tarball import MODEL, OneWayStream, directory, make_tarball, symlink
+from tests.unit.test_tarball import MODEL, OneWayStream, directory, make_tarball, pax_named, symlink
+
+
+def create_symlinks_inside(root: Path, links: list[tuple[str, str]]) -> None:
+    """What safe_extract does once every other member is written: create the links, then check them."""
+    for name, target in links:
+        create_symlink(root, name, target)
+    check_symlinks_inside(root, links)
 
 
 @pytest.fixture
@@ -33,7 +41,6 @@ def test_a_link_that_leaves_through_another_link_is_refused_whatever_the_order(
     root: Path, order: str
 ) -> None:
     # Given 'a/b' -> '..' (the root) and 'x' -> 'a/b/..' (the root's parent once 'a/b' exists)
-    (root / "a").mkdir()
     links = [("x", "a/b/.."), ("a/b", "..")]
     if order == "link last":
         links.reverse()
@@ -133,3 +140,22 @@ def test_the_interpreters_data_filter_alone_lets_the_chain_out(tmp_path: Path) -
     with tarfile.open(fileobj=buffer) as archive:
         archive.extractall(tmp_path / "root", filter="data")
     assert os.path.realpath(tmp_path / "root" / "x") == str(tmp_path)
+
+
+def test_a_symlink_in_a_directory_no_member_names_is_created_with_it(tmp_path: Path) -> None:
+    data = make_tarball(MODEL, symlink("sub/alias.joblib", "../model.joblib"))
+    safe_extract(OneWayStream(data), tmp_path / "m")
+    assert (tmp_path / "m" / "sub" / "alias.joblib").read_bytes() == b"payload"
+
+
+def test_a_member_the_filesystem_refuses_is_named_in_one_line(tmp_path: Path) -> None:
+    # Given a name within PATH_MAX on its own (16 components of 250 bytes: 4015 bytes) that is over it
+    # once joined to the extraction directory
+    name = "/".join(["d" * 250] * 16)
+    dest = tmp_path / ("x" * 100)
+    # When extracted
+    with pytest.raises(MemberNotWritten) as caught:
+        safe_extract(OneWayStream(make_tarball(MODEL, pax_named(name))), dest)
+    # Then the error names the member (cut short) and the filesystem's reason, and nothing is left
+    assert str(caught.value) == f"could not write member '{'d' * 60}...': File name too long"
+    assert list(dest.iterdir()) == []

@@ -45,6 +45,7 @@ from modeldrop.model_config import (
 )
 from modeldrop.observability import logger, metrics
 from modeldrop.preflight import PreflightRejected, check_serverless_quotas
+from modeldrop.reasons import error_summary
 from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
 from modeldrop.repack import compress_level_for, repack_to_s3
 from modeldrop.sagemaker_adapter import (
@@ -154,6 +155,13 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
         logger.warning("upload rejected", extra={"reason": rejection.reason})
         _count("UploadRejected")
         return _outcome(upload, deployment, DeploymentStatus.REJECTED, rejection.reason)
+    except Exception as error:
+        # Unexpected (reading S3, a bug): recorded, then re-raised so that Lambda retries the event.
+        reason = _internal_error_reason("inspecting the tarball", error)
+        deps.records.put_deployment(
+            deployment.model_copy(update={"status": DeploymentStatus.FAILED, "reason": reason})
+        )
+        raise
 
     sagemaker_name = naming.versioned_name(model_name, version)
     # The record's config holds what CreateModel gets: the environment includes what OnUpload added
@@ -176,11 +184,17 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
         # Unexpected (S3, DynamoDB, Step Functions, SageMaker throttling): the record must not stay Queued
         # with nothing to follow it. Re-raised, so Lambda retries the event (as a new deployment: the
         # idempotency record of a failed attempt is released).
-        reason = f"internal error, retried: {type(error).__name__}: {error}"
+        reason = _internal_error_reason("deploying", error)
         deps.records.update_deployment(
             model_name, version, DeploymentStatus.FAILED, reason=reason, expected=(DeploymentStatus.QUEUED,)
         )
         raise
+
+
+def _internal_error_reason(step: str, error: Exception) -> str:
+    """One sentence for the record (the uploader reads it); the trace goes to the log."""
+    logger.exception(f"internal error while {step}")
+    return f"internal error while {step}, retried: {error_summary(error)}"
 
 
 def _deploy_recorded(

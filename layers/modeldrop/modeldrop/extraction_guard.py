@@ -73,19 +73,27 @@ def check_hardlink_source(root: Path, name: str, source: str) -> None:
         raise UnsafeOnDisk(f"hardlink {name!r} points to {source!r}, which is not a regular file on disk")
 
 
-def create_symlinks_inside(root: Path, symlinks: list[tuple[str, str]]) -> None:
-    """Create the archive's symlinks (name, target as written) after everything else, then check them.
+def create_symlink(root: Path, name: str, target: str) -> None:
+    """Create one of the archive's symlinks (after every other member), its directories as needed.
 
-    Each one is resolved on disk once all exist, since a link's landing can change when another link
-    is created (a target through 'a/b' moves when 'a/b' becomes a link).
+    OSError is the filesystem's refusal (a path too long, a full disk), not a safety question.
+    """
+    check_parents_inside(root, name)
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.symlink(target, path)
+    except FileExistsError:
+        raise UnsafeOnDisk(f"symlink {name!r} would replace a member already at its path") from None
+
+
+def check_symlinks_inside(root: Path, symlinks: list[tuple[str, str]]) -> None:
+    """Once all the archive's symlinks exist: each (name, target as written) must land inside the root.
+
+    Checked only then, since a link's landing changes when another link is created (a target through
+    'a/b' moves when 'a/b' becomes a link).
     """
     root_real = os.path.realpath(root, strict=True)
-    for name, target in symlinks:
-        check_parents_inside(root, name)
-        try:
-            os.symlink(target, root / name)
-        except FileExistsError:
-            raise UnsafeOnDisk(f"symlink {name!r} would replace a member already at its path") from None
     for name, target in symlinks:
         landing = _landing(root / name, name)
         if not _inside(landing, root_real):

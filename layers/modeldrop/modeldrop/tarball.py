@@ -29,7 +29,8 @@ from modeldrop.extraction_guard import (
     UnsafeOnDisk,
     check_hardlink_source,
     check_parents_inside,
-    create_symlinks_inside,
+    check_symlinks_inside,
+    create_symlink,
 )
 from modeldrop.frameworks import Framework, artifact_framework, detect_framework
 
@@ -63,6 +64,15 @@ class TarballRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class MemberNotWritten(Exception):
+    """A member passed every check but the filesystem refused it on extraction (a path too long once
+    joined to the extraction directory, a full disk): named here, since the OSError alone names a path."""
+
+    def __init__(self, name: str, error: OSError) -> None:
+        super().__init__(f"could not write member {_shown(name)}: {error.strerror or error}")
+        self.member = name
 
 
 class TarballLimits(BaseModel):
@@ -516,7 +526,12 @@ def _scan(
     report = scanner.report(require_model)
     if dest is not None:
         try:
-            create_symlinks_inside(dest, deferred_symlinks)
+            for name, target in deferred_symlinks:
+                try:
+                    create_symlink(dest, name, target)
+                except OSError as error:
+                    raise MemberNotWritten(name, error) from error
+            check_symlinks_inside(dest, deferred_symlinks)
         except UnsafeOnDisk as unsafe:
             raise TarballRejected(unsafe.reason) from None
     return report
@@ -534,6 +549,8 @@ def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str
         raise TarballRejected(unsafe.reason) from None
     except tarfile.FilterError as error:
         raise TarballRejected(f"unsafe member {member.name!r}: {error}") from None
+    except OSError as error:
+        raise MemberNotWritten(name, error) from error
 
 
 def inspect_tarball(fileobj: _Readable | IO[bytes], limits: TarballLimits | None = None) -> TarballReport:
