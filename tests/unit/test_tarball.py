@@ -290,6 +290,16 @@ def test_rejects_a_member_that_comes_before_the_symlink_it_would_lie_in() -> Non
     assert rejection(data) == "member 'alias/x.txt' lies inside symlink 'alias'"
 
 
+def test_rejects_a_link_that_climbs_to_an_absolute_file_through_a_deep_link() -> None:
+    # Given 'd/d/d/l' -> '../../..' (the root) and 'x' -> 'd/d/d/l/../../../../etc/passwd', which is
+    # 'etc/passwd' inside the root by its name, but /etc/passwd on disk once l is followed
+    data = make_tarball(MODEL, symlink("d/d/d/l", "../../.."), symlink("x", "d/d/d/l/../../../../etc/passwd"))
+    assert rejection(data) == (
+        "symlink 'x' points outside the archive root: 'd/d/d/l/../../../../etc/passwd' leads to "
+        "'..' 4 times then 'etc/passwd' through 'd/d/d/l'"
+    )
+
+
 def test_rejects_links_forming_a_loop() -> None:
     data = make_tarball(MODEL, symlink("a", "b"), symlink("b", "a"))
     assert rejection(data) == "symlink 'a' never resolves: the links 'a' -> 'b' -> 'a' form a loop"

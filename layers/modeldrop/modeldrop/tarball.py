@@ -56,6 +56,7 @@ PATH_MAX_BYTES = 4096
 # include/linux/namei.h); the archive's links are resolved with the same budget.
 MAX_SYMLINK_HOPS = 40
 _NAME_SHOWN_CHARS = 60
+_LINK_SHOWN_CHARS = 120
 
 
 class TarballRejected(Exception):
@@ -301,6 +302,16 @@ def _resolve_symlink(name: str, symlinks: dict[str, str]) -> tuple[str, list[str
     return "/".join(walked), hops
 
 
+def _landing_text(landing: str) -> str:
+    """Where a link lands, its climb above the root counted: '..' 42 times then 'etc/passwd'."""
+    parts = landing.split("/")
+    ups = next((index for index, part in enumerate(parts) if part != ".."), len(parts))
+    if ups <= 1:
+        return _shown(landing, _LINK_SHOWN_CHARS)
+    rest = "/".join(parts[ups:])
+    return f"'..' {ups} times" + (f" then {_shown(rest, _LINK_SHOWN_CHARS)}" if rest else "")
+
+
 def check_links_resolve_inside(symlinks: dict[str, str]) -> None:
     """Every symlink, followed through the archive's other links, must land inside the root.
 
@@ -314,9 +325,9 @@ def check_links_resolve_inside(symlinks: dict[str, str]) -> None:
             raise TarballRejected(unresolvable.reason) from None
         if _escapes(landing):
             through = f" through {_hops_text(hops[1:])}" if len(hops) > 1 else ""
+            written, lands = _shown(linkname, _LINK_SHOWN_CHARS), _landing_text(landing)
             raise TarballRejected(
-                f"symlink {name!r} points outside the archive root: "
-                f"{linkname!r} leads to {landing!r}{through}"
+                f"symlink {name!r} points outside the archive root: {written} leads to {lands}{through}"
             )
 
 
