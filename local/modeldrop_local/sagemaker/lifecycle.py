@@ -99,6 +99,8 @@ class EndpointLifecycle:
             reason = failure.reason
         except WorkerStartError as error:
             # SageMaker's own FailureReason, then what its CloudWatch logs would have shown.
+            if error.log_detail:
+                log(error.log_detail)
             reason = f"{PING_FAILED.format(variant=deployment.variant_name)} Local SageMaker: {error.reason}"
         except Exception as error:  # an unforeseen failure must still end Creating/Updating, with its cause
             # One sentence for DescribeEndpoint's FailureReason; the trace goes to the endpoint's log.
