@@ -34,25 +34,24 @@ def _inside(path: str, root_real: str) -> bool:
 
 def check_parents_inside(root: Path, name: str) -> None:
     """Before `name` (relative to root) is written: no symlink and nothing outside the root on its way."""
-    root_real = os.path.realpath(root, strict=True)
     current = root
+    deepest = root  # the deepest directory on the way that exists already
     for part in name.split("/")[:-1]:
         current = current / part
         try:
             mode = os.lstat(current).st_mode
         except FileNotFoundError:
             break  # tarfile creates it, and everything below it, as real directories
+        where = str(current.relative_to(root))
         if stat.S_ISLNK(mode):
-            raise UnsafeOnDisk(
-                f"member {name!r} would be written through symlink {str(current.relative_to(root))!r}"
-            )
+            raise UnsafeOnDisk(f"member {name!r} would be written through symlink {where!r}")
         if not stat.S_ISDIR(mode):
-            raise UnsafeOnDisk(
-                f"member {name!r} lies under {str(current.relative_to(root))!r}, which is not a directory"
-            )
-        real = os.path.realpath(current, strict=True)
-        if not _inside(real, root_real):
-            raise UnsafeOnDisk(f"member {name!r} would be written to {real!r}, outside the extraction root")
+            raise UnsafeOnDisk(f"member {name!r} lies under {where!r}, which is not a directory")
+        deepest = current
+    # With no symlink on the way this holds by construction; checked anyway, once per member.
+    real = os.path.realpath(deepest, strict=True)
+    if not _inside(real, os.path.realpath(root, strict=True)):
+        raise UnsafeOnDisk(f"member {name!r} would be written to {real!r}, outside the extraction root")
     try:
         mode = os.lstat(root / name).st_mode
     except FileNotFoundError:

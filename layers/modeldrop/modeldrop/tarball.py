@@ -18,13 +18,14 @@ import re
 import shutil
 import tarfile
 import zlib
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modeldrop.archive_links import LinkProblem, check_links
+from modeldrop.archive_links import shown as _shown
 from modeldrop.extraction_guard import (
     UnsafeOnDisk,
     check_hardlink_source,
@@ -52,11 +53,6 @@ _METADATA_ALLOWANCE = 1024 * 1024 + 10240
 # bytes, a path of fewer than PATH_MAX bytes (PATH_MAX counts the terminating NUL).
 NAME_MAX_BYTES = 255
 PATH_MAX_BYTES = 4096
-# How many symlinks one path lookup may follow before the kernel answers ELOOP (MAXSYMLINKS,
-# include/linux/namei.h); the archive's links are resolved with the same budget.
-MAX_SYMLINK_HOPS = 40
-_NAME_SHOWN_CHARS = 60
-_LINK_SHOWN_CHARS = 120
 
 
 class TarballRejected(Exception):
@@ -85,6 +81,9 @@ class TarballLimits(BaseModel):
     max_uncompressed_bytes: int = Field(default=6 * 1024**3, ge=1)
     max_member_bytes: int = Field(default=6 * 1024**3, ge=1)
     max_config_bytes: int = Field(default=64 * 1024, ge=1)
+    # Each symlink is followed through the archive's others at the end (archive_links.py); a model
+    # needs a few, and this bounds that work.
+    max_symlinks: int = Field(default=1000, ge=0)
 
 
 class TarballReport(BaseModel):
@@ -206,14 +205,6 @@ def _escapes(target: str) -> bool:
     return normal == ".." or normal.startswith("../") or normal.startswith("/")
 
 
-def _shown(name: str, limit: int = _NAME_SHOWN_CHARS) -> str:
-    """A name as the uploader can read it, on one line: bytes that are not UTF-8 and control characters
-    as \\xNN, long names cut short."""
-    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    text = "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
-    return f"'{text}'" if len(text) <= limit else f"'{text[:limit]}...'"
-
-
 def _check_name(name: str, what: str) -> None:
     """Refuse a name no filesystem can hold, before anything joins it to a path.
 
@@ -239,98 +230,6 @@ def _check_name(name: str, what: str) -> None:
             )
 
 
-class _LinkUnresolvable(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _hops_text(hops: list[str]) -> str:
-    shown = [repr(hop) for hop in hops]
-    if len(shown) > 4:
-        shown = [*shown[:2], f"... {len(shown) - 3} more ...", shown[-1]]
-    return " -> ".join(shown)
-
-
-def _resolve_symlink(name: str, symlinks: dict[str, str]) -> tuple[str, list[str]]:
-    """Where symlink `name` lands, walking the archive's own namespace as the kernel walks a path.
-
-    Each component is looked up among the archive's symlinks and followed (its target read relative to
-    the link's directory, '..' applied to what the walk has reached, not to the name as written);
-    anything else is taken as a directory, which is what a missing name or a file would at worst
-    become. Returns (landing, links followed): landing is relative to the root, or starts with '../'
-    or '/' when the link leaves it. Raises _LinkUnresolvable for a loop or a chain longer than the
-    kernel follows.
-    """
-    walked = name.split("/")[:-1]
-    pending = deque(symlinks[name].split("/"))
-    hops = [name]
-    # (link reached, what is left to walk): the walk is deterministic, so meeting one twice is a loop.
-    states: set[tuple[str, tuple[str, ...]]] = {(name, ())}
-    if symlinks[name].startswith("/"):
-        return symlinks[name], hops
-    while pending:
-        part = pending.popleft()
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not walked:
-                return posixpath.normpath("/".join(["..", *pending])), hops
-            walked.pop()
-            continue
-        reached = "/".join([*walked, part])
-        target = symlinks.get(reached)
-        if target is None:
-            walked.append(part)
-            continue
-        state = (reached, tuple(pending))
-        if state in states:
-            loop = hops[hops.index(reached) :]
-            raise _LinkUnresolvable(
-                f"symlink {name!r} never resolves: the links {_hops_text([*loop, reached])} form a loop"
-            )
-        states.add(state)
-        hops.append(reached)
-        if len(hops) > MAX_SYMLINK_HOPS:
-            raise _LinkUnresolvable(
-                f"symlink {name!r} never resolves: it leads through more than {MAX_SYMLINK_HOPS} links "
-                f"({_hops_text(hops)}), more than the kernel follows (MAXSYMLINKS)"
-            )
-        if target.startswith("/"):
-            return posixpath.normpath("/".join([target, *pending])), hops
-        pending.extendleft(reversed(target.split("/")))
-    return "/".join(walked), hops
-
-
-def _landing_text(landing: str) -> str:
-    """Where a link lands, its climb above the root counted: '..' 42 times then 'etc/passwd'."""
-    parts = landing.split("/")
-    ups = next((index for index, part in enumerate(parts) if part != ".."), len(parts))
-    if ups <= 1:
-        return _shown(landing, _LINK_SHOWN_CHARS)
-    rest = "/".join(parts[ups:])
-    return f"'..' {ups} times" + (f" then {_shown(rest, _LINK_SHOWN_CHARS)}" if rest else "")
-
-
-def check_links_resolve_inside(symlinks: dict[str, str]) -> None:
-    """Every symlink, followed through the archive's other links, must land inside the root.
-
-    Run once the whole archive is known, since links may come in any order: a target that stays
-    inside as written can leave through another link of the archive, even one added after it.
-    """
-    for name, linkname in symlinks.items():
-        try:
-            landing, hops = _resolve_symlink(name, symlinks)
-        except _LinkUnresolvable as unresolvable:
-            raise TarballRejected(unresolvable.reason) from None
-        if _escapes(landing):
-            through = f" through {_hops_text(hops[1:])}" if len(hops) > 1 else ""
-            written, lands = _shown(linkname, _LINK_SHOWN_CHARS), _landing_text(landing)
-            raise TarballRejected(
-                f"symlink {name!r} points outside the archive root: {written} leads to {lands}{through}"
-            )
-
-
 class _Scanner:
     """Applies every check to each member in archive order and builds the report."""
 
@@ -342,8 +241,6 @@ class _Scanner:
         self.regular_files: set[str] = set()
         # Each symlink's target as written, for the namespace-wide check at the end.
         self.symlinks: dict[str, str] = {}
-        # Each directory some member lies in (named in the archive or not), with the first such member.
-        self.first_member_in: dict[str, str] = {}
         self.seen: set[str] = set()
         # Everything that is not a directory (regular files and links), in archive order.
         self.files: list[str] = []
@@ -373,12 +270,6 @@ class _Scanner:
         if name in self.seen:
             raise TarballRejected(f"duplicate member: {name!r} appears more than once")
         self.seen.add(name)
-        parts = name.split("/")
-        for depth in range(1, len(parts)):
-            parent = "/".join(parts[:depth])
-            if parent in self.symlinks:
-                raise TarballRejected(f"member {name!r} lies inside symlink {parent!r}")
-            self.first_member_in.setdefault(parent, name)
         if member.ischr() or member.isblk():
             raise TarballRejected(f"device file not allowed: {name!r}")
         if member.isfifo():
@@ -390,8 +281,8 @@ class _Scanner:
                 raise TarballRejected(
                     f"symlink {name!r} points outside the archive root: {member.linkname!r}"
                 )
-            if name in self.first_member_in:
-                raise TarballRejected(f"member {self.first_member_in[name]!r} lies inside symlink {name!r}")
+            if len(self.symlinks) >= limits.max_symlinks:
+                raise TarballRejected(f"too many symlinks: more than {limits.max_symlinks} in the archive")
             self.symlinks[name] = member.linkname
         elif member.islnk():
             target = _normalise(member.linkname)
@@ -445,7 +336,12 @@ class _Scanner:
     def report(self, require_model: bool = True) -> TarballReport:
         if not self.members:
             raise TarballRejected("empty tarball: the archive has no files")
-        check_links_resolve_inside(self.symlinks)
+        try:
+            # Members under a symlink, and links that leave through other links: the whole archive
+            # is needed (any order); safe_extract creates no symlink before this.
+            check_links(self.symlinks, self.members)
+        except LinkProblem as problem:
+            raise TarballRejected(problem.reason) from None
         artifacts = [name for name in self.files if artifact_framework(name) is not None]
         if require_model and not artifacts and not self.has_inference_code:
             raise TarballRejected(

@@ -298,7 +298,7 @@ def test_the_on_disk_guard_holds_without_the_archive_check(
     local_sagemaker: Any, sm: Any, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the archive's namespace check switched off, and the same chain
-    monkeypatch.setattr(tarball, "check_links_resolve_inside", lambda symlinks: None)
+    monkeypatch.setattr(tarball, "check_links", lambda symlinks, members: None)
     description = _create_from(sm, s3_endpoint, "lc-chain-disk", tar_gz(LINK_CHAIN))
     # Then the extraction's own guard refuses it on the real filesystem
     assert description["EndpointStatus"] == "Failed"
