@@ -113,38 +113,22 @@ def resume_deployments(stack: LocalStack, edge_url: str, region: str) -> list[st
     """Start again the deploy executions of the deployments a restored state has in flight.
 
     Step Functions executions are not saved (see _PERSISTED_SERVICES), so a cloud stopped while a
-    deployment was Queued or Deploying would leave its record there for good. The state machine takes
-    the same input again: a Deploying one resumes at its poll loop, a Queued one waits for its turn.
-    Returns the deployment ids resumed (none for a template without modeldrop's OnUpload function).
+    deployment was Queued or Deploying would leave its record there for good. What is in flight and how
+    it is followed is the application's: its layer's one hook (modeldrop.rollout.resume_in_flight) gets
+    OnUpload's environment and clients of this cloud. Returns the deployment ids resumed (none for a
+    template without modeldrop's OnUpload function).
     """
-    from boto3.dynamodb.conditions import Attr
-    from modeldrop.deploy import start_execution
-    from modeldrop.records import DEPLOY_SK_PREFIX, DeploymentRecords, DeploymentStatus
-    from modeldrop.settings import OnUploadSettings
-
     on_upload = next((f for f in stack.functions.values() if f.logical_id == "OnUploadFunction"), None)
     if on_upload is None:
         return []
-    settings = OnUploadSettings.load(on_upload.environment)
+    from modeldrop.rollout import resume_in_flight
+
     session = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region)
-    table = session.resource("dynamodb", endpoint_url=edge_url).Table(settings.deployments_table)
-    stepfunctions = session.client("stepfunctions", endpoint_url=edge_url)
-    in_flight = Attr("sk").begins_with(DEPLOY_SK_PREFIX) & Attr("status").is_in(
-        [DeploymentStatus.QUEUED.value, DeploymentStatus.DEPLOYING.value]
+    return resume_in_flight(
+        on_upload.environment,
+        dynamodb=session.resource("dynamodb", endpoint_url=edge_url),
+        stepfunctions=session.client("stepfunctions", endpoint_url=edge_url),
     )
-    records = DeploymentRecords(table)
-    resumed = []
-    scan: dict[str, Any] = {"FilterExpression": in_flight}
-    while True:
-        page = table.scan(**scan)
-        for item in page.get("Items", []):
-            deployment = records.get_deployment(str(item["modelName"]), int(str(item["version"])))
-            if deployment is not None:
-                start_execution(deployment, deployment.status, settings, stepfunctions)
-                resumed.append(deployment.deployment_id)
-        if "LastEvaluatedKey" not in page:
-            return resumed
-        scan["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 @dataclass

@@ -21,7 +21,7 @@ import boto3
 import httpx
 from botocore.exceptions import ClientError, EndpointConnectionError
 from modeldrop.api.models import DeploymentSummary, ModelDetail, ModelList
-from modeldrop.records import DeploymentRecords
+from modeldrop.deployments_table import DeploymentRecords
 
 from modeldrop_local.credentials import FAKE_CREDENTIALS, credentials_configured, is_loopback
 from modeldrop_local.stack import DEFAULT_REGION, DEFAULT_STACK_NAME

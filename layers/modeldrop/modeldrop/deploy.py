@@ -10,8 +10,8 @@ endpoint before the new version is known to be deployable:
      deployments/<name>/<deploymentId>/model.tar.gz (SageMaker cannot be given a version) — byte for byte
      by one server-side copy, or repacked (repack.py) when files are added or left out — then
      CreateModel + CreateEndpointConfig (new names per version; the live endpoint is untouched);
-  4. CreateEndpoint / UpdateEndpoint, or Queued when the endpoint is busy with another deployment;
-  5. the deploy state machine follows it (execution name = deployment id, so a retry cannot start two).
+  4. the rollout (modeldrop.rollout) takes it from there: CreateEndpoint / UpdateEndpoint, or Queued
+     when the endpoint is busy with another deployment, followed by the deploy state machine.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from modeldrop import naming
-from modeldrop.events import ExecutionInput, UploadedObject
+from modeldrop.deployments_table import DeploymentRecords
+from modeldrop.events import UploadedObject
 from modeldrop.frameworks import framework_from_image, layout_problem
 from modeldrop.model_config import (
     ConfigRejected,
@@ -46,14 +47,10 @@ from modeldrop.model_config import (
 from modeldrop.observability import logger, metrics
 from modeldrop.preflight import PreflightRejected, check_serverless_quotas
 from modeldrop.reasons import error_summary
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, utc_now
+from modeldrop.records import Deployment, DeploymentStatus, utc_now
 from modeldrop.repack import compress_level_for, repack_to_s3
-from modeldrop.sagemaker_adapter import (
-    BROKEN_STATUSES,
-    BUSY_STATUSES,
-    EndpointBusy,
-    SageMakerAdapter,
-)
+from modeldrop.rollout import DeployExecutions, Rollout
+from modeldrop.sagemaker_adapter import SageMakerAdapter, client_error_text, is_transient
 from modeldrop.serving_setup import ServingPlan, plan_serving
 from modeldrop.settings import OnUploadSettings
 from modeldrop.tarball import TarballRejected, inspect_tarball
@@ -81,6 +78,13 @@ class DeployDependencies:
             records=DeploymentRecords(table),
             service_quotas=boto3.client("service-quotas"),
         )
+
+    @property
+    def rollout(self) -> Rollout:
+        executions = DeployExecutions(
+            self.stepfunctions, self.settings.state_machine_arn, max_polls=self.settings.max_polls
+        )
+        return Rollout(records=self.records, sagemaker=self.sagemaker, executions=executions, s3=self.s3)
 
 
 class UploadOutcome(BaseModel):
@@ -140,7 +144,6 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
         object_version=upload.object_version,
         etag=upload.etag,
         status=DeploymentStatus.QUEUED,
-        endpoint_name=naming.endpoint_name(model_name),
         created_at=now,
         updated_at=now,
     )
@@ -163,19 +166,10 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
         )
         raise
 
-    sagemaker_name = naming.versioned_name(model_name, version)
     # The record's config holds what CreateModel gets: the environment includes what OnUpload added
     # (servingSetup says which keys, and which files).
     config = inspected.config.model_copy(update={"environment": inspected.plan.environment})
-    deployment = deployment.model_copy(
-        update={
-            "config": config.model_dump(by_alias=True, mode="json"),
-            "serving_setup": inspected.plan.record.model_dump(by_alias=True, mode="json"),
-            "sagemaker_model_name": sagemaker_name,
-            "endpoint_config_name": sagemaker_name,
-            "model_data_key": naming.pinned_model_key(model_name, deployment.deployment_id),
-        }
-    )
+    deployment = deployment.model_copy(update={"config": config, "serving_setup": inspected.plan.record})
     # Recorded before any SageMaker call, so even a crash mid-way leaves the upload visible.
     deps.records.put_deployment(deployment)
     try:
@@ -214,30 +208,26 @@ def _deploy_recorded(
     try:
         _pin_model_data(deployment, plan, deps)
         _create_sagemaker_resources(deployment, config, deps)
-        status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
     except ClientError as error:
-        if _is_transient(error):
+        if is_transient(error):
             raise
-        # SageMaker refused the model, config or endpoint change (e.g. an image it cannot use, a quota).
-        reason = f"SageMaker refused the deployment: {_client_error_text(error)}"
+        # SageMaker refused the model or config (e.g. an image it cannot use, a quota).
+        reason = f"SageMaker refused the deployment: {client_error_text(error)}"
         deps.records.update_deployment(model_name, version, DeploymentStatus.FAILED, reason=reason)
         logger.warning("SageMaker refused the deployment", extra={"reason": reason})
         _count("DeploymentFailed")
         return _outcome(upload, deployment, DeploymentStatus.FAILED, reason)
 
-    deps.records.update_deployment(model_name, version, status)
-    deps.records.touch_model(
-        model_name,
-        deployment.endpoint_name or naming.endpoint_name(model_name),
-        status=endpoint_status,
-        last_deployment_id=deployment.deployment_id,
+    begun = deps.rollout.begin(deployment)
+    if begun.status is DeploymentStatus.FAILED:
+        _count("DeploymentFailed")
+        return _outcome(upload, deployment, DeploymentStatus.FAILED, begun.reason)
+    _count("DeploymentStarted" if begun.status is DeploymentStatus.DEPLOYING else "DeploymentQueued")
+    logger.info(
+        "deployment recorded", extra={"status": begun.status.value, "execution_arn": begun.execution_arn}
     )
-    execution_arn = start_execution(deployment, status, deps.settings, deps.stepfunctions)
-    deps.records.update_deployment(model_name, version, status, execution_arn=execution_arn)
-    _count("DeploymentStarted" if status is DeploymentStatus.DEPLOYING else "DeploymentQueued")
-    logger.info("deployment recorded", extra={"status": status.value, "execution_arn": execution_arn})
-    result = _outcome(upload, deployment, status, None)
-    return result.model_copy(update={"execution_arn": execution_arn})
+    result = _outcome(upload, deployment, begun.status, None)
+    return result.model_copy(update={"execution_arn": begun.execution_arn})
 
 
 def _preflight(deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies) -> str | None:
@@ -246,7 +236,7 @@ def _preflight(deployment: Deployment, config: ResolvedConfig, deps: DeployDepen
         return None
     try:
         check_serverless_quotas(
-            endpoint_name=deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
+            endpoint_name=deployment.endpoint_name,
             max_concurrency=config.max_concurrency,
             sagemaker=deps.sagemaker.client,
             service_quotas=deps.service_quotas,
@@ -254,72 +244,6 @@ def _preflight(deployment: Deployment, config: ResolvedConfig, deps: DeployDepen
     except PreflightRejected as rejection:
         return rejection.reason
     return None
-
-
-_TRANSIENT_ERROR_CODES = frozenset(
-    {"ThrottlingException", "Throttling", "TooManyRequestsException", "InternalFailure", "ServiceUnavailable"}
-)
-
-
-def _is_transient(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") in _TRANSIENT_ERROR_CODES
-
-
-def start_or_queue(deployment: Deployment, sagemaker: SageMakerAdapter) -> tuple[DeploymentStatus, str]:
-    """Send the deployment's config to the endpoint if it is free; Queued if another deployment is in flight.
-
-    Returns the deployment status and the endpoint status to record on the model item.
-    """
-    endpoint_name = deployment.endpoint_name or naming.endpoint_name(deployment.model_name)
-    config_name = deployment.endpoint_config_name or naming.versioned_name(
-        deployment.model_name, deployment.version
-    )
-    endpoint = sagemaker.describe_endpoint(endpoint_name)
-    if endpoint is None:
-        sagemaker.create_endpoint(endpoint_name, config_name)
-        return DeploymentStatus.DEPLOYING, "Creating"
-    if endpoint.status in BUSY_STATUSES:
-        return DeploymentStatus.QUEUED, endpoint.status
-    if endpoint.status in BROKEN_STATUSES:
-        # A Failed endpoint cannot be updated, only replaced: delete it; the queued deployment
-        # creates it afresh on its next turn, once the deletion is over.
-        logger.info("deleting broken endpoint", extra={"endpoint_status": endpoint.status})
-        sagemaker.delete_endpoint(endpoint_name)
-        return DeploymentStatus.QUEUED, "Deleting"
-    try:
-        sagemaker.update_endpoint(endpoint_name, config_name)
-    except EndpointBusy:
-        return DeploymentStatus.QUEUED, "Updating"
-    return DeploymentStatus.DEPLOYING, "Updating"
-
-
-def execution_input(deployment: Deployment, status: DeploymentStatus, max_polls: int) -> ExecutionInput:
-    return ExecutionInput(
-        deployment_id=deployment.deployment_id,
-        model_name=deployment.model_name,
-        version=deployment.version,
-        endpoint_name=deployment.endpoint_name or naming.endpoint_name(deployment.model_name),
-        endpoint_config_name=deployment.endpoint_config_name or "",
-        status="Queued" if status is DeploymentStatus.QUEUED else "Deploying",
-        max_polls=max_polls,
-    )
-
-
-def start_execution(
-    deployment: Deployment, status: DeploymentStatus, settings: OnUploadSettings, stepfunctions: Any
-) -> str:
-    payload = execution_input(deployment, status, settings.max_polls)
-    try:
-        response = stepfunctions.start_execution(
-            stateMachineArn=settings.state_machine_arn,
-            name=deployment.deployment_id,
-            input=payload.model_dump_json(by_alias=True),
-        )
-    except stepfunctions.exceptions.ExecutionAlreadyExists:
-        # A retried invocation: the execution of this deployment is already running.
-        arn_prefix = settings.state_machine_arn.replace(":stateMachine:", ":execution:")
-        return f"{arn_prefix}:{deployment.deployment_id}"
-    return str(response["executionArn"])
 
 
 _SINGLE_COPY_UP_TO_5_GIB = TransferConfig(multipart_threshold=5 * 2**30, multipart_chunksize=512 * 2**20)
@@ -336,9 +260,7 @@ def _pin_model_data(deployment: Deployment, plan: ServingPlan, deps: DeployDepen
     source: dict[str, str] = {"Bucket": deployment.bucket, "Key": deployment.key}
     if deployment.object_version:
         source["VersionId"] = deployment.object_version
-    key = deployment.model_data_key or naming.pinned_model_key(
-        deployment.model_name, deployment.deployment_id
-    )
+    key = _model_data_key(deployment)
     if plan.needs_repack:
         # Files added or left out: the copy is rewritten, streamed through this function.
         repack_to_s3(
@@ -360,11 +282,11 @@ def _pin_model_data(deployment: Deployment, plan: ServingPlan, deps: DeployDepen
 def _create_sagemaker_resources(
     deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
 ) -> None:
-    name = deployment.sagemaker_model_name or naming.versioned_name(deployment.model_name, deployment.version)
+    name = deployment.sagemaker_model_name
     deps.sagemaker.create_model(
         name,
         image=config.image,
-        model_data_url=f"s3://{deployment.bucket}/{deployment.model_data_key}",
+        model_data_url=f"s3://{deployment.bucket}/{_model_data_key(deployment)}",
         role_arn=deps.settings.sagemaker_role_arn,
         environment=config.environment,
     )
@@ -375,6 +297,12 @@ def _create_sagemaker_resources(
         max_concurrency=config.max_concurrency,
         provisioned_concurrency=config.provisioned_concurrency,
     )
+
+
+def _model_data_key(upload: Deployment) -> str:
+    if upload.model_data_key is None:
+        raise ValueError(f"{upload.deployment_id} is a rollback: it has no model data of its own")
+    return upload.model_data_key
 
 
 def _inspect(upload: UploadedObject, model_name: str, deps: DeployDependencies) -> _Inspected:
@@ -446,11 +374,6 @@ def _outcome(
         deployment_id=deployment.deployment_id,
         reason=reason,
     )
-
-
-def _client_error_text(error: ClientError) -> str:
-    details = error.response.get("Error", {})
-    return f"{details.get('Code', 'Error')}: {details.get('Message', str(error))}"
 
 
 def _count(name: str) -> None:

@@ -12,6 +12,8 @@
   timed_out  not InService within the deploy timeout.
   error      a state failed for good after its retries: record the error.
 Every write is conditional on the deployment still being in flight, so a replayed step changes nothing.
+Switching the endpoint (a queued deployment's turn, going live, the rollback) is the rollout's
+(modeldrop.rollout); this module decides on the step and records its outcome.
 """
 
 from __future__ import annotations
@@ -23,16 +25,15 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.config import Config
 
-from modeldrop.deploy import start_or_queue
+from modeldrop.deployments_table import DeploymentRecords, GoLive
 from modeldrop.events import DeploymentStatusEvent, StatusResult
 from modeldrop.observability import logger, metrics
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, GoLive
-from modeldrop.rollback import execution_input, rollback_deployment
+from modeldrop.records import Deployment, DeploymentStatus
+from modeldrop.rollout import IN_FLIGHT, Rollout, execution_input
 from modeldrop.sagemaker_adapter import EndpointDescription, SageMakerAdapter
 from modeldrop.settings import DeploymentStatusSettings
-from modeldrop.smoke_test import INVOKE_READ_TIMEOUT_S, SmokeTest, run_smoke_test
+from modeldrop.smoke_test import INVOKE_READ_TIMEOUT_S, run_smoke_test
 
-IN_FLIGHT = (DeploymentStatus.QUEUED, DeploymentStatus.DEPLOYING)
 # A newer deployment in one of these states replaces a queued older one (last upload wins).
 _REPLACES_OLDER = {DeploymentStatus.QUEUED, DeploymentStatus.DEPLOYING, DeploymentStatus.IN_SERVICE}
 
@@ -58,6 +59,16 @@ class StatusDependencies:
             records=DeploymentRecords(boto3.resource("dynamodb").Table(settings.deployments_table)),
             s3=boto3.client("s3"),
             runtime=boto3.client("sagemaker-runtime", config=runtime_config),
+        )
+
+    @property
+    def rollout(self) -> Rollout:
+        # No executions: this function runs inside the one following the deployment.
+        return Rollout(
+            records=self.records,
+            sagemaker=self.sagemaker,
+            s3=self.s3,
+            keep_versions=self.settings.keep_versions,
         )
 
 
@@ -120,18 +131,7 @@ def _start(deployment: Deployment, event: DeploymentStatusEvent, deps: StatusDep
     if event.polls >= event.deployment.max_polls:
         reason = f"still queued behind another deployment after {event.polls} polls (deploy timeout)"
         return _finish(deployment, DeploymentStatus.TIMED_OUT, reason, deps, endpoint_status=None)
-    status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
-    if status is DeploymentStatus.DEPLOYING:
-        deps.records.update_deployment(
-            deployment.model_name, deployment.version, status, expected=(DeploymentStatus.QUEUED,)
-        )
-        deps.records.touch_model(
-            deployment.model_name,
-            deployment.endpoint_name or event.deployment.endpoint_name,
-            status=endpoint_status,
-            last_deployment_id=deployment.deployment_id,
-        )
-    return StatusResult(status=status.value)
+    return StatusResult(status=deps.rollout.take_turn(deployment).value)
 
 
 def _newer_deployment(deployment: Deployment, records: DeploymentRecords) -> Deployment | None:
@@ -151,11 +151,10 @@ def _in_service(
             f"not on this deployment's {deployment.endpoint_config_name}"
         )
         return _finish(deployment, DeploymentStatus.FAILED, reason, deps, endpoint_status=endpoint.status)
-    if deps.records.go_live(deployment, expected=IN_FLIGHT) is GoLive.NOT_IN_FLIGHT:
+    if deps.rollout.go_live(deployment) is GoLive.NOT_IN_FLIGHT:
         current = deps.records.get_deployment(deployment.model_name, deployment.version)
         return StatusResult(status=(current or deployment).status.value)
     metrics.add_metric(name="DeploymentSucceeded", unit=MetricUnit.Count, value=1)
-    cleanup_old_versions(deployment.model_name, deps)
     if deployment.rolled_back_from is not None:
         # The automatic rollback after a failed smoke test is live: the execution still ends failed.
         return StatusResult(
@@ -167,13 +166,12 @@ def _in_service(
 def _smoke_test(
     deployment: Deployment, endpoint: EndpointDescription, deps: StatusDependencies
 ) -> StatusResult:
-    raw = (deployment.config or {}).get("smokeTest")
-    if deployment.is_rollback or not raw:
+    test = deployment.config.smoke_test if deployment.config else None
+    if deployment.is_rollback or test is None:
         return StatusResult(status="Skipped")
     if endpoint.endpoint_config_name != deployment.endpoint_config_name:
         # The update failed and SageMaker went back to the old config: the next step records that.
         return StatusResult(status="Skipped")
-    test = SmokeTest.model_validate_json(str(raw))
     # SmokeTestNotReady (cold or throttled endpoint) propagates: the state machine retries the step.
     failure = run_smoke_test(deps.runtime, endpoint.endpoint_name, test)
     if failure is None:
@@ -187,21 +185,8 @@ def _smoke_failed(
     deployment: Deployment, reason: str, max_polls: int, deps: StatusDependencies
 ) -> StatusResult:
     """Record the failed smoke test; roll back to the previous live version, or mark Unhealthy without one."""
-    model = deps.records.get_model(deployment.model_name)
-    previous = (
-        next(
-            (
-                candidate
-                for candidate in deps.records.all_deployments(deployment.model_name)
-                if candidate.deployment_id == model.live_deployment_id
-            ),
-            None,
-        )
-        if model is not None and model.live_deployment_id
-        else None
-    )
-    target = deps.records.get_deployment(deployment.model_name, previous.serves_version) if previous else None
-    if target is None or target.sagemaker_deleted:
+    rollback = deps.rollout.roll_back_failed(deployment)
+    if rollback is None:
         # A first version (or nothing left to restore): the endpoint stays, but it is not made live.
         return _finish(
             deployment,
@@ -210,28 +195,16 @@ def _smoke_failed(
             deps,
             endpoint_status=DeploymentStatus.UNHEALTHY.value,
         )
-    version = deps.records.next_version(deployment.model_name)
-    rollback = rollback_deployment(target, version).model_copy(
-        update={"rolled_back_from": deployment.version}
-    )
-    deps.records.put_deployment(rollback)
     finished = _finish(
         deployment,
         DeploymentStatus.FAILED,
-        f"smoke test failed: {reason}; rolled back to v{target.version} (deployment v{version})",
+        f"smoke test failed: {reason}; "
+        f"rolled back to v{rollback.rollback_to} (deployment v{rollback.version})",
         deps,
         endpoint_status=None,
     )
-    status, endpoint_status = start_or_queue(rollback, deps.sagemaker)
-    deps.records.update_deployment(deployment.model_name, version, status, expected=IN_FLIGHT)
-    deps.records.touch_model(
-        deployment.model_name,
-        rollback.endpoint_name or deployment.endpoint_name or "",
-        status=endpoint_status,
-        last_deployment_id=rollback.deployment_id,
-    )
     return StatusResult(
-        status="RollingBack", reason=finished.reason, rollback=execution_input(rollback, status, max_polls)
+        status="RollingBack", reason=finished.reason, rollback=execution_input(rollback, max_polls)
     )
 
 
@@ -262,58 +235,6 @@ def _finish(
         deps.records.set_model_status(deployment.model_name, endpoint_status)
     metrics.add_metric(name=f"Deployment{status.value}", unit=MetricUnit.Count, value=1)
     return StatusResult(status=status.value, reason=reason)
-
-
-def cleanup_old_versions(model_name: str, deps: StatusDependencies) -> list[str]:
-    """Delete the SageMaker models, endpoint configs and pinned tarball copies of all but the newest
-    KEEP_VERSIONS deployments.
-
-    The live deployment and in-flight ones are never deleted. Returns the names deleted.
-    """
-    model = deps.records.get_model(model_name)
-    live_id = model.live_deployment_id if model else None
-    newest_first = list(reversed(deps.records.all_deployments(model_name)))
-    # A rollback owns nothing: it reuses a kept version's model and config, which must then survive
-    # for as long as the rollback is live or in flight.
-    in_use = {
-        deployment.endpoint_config_name
-        for deployment in newest_first
-        if deployment.deployment_id == live_id or deployment.status in IN_FLIGHT
-    }
-    # Rejected ones (the preflight refuses after the names are recorded) never created anything.
-    reached_sagemaker = [
-        deployment
-        for deployment in newest_first
-        if deployment.sagemaker_model_name
-        and not deployment.is_rollback
-        and deployment.status is not DeploymentStatus.REJECTED
-    ]
-    deleted: list[str] = []
-    for deployment in reached_sagemaker[deps.settings.keep_versions :]:
-        if (
-            deployment.sagemaker_deleted
-            or deployment.deployment_id == live_id
-            or deployment.status in IN_FLIGHT
-            or deployment.endpoint_config_name in in_use
-        ):
-            continue
-        if deployment.endpoint_config_name:
-            deps.sagemaker.delete_endpoint_config(deployment.endpoint_config_name)
-        if deployment.sagemaker_model_name:
-            deps.sagemaker.delete_model(deployment.sagemaker_model_name)
-        if deployment.model_data_key:
-            deps.s3.delete_object(Bucket=deployment.bucket, Key=deployment.model_data_key)
-        deps.records.update_deployment(
-            model_name,
-            deployment.version,
-            deployment.status,
-            reason=deployment.reason,
-            sagemaker_deleted=True,
-        )
-        deleted.append(deployment.sagemaker_model_name or deployment.deployment_id)
-    if deleted:
-        logger.info("deleted old SageMaker versions", extra={"deleted": deleted})
-    return deleted
 
 
 def result_json(result: StatusResult) -> dict[str, Any]:

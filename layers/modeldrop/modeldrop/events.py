@@ -53,7 +53,7 @@ class UploadedObject(_Camel):
 
 
 class ExecutionInput(_Camel):
-    """What OnUpload (and nobody else) starts a deploy state machine execution with."""
+    """What a deploy state machine execution starts with (modeldrop.rollout.execution_input)."""
 
     deployment_id: str
     model_name: str

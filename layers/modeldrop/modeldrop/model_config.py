@@ -15,9 +15,18 @@ import difflib
 import json
 import math
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from modeldrop.frameworks import (
@@ -196,20 +205,37 @@ class ConfigDefaults(BaseModel):
     provisioned_concurrency: int = Field(default=0, ge=0, le=MAX_CONCURRENCY_LIMIT)
 
 
+def _smoke_test_from_text(value: Any) -> Any:
+    return SmokeTest.model_validate_json(value) if isinstance(value, str) else value
+
+
+def _smoke_test_as_text(test: SmokeTest) -> str:
+    return test.model_dump_json(exclude_unset=True)
+
+
+# Stored (JSON mode) as its JSON text: DynamoDB takes no floats, and a request body may hold them.
+StoredSmokeTest = Annotated[
+    SmokeTest,
+    BeforeValidator(_smoke_test_from_text),
+    PlainSerializer(_smoke_test_as_text, return_type=str, when_used="json"),
+]
+
+
 class ResolvedConfig(BaseModel):
-    """Every deployment setting decided. model_dump(by_alias=True) gives the record's camelCase map."""
+    """Every deployment setting decided: what CreateModel and CreateEndpointConfig get, recorded on the
+    deployment (its `config`, camelCase)."""
 
     model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True)
 
-    framework: Framework | None
-    framework_version: str | None
+    # None: an image of its own whose framework neither modeldrop.json nor the image URI says.
+    framework: Framework | None = None
+    framework_version: str | None = None
     image: str
     memory_mb: int
     max_concurrency: int
     provisioned_concurrency: int
     environment: dict[str, str]
-    # The smoke test as JSON text: DynamoDB takes no floats, and a request body may hold them.
-    smoke_test: str | None = None
+    smoke_test: StoredSmokeTest | None = None
 
 
 def resolve_config(
@@ -280,5 +306,5 @@ def resolve_config(
         max_concurrency=max_concurrency,
         provisioned_concurrency=provisioned,
         environment=dict(config.environment),
-        smoke_test=config.smoke_test.model_dump_json(exclude_unset=True) if config.smoke_test else None,
+        smoke_test=config.smoke_test,
     )

@@ -1,26 +1,21 @@
-"""Rollback on demand: switch a model's endpoint back to a kept version, through the deploy state machine.
+"""Rollback on demand: which kept version a rollback restores, and the deployment record that does it.
 
 A rollback is a deployment of its own (kind Rollback, a new version number, `rollbackTo` = the version it
 restores) that reuses the kept version's SageMaker model and endpoint config instead of creating new ones.
 It then goes exactly the way an upload goes: UpdateEndpoint (the live version keeps serving until the
 restored one is InService), or Queued behind a deployment in flight, followed by the same state machine,
 recorded InService, Failed or TimedOut. A version is *kept* while its model and config exist: it went
-InService once and the cleanup (KeepVersions) has not deleted it yet.
+InService once and the cleanup (KeepVersions) has not deleted it yet. The switch itself is the
+rollout's (modeldrop.rollout.Rollout.roll_back); this module decides and refuses, and writes nothing.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
-from botocore.exceptions import ClientError
-
-from modeldrop import naming
-from modeldrop.deploy import execution_input, start_or_queue
-from modeldrop.observability import logger
-from modeldrop.records import Deployment, DeploymentKind, DeploymentRecords, DeploymentStatus, utc_now
-from modeldrop.sagemaker_adapter import SageMakerAdapter
+from modeldrop.deployments_table import DeploymentRecords
+from modeldrop.records import Deployment, DeploymentKind, DeploymentStatus, utc_now
 
 
 class RollbackRefused(Exception):
@@ -35,15 +30,6 @@ class RollbackRefused(Exception):
 
 class UnknownModel(LookupError):
     pass
-
-
-@dataclass(frozen=True)
-class RollbackDependencies:
-    records: DeploymentRecords
-    sagemaker: SageMakerAdapter
-    stepfunctions: Any
-    state_machine_arn: str
-    max_polls: int
 
 
 @dataclass(frozen=True)
@@ -62,8 +48,6 @@ def kept_versions(deployments: list[Deployment], *, serving: int | None) -> list
             for deployment in deployments
             if not deployment.is_rollback
             and deployment.status is DeploymentStatus.IN_SERVICE
-            and deployment.sagemaker_model_name
-            and deployment.endpoint_config_name
             and not deployment.sagemaker_deleted
             and deployment.version != serving
         ),
@@ -162,45 +146,5 @@ def rollback_deployment(target: Deployment, version: int, *, reason: str | None 
             "updated_at": now,
             "ttl": None,
             "sagemaker_deleted": None,
-            "endpoint_name": target.endpoint_name or naming.endpoint_name(target.model_name),
         }
     )
-
-
-def request_rollback(model_name: str, requested: int | None, deps: RollbackDependencies) -> Deployment:
-    """Record a rollback deployment, send it to SageMaker (or queue it) and start the state machine."""
-    plan = plan_rollback(model_name, requested, deps.records)
-    version = deps.records.next_version(model_name)
-    deployment = rollback_deployment(plan.target, version)
-    deps.records.put_deployment(deployment)
-    logger.info(
-        "rollback requested",
-        extra={"model": model_name, "rollback_to": plan.target.version, "from": plan.live.serves_version},
-    )
-    try:
-        status, endpoint_status = start_or_queue(deployment, deps.sagemaker)
-    except ClientError as error:
-        details = error.response.get("Error", {})
-        reason = f"SageMaker refused the rollback: {details.get('Code')}: {details.get('Message')}"
-        deps.records.update_deployment(model_name, version, DeploymentStatus.FAILED, reason=reason)
-        return deployment.model_copy(update={"status": DeploymentStatus.FAILED, "reason": reason})
-    deps.records.touch_model(
-        model_name,
-        deployment.endpoint_name or naming.endpoint_name(model_name),
-        status=endpoint_status,
-        last_deployment_id=deployment.deployment_id,
-    )
-    execution_arn = start_rollback_execution(deployment, status, deps)
-    deps.records.update_deployment(model_name, version, status, execution_arn=execution_arn)
-    return deployment.model_copy(update={"status": status, "execution_arn": execution_arn})
-
-
-def start_rollback_execution(
-    deployment: Deployment, status: DeploymentStatus, deps: RollbackDependencies
-) -> str:
-    response = deps.stepfunctions.start_execution(
-        stateMachineArn=deps.state_machine_arn,
-        name=deployment.deployment_id,
-        input=execution_input(deployment, status, deps.max_polls).model_dump_json(by_alias=True),
-    )
-    return str(response["executionArn"])

@@ -45,6 +45,22 @@ BUSY_STATUSES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBac
 BROKEN_STATUSES = frozenset({"Failed", "OutOfService", "UpdateRollbackFailed"})
 
 
+# Throttling and service-side failures: the same request may succeed when sent again.
+_TRANSIENT_ERROR_CODES = frozenset(
+    {"ThrottlingException", "Throttling", "TooManyRequestsException", "InternalFailure", "ServiceUnavailable"}
+)
+
+
+def is_transient(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in _TRANSIENT_ERROR_CODES
+
+
+def client_error_text(error: ClientError) -> str:
+    """The error's code and message, for a record's reason."""
+    details = error.response.get("Error", {})
+    return f"{details.get('Code', 'Error')}: {details.get('Message', str(error))}"
+
+
 def _unless_gone(delete: Callable[..., Any], **name: str) -> None:
     """Delete, and count what is already gone as deleted (a retry, or a clean-up after someone else's)."""
     try:

@@ -18,12 +18,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from modeldrop.frameworks import Framework, artifact_framework, framework_from_image
 from modeldrop.image_libraries import check_versions
 from modeldrop.model_config import ModelConfig, ResolvedConfig
+from modeldrop.records import SetupRecord
 from modeldrop.tarball import (
     CONFIG_MEMBER,
     INFERENCE_CODE_MEMBER,
@@ -185,18 +183,6 @@ def handler_code(framework: Framework | None, report: TarballReport) -> tuple[di
 
 
 # ---------------------------------------------------------------- the plan
-class SetupRecord(BaseModel):
-    """What OnUpload added to the model, recorded on the deployment (servingSetup)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    repacked: bool = False
-    added_files: list[str] = []
-    left_out_files: list[str] = []
-    environment: dict[str, str] = {}
-    notes: list[str] = []
-
-
 @dataclass
 class ServingPlan:
     environment: dict[str, str]

@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 from modeldrop.api.dependencies import ApiDependencies
 from modeldrop.api.routes import create_resolver
 from modeldrop.api.runtime import SageMakerRuntime
-from modeldrop.records import DeploymentRecords
+from modeldrop.deployments_table import DeploymentRecords
 from moto import mock_aws
 
 from tests.unit.api.support import create_deployments_table, fake_lambda_context

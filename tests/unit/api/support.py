@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.response import StreamingBody
-from modeldrop.records import Deployment, DeploymentStatus, utc_now
-from modeldrop.serving_setup import SetupRecord
+from modeldrop.model_config import ResolvedConfig
+from modeldrop.records import Deployment, DeploymentStatus, SetupRecord, utc_now
 from modeldrop_local import template
 from openapi_schema_validator import OAS30Validator
 
@@ -180,9 +180,16 @@ def pipeline_deployment(version: int, status: DeploymentStatus, reason: str | No
         etag=f"etag{version}",
         status=status,
         reason=reason,
-        config={"framework": "sklearn", "memoryMb": 2048, "maxConcurrency": 5},
-        serving_setup=SERVING_SETUP.model_dump(by_alias=True, mode="json"),
-        endpoint_name="modeldrop-iris",
+        config=ResolvedConfig(
+            framework="sklearn",
+            framework_version="1.2-1",
+            image="683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+            memory_mb=2048,
+            max_concurrency=5,
+            provisioned_concurrency=0,
+            environment=SERVING_SETUP.environment,
+        ),
+        serving_setup=SERVING_SETUP,
         created_at=now,
         updated_at=now,
     )

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 from modeldrop.api.logic import is_servable
-from modeldrop.deployment_status import IN_FLIGHT
-from modeldrop.records import Deployment, DeploymentRecords, DeploymentStatus, GoLive
+from modeldrop.deployments_table import DeploymentRecords, GoLive
+from modeldrop.records import Deployment, DeploymentStatus
+from modeldrop.rollout import IN_FLIGHT
 
 from tests.unit.api.support import pipeline_deployment
 

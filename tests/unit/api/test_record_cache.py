@@ -16,7 +16,7 @@ from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.routes import create_resolver
 from modeldrop.api.runtime import SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
-from modeldrop.records import DeploymentRecords
+from modeldrop.deployments_table import DeploymentRecords
 
 from tests.unit.api.support import TABLE_NAME, assert_error, put_deployment, put_model, streaming
 from tests.utils import load_event

@@ -18,7 +18,7 @@ from modeldrop.api.dependencies import ApiDependencies, sagemaker_runtime_client
 from modeldrop.api.routes import create_resolver
 from modeldrop.api.runtime import SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
-from modeldrop.records import DeploymentRecords
+from modeldrop.deployments_table import DeploymentRecords
 
 from tests.unit.api.support import TABLE_NAME, assert_error, header, put_model
 from tests.utils import free_port, load_event

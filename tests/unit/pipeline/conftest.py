@@ -14,7 +14,7 @@ import pytest
 from botocore.stub import Stubber
 from modeldrop.deploy import DeployDependencies
 from modeldrop.deployment_status import StatusDependencies
-from modeldrop.records import DeploymentRecords
+from modeldrop.deployments_table import DeploymentRecords
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 from modeldrop.settings import DeploymentStatusSettings, OnUploadSettings
 from modeldrop_local.stack import create_resources

@@ -19,7 +19,6 @@ def seed(stack: Stack, version: int, status: DeploymentStatus, *, model: str = "
     """A deployment as OnUpload records it (the sample events describe iris v1)."""
     records = stack.records()
     assert records.next_version(model) == version
-    name = f"modeldrop-{model}-v{version}"
     deployment = Deployment(
         deployment_id="iris-v000001-5b2c9e1a" if version == 1 else f"{model}-v{version:06d}-00000000",
         model_name=model,
@@ -29,15 +28,15 @@ def seed(stack: Stack, version: int, status: DeploymentStatus, *, model: str = "
         object_version=f"object-version-{version}",
         etag="d41d8cd98f00b204e9800998ecf8427e",
         status=status,
-        sagemaker_model_name=name,
-        endpoint_config_name=name,
-        model_data_key=f"deployments/{model}/v{version}/model.tar.gz",
-        endpoint_name=f"modeldrop-{model}",
         created_at=utc_now(),
         updated_at=utc_now(),
     )
+    assert (
+        deployment.sagemaker_model_name == deployment.endpoint_config_name == f"modeldrop-{model}-v{version}"
+    )
     records.put_deployment(deployment)
-    stack.put_object(f"deployments/{model}/v{version}/model.tar.gz", b"pinned copy")
+    assert deployment.model_data_key is not None
+    stack.put_object(deployment.model_data_key, b"pinned copy")
     records.touch_model(
         model, f"modeldrop-{model}", status="Creating", last_deployment_id=deployment.deployment_id
     )
@@ -299,8 +298,8 @@ def test_success_deletes_versions_beyond_keep_versions(stack: Stack, sagemaker: 
     s3 = boto3.client("s3", region_name=REGION)
     kept = s3.list_objects_v2(Bucket=stack.bucket, Prefix="deployments/iris/")["Contents"]
     assert sorted(item["Key"] for item in kept) == [
-        "deployments/iris/v4/model.tar.gz",
-        "deployments/iris/v5/model.tar.gz",
+        "deployments/iris/iris-v000004-00000000/model.tar.gz",
+        "deployments/iris/iris-v000005-00000000/model.tar.gz",
     ]
 
     # And a second success report deletes nothing more (the stubber has nothing left to answer)

@@ -150,4 +150,4 @@ def test_the_tarballs_modeldrop_json_wins_whole_over_the_sibling_object(
     assert variant["ServerlessConfig"] == {"MemorySizeInMB": 2048, "MaxConcurrency": 2}
     record = stack.records().get_deployment("iris", 1)
     assert record is not None and record.config is not None
-    assert (record.config["memoryMb"], record.config["maxConcurrency"]) == (2048, 2)
+    assert (record.config.memory_mb, record.config.max_concurrency) == (2048, 2)

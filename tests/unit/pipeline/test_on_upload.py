@@ -153,8 +153,8 @@ def test_first_upload_creates_model_config_and_endpoint(
     assert record.object_version == uploaded.object_version
     assert record.etag == uploaded.etag
     assert record.config is not None
-    assert record.config["framework"] == "sklearn"
-    assert record.config["memoryMb"] == 2048
+    assert record.config.framework == "sklearn"
+    assert record.config.memory_mb == 2048
     assert record.execution_arn is not None and record.execution_arn.endswith(record.deployment_id)
     # And SageMaker reads a copy of exactly the inspected version, even if the key is overwritten later
     stack.put_object(KEY, b"a later upload")
@@ -546,8 +546,10 @@ def test_rejections_are_recorded_and_call_no_sagemaker(
     record = stack.records().get_deployment("iris", 1)
     assert record is not None
     assert record.status is DeploymentStatus.REJECTED
-    assert record.reason == reason
-    assert record.sagemaker_model_name is None
+    assert record.reason == reason and record.config is None
+    stored = boto3.resource("dynamodb", region_name=REGION).Table(stack.deployments_table)
+    item = stored.get_item(Key={"pk": "MODEL#iris", "sk": "DEPLOY#000001"})["Item"]
+    assert not {"sagemakerModelName", "endpointConfigName", "modelDataKey"} & set(item)
     assert stack.records().get_model("iris") is None
     sfn = boto3.client("stepfunctions", region_name=REGION)
     assert sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []

@@ -11,9 +11,10 @@ import pytest
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from modeldrop.api.dependencies import ApiDependencies
 from modeldrop.api.routes import create_resolver
-from modeldrop.deployment_status import cleanup_old_versions
-from modeldrop.records import Deployment, DeploymentKind, DeploymentRecords, DeploymentStatus
-from modeldrop.rollback import RollbackDependencies, RollbackRefused, request_rollback
+from modeldrop.deployments_table import DeploymentRecords, GoLive
+from modeldrop.records import Deployment, DeploymentKind, DeploymentStatus
+from modeldrop.rollback import RollbackRefused
+from modeldrop.rollout import IN_FLIGHT, DeployExecutions, Rollout, resume_in_flight
 
 from tests.unit.api.support import assert_matches_schema, fake_lambda_context
 from tests.unit.pipeline.conftest import Stack, StubbedSageMaker, status_dependencies
@@ -27,18 +28,15 @@ def _live(stack: Stack, *versions: int) -> list[Deployment]:
     records = stack.records()
     deployments = [seed(stack, version, DeploymentStatus.IN_SERVICE) for version in versions]
     for deployment in deployments:
-        assert records.mark_live(deployment)
+        assert records.go_live(deployment, expected=(DeploymentStatus.IN_SERVICE,)) is GoLive.LIVE
     return deployments
 
 
-def _deps(stack: Stack, sagemaker: StubbedSageMaker) -> RollbackDependencies:
-    return RollbackDependencies(
-        records=stack.records(),
-        sagemaker=sagemaker.adapter,
-        stepfunctions=boto3.client("stepfunctions", region_name=REGION),
-        state_machine_arn=stack.state_machine_arn,
-        max_polls=60,
+def _deps(stack: Stack, sagemaker: StubbedSageMaker) -> Rollout:
+    executions = DeployExecutions(
+        boto3.client("stepfunctions", region_name=REGION), stack.state_machine_arn, max_polls=60
     )
+    return Rollout(records=stack.records(), sagemaker=sagemaker.adapter, executions=executions)
 
 
 def _expect_switch(sagemaker: StubbedSageMaker, current: str, target: str) -> None:
@@ -60,7 +58,7 @@ def test_rollback_restores_the_previous_live_version_through_the_state_machine(
     _expect_switch(sagemaker, current="modeldrop-iris-v2", target="modeldrop-iris-v1")
 
     # When a rollback without a version is requested
-    deployment = request_rollback("iris", None, _deps(stack, sagemaker))
+    deployment = _deps(stack, sagemaker).roll_back("iris", None)
 
     # Then a deployment v3 of kind Rollback switches the endpoint back to v1's config, Deploying
     sagemaker.stubber.assert_no_pending_responses()
@@ -89,18 +87,39 @@ def test_rollback_restores_the_previous_live_version_through_the_state_machine(
     assert model is not None and model.status == "Updating" and model.live_version == 2
 
 
+def test_a_retried_start_of_a_rollbacks_execution_finds_the_running_one(
+    stack: Stack, sagemaker: StubbedSageMaker
+) -> None:
+    # Given a rollback whose execution was started
+    _live(stack, 1, 2)
+    _expect_switch(sagemaker, current="modeldrop-iris-v2", target="modeldrop-iris-v1")
+    rollout = _deps(stack, sagemaker)
+    rollback = rollout.roll_back("iris", None)
+    assert rollback.execution_arn
+
+    # When its execution is started again (a retry: Step Functions answers ExecutionAlreadyExists)
+    assert rollout.executions is not None
+    again = rollout.executions.start(rollback.model_copy(update={"status": DeploymentStatus.QUEUED}))
+
+    # Then the running execution's ARN is the answer, and there is still one execution
+    assert again == rollback.execution_arn
+    executions = boto3.client("stepfunctions", region_name=REGION).list_executions(
+        stateMachineArn=stack.state_machine_arn
+    )["executions"]
+    assert [execution["name"] for execution in executions] == [rollback.deployment_id]
+
+
 def test_a_second_rollback_undoes_the_first(stack: Stack, sagemaker: StubbedSageMaker) -> None:
     # Given v1, v2 live in turn, then rollback v3 (to v1) went live
     _live(stack, 1, 2)
     _expect_switch(sagemaker, current="modeldrop-iris-v2", target="modeldrop-iris-v1")
-    first = request_rollback("iris", None, _deps(stack, sagemaker))
+    first = _deps(stack, sagemaker).roll_back("iris", None)
     records = stack.records()
-    records.update_deployment("iris", first.version, DeploymentStatus.IN_SERVICE)
-    assert records.mark_live(first)
+    assert records.go_live(first, expected=IN_FLIGHT) is GoLive.LIVE
 
     # When another rollback without a version is requested
     _expect_switch(sagemaker, current="modeldrop-iris-v1", target="modeldrop-iris-v2")
-    second = request_rollback("iris", None, _deps(stack, sagemaker))
+    second = _deps(stack, sagemaker).roll_back("iris", None)
 
     # Then it restores v2, the version live before the rollback
     sagemaker.stubber.assert_no_pending_responses()
@@ -127,7 +146,7 @@ def test_a_version_that_cannot_be_restored_is_refused_naming_the_kept_ones(
 
     # When that version is requested
     with pytest.raises(RollbackRefused) as refused:
-        request_rollback("iris", requested, _deps(stack, sagemaker))
+        _deps(stack, sagemaker).roll_back("iris", requested)
 
     # Then the refusal says why and which versions can be restored; nothing was recorded or switched
     assert refused.value.code == code
@@ -143,7 +162,7 @@ def test_a_single_version_has_nothing_to_roll_back_to(stack: Stack, sagemaker: S
     _live(stack, 1)
     # When a rollback is requested / Then it is refused: no earlier kept version
     with pytest.raises(RollbackRefused) as refused:
-        request_rollback("iris", None, _deps(stack, sagemaker))
+        _deps(stack, sagemaker).roll_back("iris", None)
     assert refused.value.code == "NothingToRollBack"
     assert refused.value.kept == []
 
@@ -152,17 +171,16 @@ def test_cleanup_keeps_what_a_live_rollback_serves(stack: Stack, sagemaker: Stub
     # Given v1..v4 live in turn, then rollback v5 (to v1) live, and KEEP_VERSIONS=2
     _live(stack, 1, 2, 3, 4)
     _expect_switch(sagemaker, current="modeldrop-iris-v4", target="modeldrop-iris-v1")
-    rollback = request_rollback("iris", 1, _deps(stack, sagemaker))
+    rollback = _deps(stack, sagemaker).roll_back("iris", 1)
     records = stack.records()
-    records.update_deployment("iris", rollback.version, DeploymentStatus.IN_SERVICE)
-    assert records.mark_live(rollback)
+    assert records.go_live(rollback, expected=IN_FLIGHT) is GoLive.LIVE
     for version in (2,):  # v3, v4 are the newest two uploads; v1 is served by the live rollback
         name = f"modeldrop-iris-v{version}"
         sagemaker.stubber.add_response("delete_endpoint_config", {}, {"EndpointConfigName": name})
         sagemaker.stubber.add_response("delete_model", {}, {"ModelName": name})
 
     # When the cleanup runs
-    deleted = cleanup_old_versions("iris", status_dependencies(stack, sagemaker, KEEP_VERSIONS="2"))
+    deleted = status_dependencies(stack, sagemaker, KEEP_VERSIONS="2").rollout.clean_old_versions("iris")
 
     # Then only v2 is deleted: v1's model and config serve the rollback, which owns nothing itself
     sagemaker.stubber.assert_no_pending_responses()
@@ -251,9 +269,41 @@ def test_uploads_rejected_by_the_preflight_take_no_kept_slot(
     seed(stack, 4, DeploymentStatus.REJECTED)
 
     # When the cleanup runs with KEEP_VERSIONS=2
-    deleted = cleanup_old_versions("iris", status_dependencies(stack, sagemaker, KEEP_VERSIONS="2"))
+    deleted = status_dependencies(stack, sagemaker, KEEP_VERSIONS="2").rollout.clean_old_versions("iris")
 
     # Then nothing is deleted (the stubber would fail any SageMaker call): v1 stays a rollback target
     assert deleted == []
     _expect_switch(sagemaker, current="modeldrop-iris-v2", target="modeldrop-iris-v1")
-    assert request_rollback("iris", None, _deps(stack, sagemaker)).rollback_to == 1
+    assert _deps(stack, sagemaker).roll_back("iris", None).rollback_to == 1
+
+
+# ---------------------------------------------------------------- resuming after lost executions
+def test_resume_in_flight_starts_again_the_executions_of_queued_and_deploying_deployments(
+    stack: Stack,
+) -> None:
+    # Given v1 live, v2 Deploying and v3 Queued, whose executions were lost (none exist)
+    _live(stack, 1)
+    deploying = seed(stack, 2, DeploymentStatus.DEPLOYING)
+    queued = seed(stack, 3, DeploymentStatus.QUEUED)
+    stepfunctions = boto3.client("stepfunctions", region_name=REGION)
+
+    # When the host's hook resumes them with OnUpload's environment
+    resumed = resume_in_flight(
+        stack.environment(),
+        dynamodb=boto3.resource("dynamodb", region_name=REGION),
+        stepfunctions=stepfunctions,
+    )
+
+    # Then exactly the two in flight have an execution again, each with the input it started with
+    assert sorted(resumed) == sorted([deploying.deployment_id, queued.deployment_id])
+    executions = stepfunctions.list_executions(stateMachineArn=stack.state_machine_arn)["executions"]
+    inputs = {
+        execution["name"]: json.loads(
+            stepfunctions.describe_execution(executionArn=execution["executionArn"])["input"]
+        )
+        for execution in executions
+    }
+    assert {name: (given["status"], given["endpointConfigName"]) for name, given in inputs.items()} == {
+        deploying.deployment_id: ("Deploying", "modeldrop-iris-v2"),
+        queued.deployment_id: ("Queued", "modeldrop-iris-v3"),
+    }

@@ -140,7 +140,7 @@ def test_bare_sklearn_model_is_repacked_with_a_model_fn_that_loads_it(
     expected = joblib.load(model_dir / "model.joblib").predict(rows)
     assert served.predict(rows).tolist() == expected.tolist()
     # And the record says what was added, and the config holds what CreateModel got
-    assert record.serving_setup == {
+    assert record.serving_setup is not None and record.serving_setup.model_dump(by_alias=True) == {
         "repacked": True,
         "addedFiles": ["code/inference.py"],
         "leftOutFiles": [],
@@ -150,7 +150,7 @@ def test_bare_sklearn_model_is_repacked_with_a_model_fn_that_loads_it(
             "(your own code/inference.py is never replaced)"
         ],
     }
-    assert record.config is not None and record.config["environment"] == SDK_ENVIRONMENT
+    assert record.config is not None and record.config.environment == SDK_ENVIRONMENT
 
 
 def test_a_pickle_artifact_gets_a_pickle_loader(tmp_path: Path) -> None:
@@ -190,8 +190,8 @@ def test_users_own_inference_py_is_kept_byte_for_byte_and_copied_server_side(
     assert operations.count("CopyObject") == 1
     assert members(pinned, tmp_path)["code/inference.py"] == example_models.CUSTOM_INFERENCE_PY.encode()
     assert record.serving_setup is not None
-    assert record.serving_setup["repacked"] is False
-    assert record.serving_setup["environment"] == {
+    assert record.serving_setup.repacked is False
+    assert record.serving_setup.environment == {
         key: value for key, value in SDK_ENVIRONMENT.items() if key != "SAGEMAKER_CONTAINER_LOG_LEVEL"
     }
 
@@ -219,7 +219,7 @@ def test_bare_onnx_model_gets_the_onnx_handler_and_a_py38_onnxruntime(
     bare = tmp_path / "bare" / "model.tar.gz"
     assert example_models.predict_in_process(repacked, rows) == example_models.predict_in_process(bare, rows)
     assert record.serving_setup is not None
-    assert record.serving_setup["addedFiles"] == ["code/inference.py", "code/requirements.txt"]
+    assert record.serving_setup.added_files == ["code/inference.py", "code/requirements.txt"]
 
 
 def test_xgboost_copy_leaves_out_modeldrop_json_and_gets_no_environment(
@@ -236,10 +236,10 @@ def test_xgboost_copy_leaves_out_modeldrop_json_and_gets_no_environment(
     found = members(pinned, tmp_path)
     assert sorted(found) == ["xgboost-model"]
     assert found["xgboost-model"] == members(body, tmp_path)["xgboost-model"]
-    assert record.config is not None and record.config["maxConcurrency"] == 5
+    assert record.config is not None and record.config.max_concurrency == 5
     assert record.serving_setup is not None
-    assert record.serving_setup["leftOutFiles"] == ["modeldrop.json"]
-    assert record.serving_setup["environment"] == {}
+    assert record.serving_setup.left_out_files == ["modeldrop.json"]
+    assert record.serving_setup.environment == {}
 
 
 def test_xgboost_with_inference_code_gets_the_sdk_environment(
@@ -274,9 +274,9 @@ def test_custom_code_without_a_known_artifact_is_served_on_the_sklearn_image(
 
     # Then it goes to the scikit-learn image unchanged, and the record says why that image
     assert pinned == body
-    assert record.config is not None and record.config["framework"] == "sklearn"
+    assert record.config is not None and record.config.framework == "sklearn"
     assert record.serving_setup is not None
-    assert CUSTOM_CODE_ON_SKLEARN_NOTE in record.serving_setup["notes"]
+    assert CUSTOM_CODE_ON_SKLEARN_NOTE in record.serving_setup.notes
     assert CUSTOM_CODE_ON_SKLEARN_NOTE == (
         "no artifact recognised; served on the scikit-learn image, "
         "set framework in modeldrop.json to choose another"
@@ -298,7 +298,7 @@ def test_custom_code_with_a_framework_in_modeldrop_json_goes_to_that_image(
 
     # Then the PyTorch image serves it, and no note claims a default
     assert record.serving_setup is not None
-    assert CUSTOM_CODE_ON_SKLEARN_NOTE not in record.serving_setup["notes"]
+    assert CUSTOM_CODE_ON_SKLEARN_NOTE not in record.serving_setup.notes
 
 
 def test_tensorflow_and_custom_images_get_nothing_added(
@@ -313,7 +313,7 @@ def test_tensorflow_and_custom_images_get_nothing_added(
 
     # Then no environment and no change
     assert pinned == body
-    assert record.serving_setup == {
+    assert record.serving_setup is not None and record.serving_setup.model_dump(by_alias=True) == {
         "repacked": False,
         "addedFiles": [],
         "leftOutFiles": [],
@@ -337,7 +337,7 @@ def test_numpy2_recorded_without_evidence_in_the_pickle_is_warned_about(
 
     # Then the deployment carries the warnings, with the gap named
     assert record.serving_setup is not None
-    warnings = [note for note in record.serving_setup["notes"] if note.startswith("warning:")]
+    warnings = [note for note in record.serving_setup.notes if note.startswith("warning:")]
     assert warnings == [
         "warning: saved with numpy 2.1.3; the sklearn 1.2-1 image has numpy 1.24.1: a pickle that "
         "references numpy._core fails its health check there (No module named 'numpy._core'). "

@@ -13,8 +13,8 @@ from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime, SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
-from modeldrop.records import DeploymentRecords
-from modeldrop.rollback import RollbackDependencies
+from modeldrop.deployments_table import DeploymentRecords
+from modeldrop.rollout import DeployExecutions, Rollout
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 
 
@@ -23,7 +23,7 @@ class ApiDependencies:
     records: ModelRecordsReader
     runtime: ModelRuntime
     # None where rollbacks are not wired (a stack without the state machine, some tests): answered 503.
-    rollbacks: RollbackDependencies | None = None
+    rollbacks: Rollout | None = None
     # Where the invocation path reads a model's endpoint: a short-lived cache of `records` in a warm
     # container (modeldrop.api.record_cache); None reads `records` on every request.
     serving_records: ModelRecordsReader | None = None
@@ -48,12 +48,12 @@ def build_dependencies(settings: ApiSettings) -> ApiDependencies:
     records = DeploymentRecords(boto3.resource("dynamodb").Table(settings.deployments_table))
     rollbacks = None
     if settings.state_machine_arn:
-        rollbacks = RollbackDependencies(
+        rollbacks = Rollout(
             records=records,
             sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
-            stepfunctions=boto3.client("stepfunctions"),
-            state_machine_arn=settings.state_machine_arn,
-            max_polls=settings.max_polls,
+            executions=DeployExecutions(
+                boto3.client("stepfunctions"), settings.state_machine_arn, max_polls=settings.max_polls
+            ),
         )
     return ApiDependencies(
         records=records,

@@ -33,7 +33,8 @@ from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime
 from modeldrop.records import Deployment, ModelItem
-from modeldrop.rollback import RollbackDependencies, RollbackRefused, UnknownModel, request_rollback
+from modeldrop.rollback import RollbackRefused, UnknownModel
+from modeldrop.rollout import Rollout
 
 logger = Logger(child=True)
 
@@ -162,9 +163,7 @@ def parse_rollback_request(name: str, body: bytes) -> RollbackRequest:
         ) from error
 
 
-def rollback_model(
-    name: str, request: RollbackRequest, rollbacks: RollbackDependencies | None
-) -> DeploymentSummary:
+def rollback_model(name: str, request: RollbackRequest, rollbacks: Rollout | None) -> DeploymentSummary:
     """Start a rollback deployment; answers it as the deployment summary it was recorded with."""
     validate_model_name(name)
     if rollbacks is None:
@@ -172,7 +171,7 @@ def rollback_model(
             "Rollbacks are not configured on this stack (no STATE_MACHINE_ARN).", model=name
         )
     try:
-        deployment = request_rollback(name, request.version, rollbacks)
+        deployment = rollbacks.roll_back(name, request.version)
     except UnknownModel as error:
         raise ModelNotFound(str(error), model=name) from error
     except RollbackRefused as refusal:

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from modeldrop.naming import MODEL_NAME_PATTERN
-from modeldrop.records import Deployment, DeploymentKind
+from modeldrop.records import Deployment, DeploymentKind, SetupRecord
 
 HISTORY_LENGTH = 10
 
@@ -20,18 +20,6 @@ class _CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
 
 
-class ServingSetup(_CamelModel):
-    """What OnUpload added so the prebuilt image serves the model (modeldrop.serving_setup.SetupRecord)."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
-
-    repacked: bool = False
-    added_files: list[str] = Field(default_factory=list)
-    left_out_files: list[str] = Field(default_factory=list)
-    environment: dict[str, str] = Field(default_factory=dict)
-    notes: list[str] = Field(default_factory=list)
-
-
 class DeploymentSummary(_CamelModel):
     deployment_id: str
     version: int
@@ -40,7 +28,8 @@ class DeploymentSummary(_CamelModel):
     object_version: str | None = None
     framework: str | None = None
     memory_mb: int | None = None
-    serving_setup: ServingSetup | None = None
+    # What OnUpload added so the prebuilt image serves the model.
+    serving_setup: SetupRecord | None = None
     created_at: str | None = None
     updated_at: str | None = None
     # Upload, or Rollback (then rollbackTo is the version it restores). Items older than rollbacks: Upload.
@@ -49,17 +38,16 @@ class DeploymentSummary(_CamelModel):
 
     @classmethod
     def from_record(cls, record: Deployment) -> DeploymentSummary:
-        config = record.config or {}
-        memory = config.get("memoryMb")
+        config = record.config
         return cls(
             deployment_id=record.deployment_id,
             version=record.version,
             status=record.status.value,
             reason=record.reason,
             object_version=record.object_version,
-            framework=config.get("framework"),
-            memory_mb=int(memory) if memory is not None else None,
-            serving_setup=ServingSetup.model_validate(record.serving_setup) if record.serving_setup else None,
+            framework=config.framework.value if config and config.framework else None,
+            memory_mb=config.memory_mb if config else None,
+            serving_setup=record.serving_setup,
             created_at=record.created_at,
             updated_at=record.updated_at,
             kind=(record.kind or DeploymentKind.UPLOAD).value,

@@ -1,6 +1,6 @@
 """What the Api function reads of the DeploymentsTable, as a protocol the routes depend on.
 
-`modeldrop.records.DeploymentRecords` (the table's one adapter and schema) implements it; tests and
+`modeldrop.deployments_table.DeploymentRecords` (the table's one adapter) implements it; tests and
 wrappers (a cache, say) can stand in for it.
 """
 
