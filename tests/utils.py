@@ -68,3 +68,30 @@ def exchange_until_closed(port: int, request: bytes) -> bytes:
         while chunk := connection.recv(65536):
             answer += chunk
     return answer
+
+
+def build_wheel(folder: Path, name: str, version: str, tag: str) -> Path:
+    """A minimal valid wheel (dist-info only) named for `tag`, for a local --find-links index."""
+    import zipfile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    dist_info = f"{name}-{version}.dist-info"
+    path = folder / f"{name}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as wheel:
+        wheel.writestr(f"{dist_info}/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        wheel_file = f"Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: false\nTag: {tag}\n"
+        wheel.writestr(f"{dist_info}/WHEEL", wheel_file)
+        wheel.writestr(f"{dist_info}/RECORD", "")
+    return path
+
+
+def isolate_pip(monkeypatch: pytest.MonkeyPatch, **settings: str) -> None:
+    """Take the machine's pip configuration (files and PIP_* variables) out of this test's environment and
+    set `settings` as PIP_* variables (no_index="1", find_links=...): pip reaches only what the test gives."""
+    import os
+
+    for key in [key for key in os.environ if key.startswith("PIP_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    for key, value in settings.items():
+        monkeypatch.setenv(f"PIP_{key.upper()}", value)

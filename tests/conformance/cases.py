@@ -543,6 +543,97 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     ),
 )
 
+# ----------------------------------------------------------------------------- refused at the door
+# What OnUpload (or `modeldrop package`) can already know the image will not run: refused, or noted on the
+# deployment, before any SageMaker call (tests/unit/pipeline/test_upload_checks.py runs each row through
+# OnUpload on moto; the exact reasons are in the unit tests of each check).
+SKLEARN_1_2_1_REQUIREMENTS = "aws/sagemaker-scikit-learn-container requirements.txt at v1.2-1 (numpy==1.24.1)"
+SKLEARN_1_2_1_PYTHON = (
+    "aws/sagemaker-scikit-learn-container docker/1.2-1/base/Dockerfile.cpu (ARG PYTHON_VERSION=3.9, "
+    "rebuilt so by pull request #223; ARG UBUNTU_VERSION=20.04: glibc 2.31)"
+)
+
+
+@dataclass(frozen=True)
+class UploadCheck:
+    id: str
+    artifact: str  # sklearn_numpy2 (a forest pickled under numpy 2) | sklearn_logistic | sklearn_compressed
+    outcome: str  # "Rejected", or "noted": deployed, the note on the record's servingSetup.notes
+    mentions: tuple[str, ...]  # words the reason (or the note) must contain
+    source: str
+    code: str | None = None  # code/inference.py
+    requirements: str | None = None  # code/requirements.txt, checked by `modeldrop package`
+    # (total serverless concurrency quota, MaxConcurrency allocated to the account's other endpoints)
+    quota: tuple[int, int] | None = None
+    config: dict[str, int] | None = None  # modeldrop.json in the tarball
+    stage: str = "upload"  # upload (OnUpload) | package (`modeldrop package`)
+
+
+UPLOAD_CHECKS: tuple[UploadCheck, ...] = (
+    UploadCheck(
+        "numpy2-pickle",
+        "sklearn_numpy2",
+        "Rejected",
+        ("model.joblib references numpy._core", "numpy 1.24.1", "No module named 'numpy._core'", "numpy<2"),
+        f"{SKLEARN_1_2_1_REQUIREMENTS}: numpy 1.24 has no numpy._core (numpy 1.26 added it); the deployment "
+        "row sklearn-numpy2-pickle is the endpoint that would fail its health check",
+    ),
+    UploadCheck(
+        "sklearn-minor-gap",
+        "sklearn_logistic",
+        "noted",
+        ("warning: model.joblib was saved with scikit-learn", "the image has 1.2.1"),
+        "scikit-learn sklearn/base.py BaseEstimator.__setstate__: another version's pickle loads with "
+        "InconsistentVersionWarning (no promise), so a warning, not a refusal; "
+        "docker/1.2-1/base/Dockerfile.cpu pip install scikit-learn==1.2.1",
+    ),
+    UploadCheck(
+        "compressed-joblib",
+        "sklearn_compressed",
+        "noted",
+        ("model.joblib is compressed (zlib)", "joblib.dump(model, path, compress=0)"),
+        "joblib joblib/compressor.py (the zlib prefix 0x78) and numpy_pickle.py dump (compress=0 by default)",
+    ),
+    UploadCheck(
+        "match-on-python-3-9",
+        "sklearn_logistic",
+        "Rejected",
+        ("code/inference.py line 2", "Pattern matching", "Python 3.9"),
+        f"{SKLEARN_1_2_1_PYTHON}; Python's ast feature_version gates match below 3.10",
+        code="def model_fn(model_dir):\n    match model_dir:\n        case _:\n            return None\n",
+    ),
+    UploadCheck(
+        "requirement-without-wheel",
+        "sklearn_logistic",
+        "Rejected",
+        ("code/requirements.txt: onlycp311==1.0 has no wheel for Python 3.9",),
+        f"{SKLEARN_1_2_1_PYTHON}; sagemaker-containers 2.8.6.post2 _modules.py install: "
+        "pip install -r requirements.txt at start-up",
+        requirements="onlycp311==1.0\n",
+        stage="package",
+    ),
+    UploadCheck(
+        "default-concurrency-fits-the-quota",
+        "sklearn_logistic",
+        "noted",
+        ("max_concurrency 3, not the default 5", "is 10", "7 is allocated to the other serverless endpoints"),
+        "Service Quotas L-96300102 (total serverless concurrency, default 10) and the stack's "
+        "DefaultMaxConcurrency 5 (template.yaml): without max_concurrency the default becomes what is left",
+        quota=(10, 7),
+    ),
+    UploadCheck(
+        "explicit-concurrency-beyond-the-quota",
+        "sklearn_logistic",
+        "Rejected",
+        ("account quota 'Maximum total concurrency", "this deployment needs 11"),
+        "Service Quotas L-96300102: a max_concurrency the user set is never lowered",
+        config={"max_concurrency": 4},
+        quota=(10, 7),
+    ),
+)
+upload_checks_by_id = {check.id: check for check in UPLOAD_CHECKS}
+assert len(upload_checks_by_id) == len(UPLOAD_CHECKS), "upload check ids are unique"
+
 # Rows the local SageMaker does not match yet (none since the container profiles landed): `make sdk-test`
 # deselects them through the fidelity_pending marker, `make sdk-test-pending` runs them.
 PENDING: frozenset[str] = frozenset()

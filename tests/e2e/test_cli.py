@@ -19,7 +19,7 @@ from modeldrop_local.example_models import build_sklearn_iris, iris_sample, pred
 from modeldrop_local.sagemaker.worker.image_envs import CACHE_ENV, default_cache_root
 from typer.testing import CliRunner, Result
 
-from tests.utils import REPO_ROOT, free_port
+from tests.utils import REPO_ROOT, build_wheel, free_port, isolate_pip
 
 pytestmark = pytest.mark.e2e
 
@@ -227,3 +227,28 @@ def test_local_up_refuses_an_unknown_parameter_by_name(tmp_path: Path) -> None:
     # Then it stops with a message naming it (and nothing keeps running)
     assert result.exit_code == 1
     assert "unknown template parameters: Bogus" in result.output
+
+
+def test_package_refuses_requirements_with_no_wheel_for_the_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a local index with a wheel for the image's Python 3.9 and one only for Python 3.11
+    wheels = tmp_path / "wheels"
+    build_wheel(wheels, "fitsimage", "1.0", "cp39-cp39-manylinux2014_x86_64")
+    build_wheel(wheels, "onlycp311", "1.0", "cp311-cp311-manylinux2014_x86_64")
+    isolate_pip(monkeypatch, no_index="1", find_links=str(wheels))
+    model = _joblib_model(tmp_path)
+    good, bad = tmp_path / "good.txt", tmp_path / "bad.txt"
+    good.write_text("fitsimage==1.0\n")
+    bad.write_text("fitsimage==1.0\nonlycp311==1.0\n")
+
+    def package(requirements: Path, output: Path) -> Result:
+        arguments = ["package", str(model), "--requirements", str(requirements), "-o", str(output)]
+        return CliRunner().invoke(app, arguments)
+
+    # When packaged with each / Then the one pip finds wheels for is written, the other refused, unwritten
+    assert package(good, tmp_path / "good.tar.gz").exit_code == 0
+    refused = package(bad, tmp_path / "bad.tar.gz")
+    assert refused.exit_code == 1
+    assert "code/requirements.txt: onlycp311==1.0 has no wheel for Python 3.9" in refused.output
+    assert not (tmp_path / "bad.tar.gz").exists()

@@ -18,7 +18,8 @@ from modeldrop.extraction_guard import (
     check_symlinks_inside,
     create_symlink,
 )
-from modeldrop.tarball import MemberNotWritten, TarballRejected, safe_extract
+from modeldrop.rejection import UploadRejected
+from modeldrop.tarball import MemberNotWritten, safe_extract
 
 from tests.unit.test_tarball import MODEL, OneWayStream, directory, make_tarball, pax_named, symlink
 
@@ -111,7 +112,7 @@ def test_safe_extract_holds_without_the_archive_check(
     dest = tmp_path / "model"
 
     # When extracted
-    with pytest.raises(TarballRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         safe_extract(OneWayStream(data), dest)
 
     # Then the on-disk guard refuses it, and nothing of the archive is left

@@ -10,16 +10,17 @@ from modeldrop.frameworks import (
     Framework,
     UnknownFrameworkImage,
     artifact_framework,
+    check_layout,
     detect_framework,
     framework_from_image,
     image_for,
-    layout_problem,
     pytorch_default_model,
     serving_framework,
     supported_regions,
     supported_versions,
     tensorflow_saved_models,
 )
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 REQUIRED_REGIONS = (
     "us-east-1",
@@ -232,8 +233,14 @@ def test_pytorch_default_loader_takes_model_pt_or_the_only_root_file(
 def test_layout_rules_apply_only_where_the_image_has_them() -> None:
     # Given layouts the default loaders cannot use
     # Then TensorFlow is refused even with code (inference.py only pre/post-processes), PyTorch only without
-    assert layout_problem(Framework.TENSORFLOW, ["saved_model.pb", "code/inference.py"], True) is not None
-    assert layout_problem(Framework.PYTORCH, ["a.pt", "b.pt"], False) is not None
-    assert layout_problem(Framework.PYTORCH, ["a.pt", "b.pt", "code/inference.py"], True) is None
-    assert layout_problem(Framework.SKLEARN, ["deep/model.joblib"], False) is None
-    assert layout_problem(None, ["saved_model.pb"], False) is None
+    for framework, files, has_code in (
+        (Framework.TENSORFLOW, ["saved_model.pb", "code/inference.py"], True),
+        (Framework.PYTORCH, ["a.pt", "b.pt"], False),
+    ):
+        with pytest.raises(UploadRejected) as refused:
+            check_layout(framework, files, has_code)
+        assert refused.value.code is RejectionCode.LAYOUT
+    # And the layouts the images load pass
+    check_layout(Framework.PYTORCH, ["a.pt", "b.pt", "code/inference.py"], True)
+    check_layout(Framework.SKLEARN, ["deep/model.joblib"], False)
+    check_layout(None, ["saved_model.pb"], False)

@@ -12,6 +12,7 @@ import pytest
 from modeldrop.frameworks import Framework
 from modeldrop.image_libraries import PICKLED_NUMPY_KEY, check_versions, pickled_libraries
 from modeldrop.packaging import build_model_tarball, describe_tarball
+from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop_local.example_models.image_training import trained_artifact
 from modeldrop_local.example_models.iris import iris_data
 from sklearn.ensemble import RandomForestClassifier
@@ -63,8 +64,10 @@ def test_packaging_records_what_the_pickle_says_over_the_environment(tmp_path: P
     report = describe_tarball(tarball)
     recorded = json.loads(report.libraries_bytes or b"{}")
     assert recorded[PICKLED_NUMPY_KEY] == "numpy._core"
-    check = check_versions(recorded, Framework.SKLEARN, "1.2-1")
-    assert check.refusal is not None and "No module named 'numpy._core'" in check.refusal
+    with pytest.raises(UploadRejected) as refused:
+        check_versions(recorded, Framework.SKLEARN, "1.2-1")
+    assert refused.value.code is RejectionCode.LIBRARIES
+    assert "No module named 'numpy._core'" in refused.value.reason
 
 
 @pytest.mark.parametrize(
@@ -78,14 +81,16 @@ def test_packaging_records_what_the_pickle_says_over_the_environment(tmp_path: P
             False,
             0,
         ),
-        # numpy._core on a numpy 1.19 image: refused; scikit-learn 1.9 on 1.0-1: warned too
+        # numpy._core on a numpy 1.19 image: refused
         (
             {"numpy": "2.4.6", "scikit-learn": "1.9.1", PICKLED_NUMPY_KEY: "numpy._core"},
             "sklearn",
             "1.0-1",
             True,
-            1,
+            0,
         ),
+        # numpy 2 recorded without the pickle's evidence, scikit-learn 1.9 on 1.0-1: two warnings
+        ({"numpy": "2.4.6", "scikit-learn": "1.9.1"}, "sklearn", "1.0-1", False, 2),
         # an ONNX graph holds no pickles
         ({"numpy": "2.4.6", PICKLED_NUMPY_KEY: "numpy._core"}, "onnx", "1.2-1", False, 0),
         # an XGBoost pickle referencing numpy._core on the 1.5-1 image (numpy 1.19.2)
@@ -97,15 +102,18 @@ def test_packaging_records_what_the_pickle_says_over_the_environment(tmp_path: P
 def test_check_versions(
     saved: dict[str, str], framework: str, version: str | None, refused: bool, warnings: int
 ) -> None:
-    check = check_versions(saved, Framework(framework), version)
-    assert (check.refusal is not None, len(check.warnings)) == (refused, warnings)
+    if refused:
+        with pytest.raises(UploadRejected):
+            check_versions(saved, Framework(framework), version)
+    else:
+        assert len(check_versions(saved, Framework(framework), version)) == warnings
 
 
 def test_a_refusal_names_the_image_pins() -> None:
-    check = check_versions({"numpy": "2.0.1", PICKLED_NUMPY_KEY: "numpy._core"}, Framework.SKLEARN, "1.2-1")
-    assert check.refusal is not None
-    assert "the sklearn 1.2-1 image has numpy 1.24.1" in check.refusal
-    assert "numpy==1.24.1, scikit-learn==1.2.1" in check.refusal
+    with pytest.raises(UploadRejected) as refused:
+        check_versions({"numpy": "2.0.1", PICKLED_NUMPY_KEY: "numpy._core"}, Framework.SKLEARN, "1.2-1")
+    assert "the sklearn 1.2-1 image has numpy 1.24.1" in refused.value.reason
+    assert "numpy==1.24.1, scikit-learn==1.2.1" in refused.value.reason
 
 
 def test_an_io_buffer_is_not_needed() -> None:

@@ -8,20 +8,21 @@ import pytest
 from modeldrop.frameworks import Framework
 from modeldrop.model_config import (
     ConfigDefaults,
-    ConfigRejected,
     ModelConfig,
     memory_for_model_size,
     parse_model_config,
     resolve_config,
 )
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 MB = 2**20
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 
 
 def reason_for(raw: bytes) -> str:
-    with pytest.raises(ConfigRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         parse_model_config(raw)
+    assert caught.value.code is RejectionCode.CONFIG
     return caught.value.reason
 
 
@@ -140,7 +141,7 @@ def test_several_problems_are_all_reported() -> None:
 
 
 def test_the_source_name_is_used_in_reasons() -> None:
-    with pytest.raises(ConfigRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         parse_model_config(b'{"x": 1}', source="models/iris/modeldrop.json")
     assert caught.value.reason == "models/iris/modeldrop.json: unknown key 'x'"
 
@@ -163,7 +164,7 @@ def test_memory_is_sized_from_the_model(size_mb: int, memory: int) -> None:
 
 
 def test_a_model_larger_than_serverless_memory_is_rejected() -> None:
-    with pytest.raises(ConfigRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         memory_for_model_size(6145 * MB)
     assert caught.value.reason == (
         "model too large for serverless inference: 6145 MB uncompressed, "
@@ -296,7 +297,7 @@ def test_resolve_with_a_custom_image_needs_no_framework() -> None:
 def test_resolve_rejections(
     config: ModelConfig | None, detected: Framework | None, size: int, region: str, reason: str
 ) -> None:
-    with pytest.raises(ConfigRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         resolve_config(
             config,
             defaults=ConfigDefaults(),

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 from modeldrop.frameworks import Framework
-from modeldrop.model_config import ConfigRejected, ModelConfig
-from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
-from modeldrop.tarball import TarballLimits, TarballRejected
+from modeldrop.model_config import ModelConfig
+from modeldrop.packaging import PackagingError, build_model_tarball, check_requirements, describe_tarball
+from modeldrop.rejection import RejectionCode, UploadRejected
+from modeldrop.tarball import TarballLimits
+
+from tests.utils import build_wheel, free_port, isolate_pip
 
 
 @pytest.fixture
@@ -120,7 +123,7 @@ def test_refuses_a_missing_inference_py(workdir: Path) -> None:
 
 
 def test_refuses_a_bad_config_before_writing(workdir: Path) -> None:
-    with pytest.raises(ConfigRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         build_model_tarball(workdir / "model.onnx", workdir / "o.tar.gz", config={"memory": 2048})
     assert caught.value.reason == "modeldrop.json: unknown key 'memory' (did you mean 'memory_mb'?)"
     assert not (workdir / "o.tar.gz").exists()
@@ -131,13 +134,13 @@ def test_refuses_a_layout_that_upload_would_reject(workdir: Path) -> None:
     (workdir / "notes.txt").write_text("not a model")
 
     # Then packaging fails the way the upload would, and leaves no file behind
-    with pytest.raises(TarballRejected, match="no model artifact"):
+    with pytest.raises(UploadRejected, match="no model artifact"):
         build_model_tarball(workdir / "notes.txt", workdir / "o.tar.gz")
     assert sorted(p.name for p in workdir.iterdir() if p.name.startswith("o.tar.gz")) == []
 
 
 def test_refuses_a_model_over_the_limits(workdir: Path) -> None:
-    with pytest.raises(TarballRejected, match="too large uncompressed"):
+    with pytest.raises(UploadRejected, match="too large uncompressed"):
         build_model_tarball(
             workdir / "model.onnx", workdir / "o.tar.gz", limits=TarballLimits(max_uncompressed_bytes=4)
         )
@@ -198,3 +201,73 @@ def test_onnx_handler_needs_an_onnx_file_and_no_other_code(workdir: Path) -> Non
             inference_py=workdir / "inference.py",
             onnx_handler=True,
         )
+
+
+# ---------------------------------------------------------------- code/requirements.txt on the image
+@pytest.fixture
+def wheels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A local index (--find-links) of hand-built wheels, and pip told to use nothing else."""
+    folder = tmp_path / "wheels"
+    build_wheel(folder, "fitsimage", "1.0", "cp39-cp39-manylinux_2_17_x86_64.manylinux2014_x86_64")
+    build_wheel(folder, "newglibc", "1.0", "cp39-cp39-manylinux_2_27_x86_64")
+    build_wheel(folder, "tooneglibc", "1.0", "cp39-cp39-manylinux_2_34_x86_64")
+    build_wheel(folder, "onlycp311", "1.0", "cp311-cp311-manylinux2014_x86_64")
+    build_wheel(folder, "pure", "2.0", "py3-none-any")
+    isolate_pip(monkeypatch, no_index="1", find_links=str(folder))
+    return folder
+
+
+def test_requirements_with_wheels_for_the_image_pass(tmp_path: Path, wheels: Path) -> None:
+    # Given requirements whose wheels fit Python 3.9 on glibc 2.31 (manylinux2014, manylinux_2_27, pure)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("fitsimage==1.0\nnewglibc==1.0\npure\n")
+
+    # When checked for the scikit-learn 1.2-1 image / Then pip found a wheel for each
+    found = check_requirements(requirements, "3.9", "sklearn 1.2-1", glibc="2.31")
+    assert found == [
+        "fitsimage-1.0-cp39-cp39-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "newglibc-1.0-cp39-cp39-manylinux_2_27_x86_64.whl",
+        "pure-2.0-py3-none-any.whl",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "why"),
+    [
+        ("onlycp311==1.0", "onlycp311==1.0 has no wheel for Python 3.9"),  # built for another Python
+        ("tooneglibc==1.0", "tooneglibc==1.0 has no wheel for Python 3.9"),  # needs glibc 2.34
+        ("missing", "missing has no wheel for Python 3.9"),  # not on the index at all
+    ],
+)
+def test_a_requirement_without_a_wheel_for_the_image_is_refused(
+    tmp_path: Path, wheels: Path, line: str, why: str
+) -> None:
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"fitsimage==1.0\n{line}\n")
+    with pytest.raises(UploadRejected) as refused:
+        check_requirements(requirements, "3.9", "sklearn 1.2-1", glibc="2.31")
+    assert refused.value.code is RejectionCode.REQUIREMENTS
+    assert refused.value.reason == (
+        f"code/requirements.txt: {why} on Linux x86_64 (manylinux, glibc 2.31), which the sklearn 1.2-1 "
+        "image runs: it would be built from source at every start of the endpoint, or fail. Pin a version "
+        "that publishes such a wheel, or leave it out"
+    )
+
+
+@pytest.mark.allow_hosts(["127.0.0.1"])  # free_port finds a loopback port nothing listens on
+def test_an_unreachable_index_is_said_so_not_taken_for_a_missing_wheel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given pip pointed at an index on a loopback port nothing listens on
+    port = free_port()
+    isolate_pip(monkeypatch, index_url=f"http://127.0.0.1:{port}/simple", retries="1", timeout="2")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("fitsimage==1.0\n")
+
+    # When checked / Then the message says nothing could be checked, and how to go on
+    with pytest.raises(PackagingError) as unchecked:
+        check_requirements(requirements, "3.9", "sklearn 1.2-1", glibc="2.31")
+    assert str(unchecked.value).startswith(
+        "could not check code/requirements.txt for the sklearn 1.2-1 image: no package index was reachable"
+    )
+    assert str(unchecked.value).endswith("or package with --no-requirements-check")

@@ -11,10 +11,10 @@ from botocore.stub import Stubber
 from modeldrop.preflight import (
     SERVERLESS_ENDPOINTS,
     SERVERLESS_TOTAL_CONCURRENCY,
-    PreflightRejected,
     check_serverless_quotas,
     read_quota,
 )
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 REGION = "us-east-1"
 
@@ -46,7 +46,7 @@ def test_applied_value_then_aws_default_then_documented_default() -> None:
     assert documented.source == "documented default; Service Quotas: AccessDeniedException"
 
 
-def _account_with_endpoints(stubber: Stubber, endpoints: dict[str, dict[str, Any] | None]) -> None:
+def account_with_endpoints(stubber: Stubber, endpoints: dict[str, dict[str, Any] | None]) -> None:
     """ListEndpoints, then DescribeEndpoint and DescribeEndpointConfig per other one (None: real-time)."""
     stubber.add_response(
         "list_endpoints",
@@ -116,7 +116,7 @@ def test_the_deployment_is_weighed_against_the_other_serverless_endpoints(
     # Given two other serverless endpoints (5 + 2), a real-time one, and this model's own endpoint
     sagemaker, quotas = _client("sagemaker"), _client("service-quotas")
     with Stubber(sagemaker) as sagemaker_stub, Stubber(quotas) as quotas_stub:
-        _account_with_endpoints(
+        account_with_endpoints(
             sagemaker_stub,
             {
                 "modeldrop-iris": None,
@@ -145,6 +145,69 @@ def test_the_deployment_is_weighed_against_the_other_serverless_endpoints(
         if refused is None:
             check_serverless_quotas(**arguments)
         else:
-            with pytest.raises(PreflightRejected) as rejection:
+            with pytest.raises(UploadRejected) as rejection:
+                check_serverless_quotas(**arguments)
+            assert rejection.value.code is RejectionCode.QUOTA
+            assert refused in rejection.value.reason
+
+
+@pytest.mark.parametrize(
+    ("default", "at_least", "concurrency_quota", "fitted", "refused"),
+    [
+        # the default fits: used as it is, nothing to say
+        (5, 1, 20.0, 5, None),
+        # 7 of 10 allocated: the default 5 becomes the 3 left, with a note
+        (5, 1, 10.0, 3, None),
+        # 7 of 8 allocated: 1 left
+        (5, 1, 8.0, 1, None),
+        # nothing left: at least 1, which still does not fit, so the usual refusal
+        (5, 1, 7.0, None, "is 7 (applied value); this deployment needs 8: 7 allocated to the other"),
+        # never below the provisioned concurrency: 2 does not fit in the 1 left
+        (5, 2, 8.0, None, "is 8 (applied value); this deployment needs 9: 7 allocated to the other"),
+    ],
+)
+def test_a_default_max_concurrency_is_lowered_to_what_the_quota_leaves(
+    default: int, at_least: int, concurrency_quota: float, fitted: int | None, refused: str | None
+) -> None:
+    # Given two other serverless endpoints holding 7 of the account's total concurrency
+    sagemaker, quotas = _client("sagemaker"), _client("service-quotas")
+    with Stubber(sagemaker) as sagemaker_stub, Stubber(quotas) as quotas_stub:
+        account_with_endpoints(
+            sagemaker_stub,
+            {
+                "other-a": {"MemorySizeInMB": 2048, "MaxConcurrency": 5},
+                "other-b": {"MemorySizeInMB": 1024, "MaxConcurrency": 2},
+            },
+        )
+        for quota, value in ((SERVERLESS_ENDPOINTS, 5.0), (SERVERLESS_TOTAL_CONCURRENCY, concurrency_quota)):
+            quotas_stub.add_response(
+                "get_service_quota",
+                _quota(quota.code, value),
+                {"ServiceCode": "sagemaker", "QuotaCode": quota.code},
+            )
+        arguments: dict[str, Any] = {
+            "endpoint_name": "modeldrop-iris",
+            "max_concurrency": default,
+            "sagemaker": sagemaker,
+            "service_quotas": quotas,
+            "fit_default": True,
+            "at_least": at_least,
+        }
+        # When the deployment has only the stack default (modeldrop.json set no max_concurrency)
+        if refused is not None:
+            with pytest.raises(UploadRejected) as rejection:
                 check_serverless_quotas(**arguments)
             assert refused in rejection.value.reason
+            return
+        fit = check_serverless_quotas(**arguments)
+    # Then it gets what the quota leaves, and says why when that is less than the default
+    assert fit.max_concurrency == fitted
+    if fitted == default:
+        assert fit.note is None
+    else:
+        assert fit.note == (
+            f"max_concurrency {fitted}, not the default 5: account quota 'Maximum total concurrency that can "
+            f"be allocated across all serverless endpoints' (sagemaker L-96300102) is {concurrency_quota:g} "
+            "(applied value) and 7 is allocated to the other serverless endpoints. Set max_concurrency in "
+            "modeldrop.json to choose it"
+        )

@@ -13,8 +13,9 @@ import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
 from modeldrop import repack
+from modeldrop.rejection import UploadRejected
 from modeldrop.repack import repack_to_s3, write_repacked
-from modeldrop.tarball import TarballLimits, TarballRejected
+from modeldrop.tarball import TarballLimits
 from modeldrop_local.example_models import build_padded_model
 from moto import mock_aws
 
@@ -94,7 +95,7 @@ def test_a_source_that_breaks_mid_stream_leaves_no_object(s3: Any, padded: bytes
 
     # When it is repacked
     # Then the rejection surfaces, and neither an object nor an open multipart upload is left
-    with pytest.raises(TarballRejected, match="the file ends in the middle of the stream"):
+    with pytest.raises(UploadRejected, match="the file ends in the middle of the stream"):
         repack_model(s3)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="deployments/")
     assert not s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads")
@@ -107,7 +108,7 @@ def test_the_safety_checks_of_inspection_apply(tmp_path: Path) -> None:
     )
 
     # When repacked / Then refused with the inspection's reason
-    with pytest.raises(TarballRejected, match="symlink 'evil' points outside the archive root"):
+    with pytest.raises(UploadRejected, match="symlink 'evil' points outside the archive root"):
         write_repacked(io.BytesIO(tarball), CountingSink(), add=ADD)
 
 

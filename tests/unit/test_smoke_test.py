@@ -10,7 +10,8 @@ import boto3
 import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
-from modeldrop.model_config import ConfigRejected, parse_model_config
+from modeldrop.model_config import parse_model_config
+from modeldrop.rejection import UploadRejected
 from modeldrop.smoke_test import SmokeTest, SmokeTestNotReady, parse_json_path, run_smoke_test
 
 
@@ -35,7 +36,7 @@ def test_json_path_subset() -> None:
     ],
 )
 def test_a_bad_smoke_test_rejects_the_config_naming_the_key(config: bytes, says: str) -> None:
-    with pytest.raises(ConfigRejected) as rejected:
+    with pytest.raises(UploadRejected) as rejected:
         parse_model_config(config)
     assert says in rejected.value.reason
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from modeldrop.archive_links import check_links
 from modeldrop.frameworks import Framework
+from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.tarball import (
     TarballLimits,
-    TarballRejected,
     inspect_tarball,
     safe_extract,
 )
@@ -65,8 +65,9 @@ def make_tarball(*members: tuple[tarfile.TarInfo, bytes], tar_format: int = tarf
 
 
 def rejection(data: bytes, limits: TarballLimits | None = None) -> str:
-    with pytest.raises(TarballRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         inspect_tarball(OneWayStream(data), limits)
+    assert caught.value.code is RejectionCode.TARBALL
     return caught.value.reason
 
 
@@ -495,7 +496,7 @@ def test_rejects_a_real_tar_bomb_before_decompressing_it() -> None:
     stream = OneWayStream(data)
 
     # When it is inspected with a 1 MiB limit
-    with pytest.raises(TarballRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         inspect_tarball(stream, TarballLimits(max_uncompressed_bytes=2**20))
 
     # Then it is refused from the header, having read only the first chunk of the stream
@@ -560,10 +561,14 @@ def test_safe_extract_writes_the_files_and_reports(tmp_path: Path) -> None:
     report = safe_extract(OneWayStream(data), tmp_path / "model")
 
     # Then the files are on disk, the link resolves inside, and the report matches inspect_tarball's
+    # but for what only OnUpload reads on the way (the pickles' opcodes, the handler code's source)
     assert (tmp_path / "model" / "model.joblib").read_bytes() == b"weights"
     assert (tmp_path / "model" / "code" / "inference.py").read_bytes() == b"# handlers"
     assert (tmp_path / "model" / "alias.joblib").resolve() == (tmp_path / "model" / "model.joblib").resolve()
-    assert report == inspect_tarball(OneWayStream(data))
+    inspected = inspect_tarball(OneWayStream(data))
+    assert set(inspected.pickles) == {"model.joblib"}
+    assert inspected.code_sources == {"code/inference.py": b"# handlers"}
+    assert report == inspected.model_copy(update={"pickles": {}, "code_sources": {}})
     assert report.config_bytes == b"{}"
 
 
@@ -586,7 +591,7 @@ def test_safe_extract_rejects_and_leaves_nothing_behind(
     dest = tmp_path / "model"
 
     # When extraction is attempted
-    with pytest.raises(TarballRejected) as caught:
+    with pytest.raises(UploadRejected) as caught:
         safe_extract(OneWayStream(data), dest)
 
     # Then the reason is specific, nothing escaped and nothing partial remains
@@ -615,7 +620,7 @@ def test_safe_extract_refuses_a_non_empty_directory(tmp_path: Path) -> None:
 
 
 def test_safe_extract_rejects_a_tarball_without_model_and_cleans_up(tmp_path: Path) -> None:
-    with pytest.raises(TarballRejected, match="no model artifact"):
+    with pytest.raises(UploadRejected, match="no model artifact"):
         safe_extract(OneWayStream(make_tarball(file_member("notes.txt"))), tmp_path / "m")
     assert list((tmp_path / "m").iterdir()) == []
 
@@ -630,7 +635,7 @@ def test_safe_extract_without_the_model_rule_extracts_weights_only_but_keeps_the
     # Then it is extracted as SageMaker would, while a traversal is still refused
     assert (tmp_path / "m" / "weights.npy").is_file()
     assert report.artifacts == []
-    with pytest.raises(TarballRejected, match="escapes"):
+    with pytest.raises(UploadRejected, match="escapes"):
         safe_extract(
             OneWayStream(make_tarball(MODEL, file_member("../evil"))), tmp_path / "n", require_model=False
         )

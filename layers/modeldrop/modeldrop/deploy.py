@@ -34,26 +34,21 @@ from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 from modeldrop import naming
-from modeldrop.deployments_table import DeploymentRecords
+from modeldrop.deployments_table import DeploymentRecords, deployment_item
 from modeldrop.events import UploadedObject
-from modeldrop.frameworks import framework_from_image, layout_problem
-from modeldrop.model_config import (
-    ConfigRejected,
-    ModelConfig,
-    ResolvedConfig,
-    parse_model_config,
-    resolve_config,
-)
+from modeldrop.frameworks import check_layout, framework_from_image
+from modeldrop.model_config import ModelConfig, ResolvedConfig, parse_model_config, resolve_config
 from modeldrop.observability import logger, metrics
-from modeldrop.preflight import PreflightRejected, check_serverless_quotas
+from modeldrop.preflight import check_serverless_quotas
 from modeldrop.reasons import error_summary
 from modeldrop.records import Deployment, DeploymentStatus, utc_now
+from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.repack import compress_level_for, repack_to_s3
 from modeldrop.rollout import DeployExecutions, Rollout
 from modeldrop.sagemaker_adapter import SageMakerAdapter, client_error_text, is_transient
 from modeldrop.serving_setup import ServingPlan, plan_serving
 from modeldrop.settings import OnUploadSettings
-from modeldrop.tarball import TarballRejected, inspect_tarball
+from modeldrop.tarball import inspect_tarball
 
 
 @dataclass(frozen=True)
@@ -109,26 +104,22 @@ class _Inspected:
     plan: ServingPlan
 
 
-class _Rejected(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOutcome:
     """Deploy one uploaded object (see the module docstring). Never raises for a bad upload."""
     try:
         model_name = naming.model_name_from_key(upload.key)
-    except naming.InvalidModelKey as error:
-        deps.records.record_rejected_key(upload.bucket, upload.key, upload.object_version, error.reason)
-        logger.warning("upload rejected", extra={"key": upload.key, "reason": error.reason})
+    except UploadRejected as rejection:
+        deps.records.record_rejected_key(upload.bucket, upload.key, upload.object_version, rejection.reason)
+        logger.warning(
+            "upload rejected", extra={"key": upload.key, "code": rejection.code, "reason": rejection.reason}
+        )
         _count("UploadRejected")
         return UploadOutcome(
             bucket=upload.bucket,
             key=upload.key,
             object_version=upload.object_version,
             status=DeploymentStatus.REJECTED,
-            reason=error.reason,
+            reason=rejection.reason,
         )
 
     version = deps.records.next_version(model_name)
@@ -151,11 +142,11 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
 
     try:
         inspected = _inspect(upload, model_name, deps)
-    except _Rejected as rejection:
+    except UploadRejected as rejection:
         deps.records.put_deployment(
             deployment.model_copy(update={"status": DeploymentStatus.REJECTED, "reason": rejection.reason})
         )
-        logger.warning("upload rejected", extra={"reason": rejection.reason})
+        logger.warning("upload rejected", extra={"code": rejection.code, "reason": rejection.reason})
         _count("UploadRejected")
         return _outcome(upload, deployment, DeploymentStatus.REJECTED, rejection.reason)
     except Exception as error:
@@ -199,12 +190,27 @@ def _deploy_recorded(
     deps: DeployDependencies,
 ) -> UploadOutcome:
     model_name, version = deployment.model_name, deployment.version
-    refusal = _preflight(deployment, config, deps)
-    if refusal is not None:
+    try:
+        config, note = _preflight(deployment, config, deps)
+    except UploadRejected as rejection:
+        refusal = rejection.reason
         deps.records.update_deployment(model_name, version, DeploymentStatus.REJECTED, reason=refusal)
-        logger.warning("upload rejected by the preflight", extra={"reason": refusal})
+        logger.warning("upload rejected by the preflight", extra={"code": rejection.code, "reason": refusal})
         _count("UploadRejected")
         return _outcome(upload, deployment, DeploymentStatus.REJECTED, refusal)
+    if note is not None:
+        # The stack's default concurrency was lowered to fit the account: the record says what, and why.
+        setup = deployment.serving_setup or plan.record
+        setup = setup.model_copy(update={"notes": [*setup.notes, note]})
+        deployment = deployment.model_copy(update={"config": config, "serving_setup": setup})
+        item = deployment_item(deployment)
+        deps.records.update_deployment(
+            model_name,
+            version,
+            DeploymentStatus.QUEUED,
+            config=item["config"],
+            serving_setup=item["servingSetup"],
+        )
     try:
         _pin_model_data(deployment, plan, deps)
         _create_sagemaker_resources(deployment, config, deps)
@@ -230,20 +236,24 @@ def _deploy_recorded(
     return result.model_copy(update={"execution_arn": begun.execution_arn})
 
 
-def _preflight(deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies) -> str | None:
-    """Why the account's serverless quotas leave no room for this deployment, or None (see preflight)."""
+def _preflight(
+    deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
+) -> tuple[ResolvedConfig, str | None]:
+    """The config with a MaxConcurrency the account's serverless quotas leave room for, and a note when the
+    default was lowered for it; UploadRejected when there is no room (modeldrop.preflight)."""
     if deps.service_quotas is None:
-        return None
-    try:
-        check_serverless_quotas(
-            endpoint_name=deployment.endpoint_name,
-            max_concurrency=config.max_concurrency,
-            sagemaker=deps.sagemaker.client,
-            service_quotas=deps.service_quotas,
-        )
-    except PreflightRejected as rejection:
-        return rejection.reason
-    return None
+        return config, None
+    fit = check_serverless_quotas(
+        endpoint_name=deployment.endpoint_name,
+        max_concurrency=config.max_concurrency,
+        sagemaker=deps.sagemaker.client,
+        service_quotas=deps.service_quotas,
+        fit_default=not config.max_concurrency_set,
+        at_least=config.provisioned_concurrency,
+    )
+    if fit.max_concurrency == config.max_concurrency:
+        return config, None
+    return config.model_copy(update={"max_concurrency": fit.max_concurrency}), fit.note
 
 
 _SINGLE_COPY_UP_TO_5_GIB = TransferConfig(multipart_threshold=5 * 2**30, multipart_chunksize=512 * 2**20)
@@ -306,36 +316,27 @@ def _model_data_key(upload: Deployment) -> str:
 
 
 def _inspect(upload: UploadedObject, model_name: str, deps: DeployDependencies) -> _Inspected:
-    """Stream and check the tarball, resolve its config, plan its serving; _Rejected says why not."""
+    """Stream and check the tarball, resolve its config, plan its serving; UploadRejected says why not."""
     request: dict[str, Any] = {"Bucket": upload.bucket, "Key": upload.key}
     if upload.object_version:
         request["VersionId"] = upload.object_version
     body = deps.s3.get_object(**request)["Body"]
     try:
         report = inspect_tarball(body, deps.settings.tarball_limits())
-    except TarballRejected as error:
-        raise _Rejected(error.reason) from None
     finally:
         body.close()
 
-    try:
-        user_config = _model_config(report.config_bytes, upload, model_name, deps)
-        config = resolve_config(
-            user_config,
-            defaults=deps.settings.config_defaults(),
-            detected_framework=report.framework,
-            uncompressed_bytes=report.uncompressed_bytes,
-            region=deps.settings.region,
-            has_inference_code=report.has_inference_code,
-        )
-    except ConfigRejected as error:
-        raise _Rejected(error.reason) from None
-    problem = layout_problem(framework_from_image(config.image), report.files, report.has_inference_code)
-    if problem:
-        raise _Rejected(problem)
+    user_config = _model_config(report.config_bytes, upload, model_name, deps)
+    config = resolve_config(
+        user_config,
+        defaults=deps.settings.config_defaults(),
+        detected_framework=report.framework,
+        uncompressed_bytes=report.uncompressed_bytes,
+        region=deps.settings.region,
+        has_inference_code=report.has_inference_code,
+    )
+    check_layout(framework_from_image(config.image), report.files, report.has_inference_code)
     plan = plan_serving(report, user_config, config, deps.settings.region)
-    if plan.problem:
-        raise _Rejected(plan.problem)
     return _Inspected(config=config, plan=plan)
 
 
@@ -357,7 +358,7 @@ def _model_config(
             return None
         raise
     if len(raw) > 64 * 1024:
-        raise ConfigRejected(f"{key}: larger than 64 KiB")
+        raise UploadRejected(RejectionCode.CONFIG, f"{key}: larger than 64 KiB")
     return parse_model_config(raw, source=key)
 
 

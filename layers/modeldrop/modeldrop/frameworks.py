@@ -15,6 +15,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from modeldrop.rejection import RejectionCode, UploadRejected
+
 IMAGES_FILE = Path(__file__).with_name("framework_images.json")
 
 
@@ -216,8 +218,8 @@ def pytorch_default_model(member_names: Iterable[str]) -> str | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def layout_problem(framework: Framework | None, files: Iterable[str], has_inference_code: bool) -> str | None:
-    """Why the prebuilt image of `framework` cannot load this layout (None: it can).
+def check_layout(framework: Framework | None, files: Iterable[str], has_inference_code: bool) -> None:
+    """UploadRejected (code layout) saying why the prebuilt image of `framework` cannot load this layout.
 
     files: the tarball's non-directory member names. Only TensorFlow and PyTorch have layout rules;
     the other images load by name (a generated or the user's model_fn, or XGBoost's every root file).
@@ -225,19 +227,20 @@ def layout_problem(framework: Framework | None, files: Iterable[str], has_infere
     names = [name.removeprefix("./") for name in files]
     if framework is Framework.TENSORFLOW and not tensorflow_saved_models(names):
         found = [name for name in names if posixpath.basename(name) == "saved_model.pb"]
-        return (
+        raise UploadRejected(
+            RejectionCode.LAYOUT,
             "TensorFlow Serving needs the SavedModel in a numbered version folder: 1/saved_model.pb "
             "(with 1/variables/), or <model name>/1/saved_model.pb; found "
-            + (", ".join(found) if found else "no saved_model.pb")
+            + (", ".join(found) if found else "no saved_model.pb"),
         )
     if framework is Framework.PYTORCH and not has_inference_code and pytorch_default_model(names) is None:
         root = [
             name for name in names if "/" not in name and name.lower().endswith(_PYTORCH_DEFAULT_SUFFIXES)
         ]
         listed = ", ".join(root) if root else "none at the root"
-        return (
+        raise UploadRejected(
+            RejectionCode.LAYOUT,
             "the PyTorch image's default model_fn loads model.pt at the tarball root, or the only .pt/.pth "
             f"file there (TorchScript); found .pt/.pth files: {listed}. Rename the model to model.pt at the "
-            "root, or add code/inference.py with a model_fn"
+            "root, or add code/inference.py with a model_fn",
         )
-    return None

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from modeldrop.frameworks import Framework
+from modeldrop.pickle_scan import PICKLE_SUFFIXES, PickleFacts, scan_pickle
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class ImageLibraries:
     libraries: Mapping[str, str]  # distribution name -> version, as the image installs it
     source: str
     python: str | None = None  # None: not read from the image's source
+    # The C library of the image's base, which decides the manylinux wheels it can install (None: unknown).
+    glibc: str | None = None
 
 
 _SKLEARN_SOURCE = "aws/sagemaker-scikit-learn-container"
@@ -53,8 +57,12 @@ IMAGE_LIBRARIES: dict[tuple[Framework, str], ImageLibraries] = {
         "1.2-1",
         {"scikit-learn": "1.2.1", "numpy": "1.24.1"},
         f"{_SKLEARN_SOURCE} requirements.txt at v1.2-1 (numpy 1.24.1) and docker/1.2-1/base/Dockerfile.cpu "
-        "(pip install scikit-learn==1.2.1)",
-        python="3.8",
+        "(pip install scikit-learn==1.2.1; ARG PYTHON_VERSION=3.9, read at commits 89c8397 and 01d35bf: the "
+        "image published as 1.2-1 was rebuilt on Python 3.9 by pull request #223, 'bump python version to "
+        "3.9', merged 2024-10, whose users report 3.8 before it; the v1.2-1 tag's own copy was not read)",
+        python="3.9",
+        # ARG UBUNTU_VERSION=20.04 in the same Dockerfile; Ubuntu 20.04 (focal) ships libc6 2.31.
+        glibc="2.31",
     ),
     (Framework.XGBOOST, "1.3-1"): ImageLibraries(
         Framework.XGBOOST,
@@ -100,23 +108,22 @@ def _major_minor(version: str) -> tuple[int, int] | None:
     return (int(match[1]), int(match[2])) if match else None
 
 
-@dataclass(frozen=True)
-class VersionCheck:
-    """refusal: the image cannot load the model (OnUpload refuses with it); warnings: it may not."""
-
-    refusal: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
 # The key of code/modeldrop-libraries.json naming the numpy module the pickle itself references.
 PICKLED_NUMPY_KEY = "pickled-numpy-module"
 NUMPY2_MODULE = "numpy._core"
 
 
 def check_versions(
-    saved: Mapping[str, str], framework: Framework | None, version: str | None
-) -> VersionCheck:
-    """Whether a model saved with `saved` versions loads on the image of framework and version.
+    saved: Mapping[str, str],
+    framework: Framework | None,
+    version: str | None,
+    *,
+    numpy_from: str | None = None,
+    sklearn_from: str | None = None,
+) -> list[str]:
+    """Whether a model saved with `saved` versions loads on the image of framework and version: the
+    warnings when it may not; UploadRejected (code libraries) when it cannot. numpy_from, sklearn_from:
+    the artifact whose own opcodes gave the numpy module or the scikit-learn version, named in the reasons.
 
     Refused: the pickle references numpy._core and the image's numpy is 1.x (numpy 1.24 has no such
     module; numpy 1.26 added it as an alias, so the check is on the major version only where the
@@ -126,20 +133,21 @@ def check_versions(
     """
     image = image_libraries(framework, version)
     if image is None or framework is Framework.ONNX:  # an ONNX graph holds no pickled Python objects
-        return VersionCheck()
-    refusal: str | None = None
+        return []
     warnings: list[str] = []
     image_numpy = image.libraries.get("numpy", "")
     numpy_1 = (_major_minor(image_numpy) or (2, 0)) < (1, 26)
     family = f"{image.framework.value} {version}"
     if numpy_1 and saved.get(PICKLED_NUMPY_KEY) == NUMPY2_MODULE:
-        refusal = (
-            f"the pickle references {NUMPY2_MODULE} (it was written under numpy "
+        raise UploadRejected(
+            RejectionCode.LIBRARIES,
+            f"{numpy_from or 'the pickle'} references {NUMPY2_MODULE} (it was written under numpy "
             f"{saved.get('numpy', '2')}); the {family} image has numpy {image_numpy}, which cannot "
             f"unpickle it (No module named '{NUMPY2_MODULE}'): the endpoint would fail its health check. "
-            f"Pickle the model with numpy<2 (the image's versions: {_pins(image)})"
+            f"Pickle the model with numpy<2 (the image's versions: {_pins(image)}), or deploy it on an "
+            "image that has numpy 2 (image in modeldrop.json)",
         )
-    elif numpy_1 and (_major(saved.get("numpy", "")) or 0) >= 2:
+    if numpy_1 and (_major(saved.get("numpy", "")) or 0) >= 2:
         warnings.append(
             f"saved with numpy {saved['numpy']}; the {family} image has numpy {image_numpy}: a pickle "
             f"that references {NUMPY2_MODULE} fails its health check there (No module named "
@@ -149,12 +157,13 @@ def check_versions(
     image_sklearn = _major_minor(image.libraries.get("scikit-learn", ""))
     if framework is Framework.SKLEARN and saved_sklearn and image_sklearn and saved_sklearn != image_sklearn:
         pinned = image.libraries["scikit-learn"]
+        saved_by = f"{sklearn_from} was saved" if sklearn_from else "saved"
         warnings.append(
-            f"saved with scikit-learn {saved['scikit-learn']}; the image has {pinned}: "
+            f"{saved_by} with scikit-learn {saved['scikit-learn']}; the image has {pinned}: "
             "scikit-learn loads pickles only from the same version reliably. Save the model with "
             f"scikit-learn=={pinned} or choose a matching framework_version"
         )
-    return VersionCheck(refusal, warnings)
+    return warnings
 
 
 def _pins(image: ImageLibraries) -> str:
@@ -162,27 +171,22 @@ def _pins(image: ImageLibraries) -> str:
 
 
 # ---------------------------------------------------------------- what a pickle says of itself
-_SKLEARN_VERSION = re.compile(rb"_sklearn_version(?:\x94|q.|r....)?(?:\x8c(.)|X(....))", re.DOTALL)
-PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+def pickle_evidence(facts: PickleFacts) -> dict[str, str]:
+    """The versions a pickle's own opcodes tell (modeldrop.pickle_scan): its `_sklearn_version`, and
+    numpy._core (numpy 2) or numpy.core (numpy 1) from the numpy modules it imports."""
+    found: dict[str, str] = {}
+    if facts.sklearn_versions:
+        found["scikit-learn"] = facts.sklearn_versions[0]
+    if facts.names_module(NUMPY2_MODULE):
+        found[PICKLED_NUMPY_KEY] = NUMPY2_MODULE
+    elif facts.names_module("numpy.core"):
+        found[PICKLED_NUMPY_KEY] = "numpy.core"
+    return found
 
 
 def pickled_libraries(artifact: Path) -> dict[str, str]:
-    """What an uncompressed pickle or joblib file says of itself (nothing for a compressed one).
-
-    scikit-learn's BaseEstimator.__getstate__ stores `_sklearn_version` (a SHORT_BINUNICODE or
-    BINUNICODE string right after the key); a numpy 2 pickle of an array or scalar references
-    numpy._core.multiarray, a numpy 1 pickle numpy.core.multiarray.
-    """
+    """What an uncompressed pickle or joblib file on disk says of itself (nothing for a compressed one)."""
     if not artifact.name.lower().endswith(PICKLE_SUFFIXES):
         return {}
-    data = artifact.read_bytes()
-    found: dict[str, str] = {}
-    match = _SKLEARN_VERSION.search(data)
-    if match is not None:
-        size = match[1][0] if match[1] is not None else int.from_bytes(match[2], "little")
-        found["scikit-learn"] = data[match.end() : match.end() + size].decode("utf-8", "replace")
-    if NUMPY2_MODULE.encode() in data:
-        found[PICKLED_NUMPY_KEY] = NUMPY2_MODULE
-    elif b"numpy.core" in data:
-        found[PICKLED_NUMPY_KEY] = "numpy.core"
-    return found
+    with artifact.open("rb") as stream:
+        return pickle_evidence(scan_pickle(stream))

@@ -36,6 +36,7 @@ from modeldrop.frameworks import (
     framework_from_image,
     image_for,
 )
+from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.smoke_test import SmokeTest
 
 # ServerlessConfig limits, from botocore's SageMaker service model.
@@ -57,12 +58,9 @@ CONFIG_SOURCE = "modeldrop.json"
 CUSTOM_CODE_FRAMEWORK = Framework.SKLEARN
 
 
-class ConfigRejected(Exception):
+def _rejected(reason: str) -> UploadRejected:
     """The per-model configuration is invalid; `reason` names the key and the problem."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    return UploadRejected(RejectionCode.CONFIG, reason)
 
 
 class ModelConfig(BaseModel):
@@ -160,36 +158,36 @@ def _describe(error: Any, source: str) -> str:
 
 
 def parse_model_config(raw: bytes, source: str = CONFIG_SOURCE) -> ModelConfig:
-    """Parse and validate modeldrop.json bytes; ConfigRejected names the offending key."""
+    """Parse and validate modeldrop.json bytes; UploadRejected names the offending key."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ConfigRejected(f"{source}: not UTF-8 text") from None
+        raise _rejected(f"{source}: not UTF-8 text") from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ConfigRejected(f"{source}: invalid JSON: {error}") from None
+        raise _rejected(f"{source}: invalid JSON: {error}") from None
     except RecursionError:
         # Python's JSON decoder recurses once per nesting level: thousands of `[` under the size limit
         # would otherwise crash the upload's handler instead of rejecting the upload.
-        raise ConfigRejected(f"{source}: nested too deeply to be a modeldrop.json") from None
+        raise _rejected(f"{source}: nested too deeply to be a modeldrop.json") from None
     if not isinstance(document, dict):
-        raise ConfigRejected(f"{source}: must be a JSON object (got {type(document).__name__})")
+        raise _rejected(f"{source}: must be a JSON object (got {type(document).__name__})")
     try:
         return ModelConfig.model_validate(document)
     except ValidationError as error:
-        raise ConfigRejected("; ".join(_describe(item, source) for item in error.errors())) from None
+        raise _rejected("; ".join(_describe(item, source) for item in error.errors())) from None
 
 
 def memory_for_model_size(uncompressed_bytes: int) -> int:
     """The smallest serverless memory size that holds the model plus headroom.
 
-    Raises ConfigRejected when the model alone is larger than the largest serverless size.
+    Raises UploadRejected when the model alone is larger than the largest serverless size.
     """
     model_mb = uncompressed_bytes / 2**20
     largest = MEMORY_SIZES_MB[-1]
     if model_mb > largest:
-        raise ConfigRejected(
+        raise _rejected(
             f"model too large for serverless inference: {math.ceil(model_mb)} MB uncompressed, "
             f"more than the largest memory size ({largest} MB)"
         )
@@ -236,6 +234,9 @@ class ResolvedConfig(BaseModel):
     provisioned_concurrency: int
     environment: dict[str, str]
     smoke_test: StoredSmokeTest | None = None
+    # False when modeldrop.json set no max_concurrency: the preflight may lower the stack default to what
+    # the account's quota leaves (modeldrop.preflight). Not recorded (the record holds the value used).
+    max_concurrency_set: bool = Field(default=True, exclude=True)
 
 
 def resolve_config(
@@ -263,7 +264,7 @@ def resolve_config(
         version = config.framework_version
     else:
         if framework is None:
-            raise ConfigRejected(
+            raise _rejected(
                 f"{CONFIG_SOURCE}: framework is needed: no model file told which framework the model uses "
                 f"and there is no code/inference.py; set framework ({', '.join(f.value for f in Framework)}) "
                 "or image"
@@ -272,13 +273,13 @@ def resolve_config(
         try:
             image = image_for(framework, version, region)
         except UnknownFrameworkImage as error:
-            raise ConfigRejected(f"{CONFIG_SOURCE}: {error}") from None
+            raise _rejected(f"{CONFIG_SOURCE}: {error}") from None
 
     sized = memory_for_model_size(uncompressed_bytes)
     if config.memory_mb is not None:
         model_mb = math.ceil(uncompressed_bytes / 2**20)
         if config.memory_mb < model_mb:
-            raise ConfigRejected(
+            raise _rejected(
                 f"{CONFIG_SOURCE}: memory_mb {config.memory_mb} is smaller than the model "
                 f"({model_mb} MB uncompressed)"
             )
@@ -290,7 +291,7 @@ def resolve_config(
     if config.provisioned_concurrency is not None:
         provisioned = config.provisioned_concurrency
         if provisioned > max_concurrency:
-            raise ConfigRejected(
+            raise _rejected(
                 f"{CONFIG_SOURCE}: provisioned_concurrency ({provisioned}) must not exceed "
                 f"max_concurrency ({max_concurrency})"
             )
@@ -307,4 +308,5 @@ def resolve_config(
         provisioned_concurrency=provisioned,
         environment=dict(config.environment),
         smoke_test=config.smoke_test,
+        max_concurrency_set=config.max_concurrency is not None,
     )

@@ -10,6 +10,8 @@ import hashlib
 import re
 from urllib.parse import unquote_plus
 
+from modeldrop.rejection import RejectionCode, UploadRejected
+
 MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,46}[a-z0-9])?$")
 SAGEMAKER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 SAGEMAKER_NAME_MAX = 63
@@ -19,32 +21,26 @@ CONFIG_NAME = "modeldrop.json"
 NAME_PREFIX = "modeldrop-"
 
 
-class InvalidModelKey(ValueError):
-    """The S3 key is not models/<name>/model.tar.gz with a valid <name>; `reason` says what is wrong."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 def decode_event_key(raw_key: str) -> str:
     """S3 event notifications URL-encode object keys (a space arrives as '+')."""
     return unquote_plus(raw_key)
 
 
 def model_name_from_key(key: str) -> str:
-    """The <name> of models/<name>/model.tar.gz, or InvalidModelKey saying why the key is not one."""
+    """The <name> of models/<name>/model.tar.gz, or UploadRejected (code key) saying why not."""
     parts = key.split("/")
     if len(parts) != 3 or parts[0] + "/" != MODELS_PREFIX or parts[2] != TARBALL_NAME:
-        raise InvalidModelKey(
+        raise UploadRejected(
+            RejectionCode.KEY,
             f"key {key!r} is not a model upload: expected {MODELS_PREFIX}<name>/{TARBALL_NAME} "
-            "(exactly one folder level under models/)"
+            "(exactly one folder level under models/)",
         )
     name = parts[1]
     if not MODEL_NAME_PATTERN.match(name):
-        raise InvalidModelKey(
+        raise UploadRejected(
+            RejectionCode.KEY,
             f"model name {name!r} in key {key!r} is invalid: use 1-48 lowercase letters, digits and "
-            "hyphens, starting and ending with a letter or digit"
+            "hyphens, starting and ending with a letter or digit",
         )
     return name
 

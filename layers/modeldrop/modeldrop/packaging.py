@@ -22,7 +22,11 @@ import gzip
 import io
 import json
 import platform
+import re
+import subprocess
+import sys
 import tarfile
+import tempfile
 from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +35,7 @@ from typing import Any
 from modeldrop.frameworks import Framework, detect_framework
 from modeldrop.image_libraries import pickled_libraries
 from modeldrop.model_config import ModelConfig, parse_model_config
+from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.serving_setup import (
     ONNX_HANDLER_FILE,
     ONNX_REQUIREMENTS,
@@ -44,7 +49,6 @@ from modeldrop.tarball import (
     LIBRARIES_MEMBER,
     REQUIREMENTS_MEMBER,
     TarballLimits,
-    TarballRejected,
     TarballReport,
     inspect_tarball,
 )
@@ -100,7 +104,7 @@ def _config_bytes(config: ModelConfig | Mapping[str, Any] | bytes) -> bytes:
         raw = config
     else:
         raw = json.dumps(dict(config), indent=2).encode()
-    parse_model_config(raw)  # ConfigRejected names a bad key before anything is written
+    parse_model_config(raw)  # UploadRejected names a bad key before anything is written
     return raw
 
 
@@ -160,8 +164,8 @@ def build_model_tarball(
     """Write model.tar.gz (dest: a file path, or a directory to hold model.tar.gz) and validate it.
 
     model_files are placed at the root under their own names; directories (a SavedModel) are added
-    recursively. Raises PackagingError for unusable inputs, TarballRejected if the result would be
-    refused on upload, ConfigRejected for a bad config. compresslevel is gzip's (6, as `tar -czf`).
+    recursively. Raises PackagingError for unusable inputs, UploadRejected if the result would be
+    refused on upload (a bad config included). compresslevel is gzip's (6, as `tar -czf`).
     onnx_handler adds modeldrop's ONNX handlers as code/ (required: fails without a .onnx file).
     serving_code (default): without inference_py, a scikit-learn or ONNX model gets the code/inference.py
     the scikit-learn image needs (OnUpload adds the same when it is missing). record_libraries: write
@@ -227,11 +231,74 @@ def build_model_tarball(
     try:
         with partial.open("rb") as stream:
             inspect_tarball(stream, limits)
-    except TarballRejected:
+    except UploadRejected:
         partial.unlink()
         raise
     partial.replace(dest_path)
     return dest_path
+
+
+# ---------------------------------------------------------------- code/requirements.txt on the image
+# The serving images install code/requirements.txt with pip when the container starts (sagemaker-containers
+# _modules.py install on the scikit-learn image): a requirement with no wheel for the image's Python and
+# platform is built from source there, or fails, on every cold start. pip itself answers which has one.
+PIP_PLATFORM = "manylinux2014_x86_64"
+_UNREACHABLE = re.compile(
+    r"NewConnectionError|Failed to establish a new connection|Could not fetch URL|connection broken|"
+    r"Temporary failure in name resolution|Name or service not known|ConnectTimeoutError|ProxyError|timed out"
+)
+_NO_MATCH = re.compile(r"No matching distribution found for (.+)")
+
+
+def pip_platforms(glibc: str | None) -> list[str]:
+    """pip --platform values for an x86_64 image: manylinux2014 (pip adds 2010 and 1), and each
+    manylinux_2_N up to the image's glibc (PEP 600: a wheel for glibc 2.N runs on any newer glibc)."""
+    platforms = [PIP_PLATFORM]
+    if glibc is not None:
+        major, minor = (int(part) for part in glibc.split(".")[:2])
+        platforms += [f"manylinux_{major}_{newest}_x86_64" for newest in range(minor, 4, -1)]
+    return platforms
+
+
+def check_requirements(
+    requirements: Path, python: str, image: str, *, glibc: str | None = None, pip_options: Iterable[str] = ()
+) -> list[str]:
+    """Ask pip for a wheel of every line of `requirements` for the image's Python and platform.
+
+    `pip download --only-binary :all: --python-version X.Y --platform ... --no-deps` into a temporary
+    folder, with the user's pip configuration (index, find-links, proxy) and `pip_options` on top.
+    Returns the wheel files found. UploadRejected (code requirements) names the first requirement with no
+    wheel there; PackagingError says when no package index could be reached (nothing was checked).
+    """
+    with tempfile.TemporaryDirectory(prefix="modeldrop-requirements-") as folder:
+        command = [
+            sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input",
+            "--only-binary", ":all:", "--no-deps", "--python-version", python,
+            *(f"--platform={platform}" for platform in pip_platforms(glibc)),
+            "--dest", folder, "-r", str(requirements), *pip_options,
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        found = sorted(path.name for path in Path(folder).iterdir())
+    if result.returncode == 0:
+        return found
+    output = f"{result.stdout}\n{result.stderr}"
+    last_line = next((line for line in reversed(output.strip().splitlines()) if line.strip()), "")
+    if _UNREACHABLE.search(output):
+        raise PackagingError(
+            f"could not check {REQUIREMENTS_MEMBER} for the {image} image: no package index was reachable "
+            f"({last_line.removeprefix('ERROR: ')}). Connect to your index (pip's own configuration is "
+            "used), or package with --no-requirements-check"
+        )
+    missing = _NO_MATCH.search(output)
+    if missing is not None:
+        raise UploadRejected(
+            RejectionCode.REQUIREMENTS,
+            f"{REQUIREMENTS_MEMBER}: {missing[1].strip()} has no wheel for Python {python} on Linux x86_64 "
+            f"(manylinux, glibc {glibc or '2.17'}), which the {image} image runs: it would be built from "
+            "source at every start of the endpoint, or fail. Pin a version that publishes such a wheel, "
+            "or leave it out",
+        )
+    raise PackagingError(f"pip could not check {REQUIREMENTS_MEMBER}: {last_line}")
 
 
 def describe_tarball(path: Path | str, limits: TarballLimits | None = None) -> TarballReport:

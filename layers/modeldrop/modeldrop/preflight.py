@@ -4,7 +4,9 @@ leave room for this deployment.
 Two account-wide quotas bound serverless inference (Service Quotas, service code `sagemaker`): the number
 of serverless endpoints and the total MaxConcurrency allocated across them. Newer accounts get low values
 (10 for the concurrency), so a deployment that would exceed one is Rejected up front, naming the quota,
-its value and what the deployment needs, instead of failing in CreateEndpoint/UpdateEndpoint.
+its value and what the deployment needs, instead of failing in CreateEndpoint/UpdateEndpoint. A model whose
+modeldrop.json sets no max_concurrency gets the stack default or, when the quota leaves less, what it leaves
+(at least 1): the deployment's record says so. A max_concurrency the user set is never lowered.
 
 The values are read with GetServiceQuota (the account's applied value), else GetAWSDefaultServiceQuota,
 else the defaults below when Service Quotas cannot be read (no permission, not reachable); the reason
@@ -25,6 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from modeldrop.observability import logger
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 SERVICE_CODE = "sagemaker"
 
@@ -41,12 +44,6 @@ SERVERLESS_TOTAL_CONCURRENCY = Quota(
     "L-96300102", "Maximum total concurrency that can be allocated across all serverless endpoints", 10.0
 )
 QUOTAS = (SERVERLESS_ENDPOINTS, SERVERLESS_TOTAL_CONCURRENCY)
-
-
-class PreflightRejected(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -113,12 +110,44 @@ def serverless_usage(sagemaker: Any, *, except_endpoint: str) -> ServerlessUsage
     return ServerlessUsage(endpoints, concurrency)
 
 
+@dataclass(frozen=True)
+class ConcurrencyFit:
+    """The MaxConcurrency this deployment gets, and why when it is not the one asked for."""
+
+    max_concurrency: int
+    note: str | None = None
+
+
 def check_serverless_quotas(
-    *, endpoint_name: str, max_concurrency: int, sagemaker: Any, service_quotas: Any
-) -> list[QuotaValue]:
-    """PreflightRejected when this endpoint at this MaxConcurrency would exceed an account quota."""
+    *,
+    endpoint_name: str,
+    max_concurrency: int,
+    sagemaker: Any,
+    service_quotas: Any,
+    fit_default: bool = False,
+    at_least: int = 1,
+) -> ConcurrencyFit:
+    """UploadRejected (code quota) when this endpoint at this MaxConcurrency would exceed an account quota.
+
+    fit_default: max_concurrency is the stack's default, not the user's (modeldrop.json set none): lower it
+    to what the total-concurrency quota leaves, down to `at_least` (1, or the provisioned concurrency), and
+    say so in the note. A value the user set is never lowered: it is refused when it does not fit.
+    """
     usage = serverless_usage(sagemaker, except_endpoint=endpoint_name)
     values = [read_quota(service_quotas, quota) for quota in QUOTAS]
+    asked = max_concurrency
+    note: str | None = None
+    if fit_default:
+        total = next(value for value in values if value.quota is SERVERLESS_TOTAL_CONCURRENCY)
+        room = int(total.value) - usage.concurrency
+        max_concurrency = min(asked, max(room, at_least, 1))
+        if max_concurrency < asked:
+            note = (
+                f"max_concurrency {max_concurrency}, not the default {asked}: account quota "
+                f"'{total.quota.name}' ({SERVICE_CODE} {total.quota.code}) is {total.value:g} "
+                f"({total.source}) and {usage.concurrency} is allocated to the other serverless endpoints. "
+                "Set max_concurrency in modeldrop.json to choose it"
+            )
     needs = {
         SERVERLESS_ENDPOINTS.code: (
             usage.endpoints + 1,
@@ -133,9 +162,10 @@ def check_serverless_quotas(
     for value in values:
         needed, why = needs[value.quota.code]
         if needed > value.value:
-            raise PreflightRejected(
+            raise UploadRejected(
+                RejectionCode.QUOTA,
                 f"account quota '{value.quota.name}' ({SERVICE_CODE} {value.quota.code}) is {value.value:g} "
                 f"({value.source}); this deployment needs {needed}: {why}. Lower max_concurrency in "
-                "modeldrop.json, delete unused serverless endpoints, or request a quota increase"
+                "modeldrop.json, delete unused serverless endpoints, or request a quota increase",
             )
-    return values
+    return ConcurrencyFit(max_concurrency, note)

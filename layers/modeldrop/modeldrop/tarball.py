@@ -6,8 +6,8 @@ a tar bomb is refused as soon as a header declares more than the limits allow, b
 decompressed. Decompression is done here rather than by tarfile so that the total decompressed
 stream (headers and padding included) is capped too.
 
-Every rejection is a `TarballRejected` whose `reason` is written for the person who uploaded the
-file. Errors of the underlying stream (a broken S3 connection) are not rejections and propagate.
+Every rejection is an `UploadRejected` (code tarball) whose `reason` is written for the person who
+uploaded the file. Errors of the underlying stream (a broken S3 connection) are not rejections and propagate.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from modeldrop.extraction_guard import (
     create_symlink,
 )
 from modeldrop.frameworks import Framework, artifact_framework, detect_framework
+from modeldrop.pickle_scan import PICKLE_SUFFIXES, PickleFacts, scan_pickle
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 CONFIG_MEMBER = "modeldrop.json"
 INFERENCE_CODE_MEMBER = "code/inference.py"
@@ -41,6 +43,9 @@ REQUIREMENTS_MEMBER = "code/requirements.txt"
 # The library versions a model was saved with, written by `modeldrop package` next to the handler code
 # (code/ ships on the images that need a handler; see packaging.py for why not in modeldrop.json).
 LIBRARIES_MEMBER = "code/modeldrop-libraries.json"
+CODE_PREFIX = "code/"
+# code/**/*.py kept for the syntax check against the image's Python (modeldrop.code_checks), up to this each.
+MAX_CODE_FILE_BYTES = 1024 * 1024
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:[\\/]")
@@ -55,12 +60,9 @@ NAME_MAX_BYTES = 255
 PATH_MAX_BYTES = 4096
 
 
-class TarballRejected(Exception):
+def _rejected(reason: str) -> UploadRejected:
     """The tarball cannot be deployed; `reason` tells the uploader why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    return UploadRejected(RejectionCode.TARBALL, reason)
 
 
 class MemberNotWritten(Exception):
@@ -100,6 +102,12 @@ class TarballReport(BaseModel):
     has_requirements: bool
     config_bytes: bytes | None = None
     libraries_bytes: bytes | None = None
+    # What each pickle artifact names (OnUpload's inspection only; extraction leaves it empty).
+    pickles: dict[str, PickleFacts] = {}
+    # code/**/*.py up to MAX_CODE_FILE_BYTES each, for the syntax check (OnUpload's inspection only),
+    # and the ones left unread for their size.
+    code_sources: dict[str, bytes] = {}
+    code_too_large: list[str] = []
 
 
 class _Readable(Protocol):
@@ -137,14 +145,14 @@ class _GunzipStream(io.RawIOBase):
                 break
             first += chunk
         if not first:
-            raise TarballRejected("empty object: the uploaded object has no bytes")
+            raise _rejected("empty object: the uploaded object has no bytes")
         if not first.startswith(_GZIP_MAGIC):
             if len(first) > _TAR_MAGIC_OFFSET + 5 and first[_TAR_MAGIC_OFFSET:].startswith(b"ustar"):
-                raise TarballRejected(
+                raise _rejected(
                     "not gzip-compressed: this is a plain tar archive; "
                     "compress it with gzip (tar -czf model.tar.gz ...)"
                 )
-            raise TarballRejected(
+            raise _rejected(
                 "not a gzip file: model.tar.gz must be a gzip-compressed tar archive "
                 "(tar -czf model.tar.gz ...)"
             )
@@ -162,7 +170,7 @@ class _GunzipStream(io.RawIOBase):
                 data = self._raw.read(_RAW_CHUNK)
                 if not data:
                     if not decompressor.eof:
-                        raise TarballRejected("corrupt gzip data: the file ends in the middle of the stream")
+                        raise _rejected("corrupt gzip data: the file ends in the middle of the stream")
                     return b""
             if decompressor.eof:
                 if not data.strip(b"\0"):
@@ -172,7 +180,7 @@ class _GunzipStream(io.RawIOBase):
             try:
                 out = decompressor.decompress(data, want)
             except zlib.error as error:
-                raise TarballRejected(f"corrupt gzip data: {error}") from None
+                raise _rejected(f"corrupt gzip data: {error}") from None
             if decompressor.eof:
                 self._pending = decompressor.unused_data
             if out:
@@ -195,9 +203,9 @@ def _normalise(name: str) -> str:
 
 def _check_path(raw_name: str) -> None:
     if raw_name.startswith("/") or _WINDOWS_DRIVE.match(raw_name):
-        raise TarballRejected(f"absolute path not allowed: {raw_name!r}")
+        raise _rejected(f"absolute path not allowed: {raw_name!r}")
     if ".." in raw_name.split("/"):
-        raise TarballRejected(f"path escapes the archive root: {raw_name!r}")
+        raise _rejected(f"path escapes the archive root: {raw_name!r}")
 
 
 def _escapes(target: str) -> bool:
@@ -212,19 +220,19 @@ def _check_name(name: str, what: str) -> None:
     not UTF-8 arrive as lone surrogates; a NUL can only arrive through a pax record.
     """
     if "\0" in name:
-        raise TarballRejected(f"{what} holds a NUL byte: {_shown(name)}")
+        raise _rejected(f"{what} holds a NUL byte: {_shown(name)}")
     try:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError:
-        raise TarballRejected(f"{what} is not valid UTF-8: {_shown(name)}") from None
+        raise _rejected(f"{what} is not valid UTF-8: {_shown(name)}") from None
     if len(encoded) >= PATH_MAX_BYTES:
-        raise TarballRejected(
+        raise _rejected(
             f"{what} is {len(encoded)} bytes long: {_shown(name)}; a path may have at most "
             f"{PATH_MAX_BYTES - 1} bytes (PATH_MAX)"
         )
     for component in name.split("/"):
         if len(component.encode("utf-8")) > NAME_MAX_BYTES:
-            raise TarballRejected(
+            raise _rejected(
                 f"{what} has a component of {len(component.encode('utf-8'))} bytes: {_shown(component)}; "
                 f"a file name may have at most {NAME_MAX_BYTES} bytes (NAME_MAX)"
             )
@@ -248,13 +256,16 @@ class _Scanner:
         self.has_requirements = False
         self.config_bytes: bytes | None = None
         self.libraries_bytes: bytes | None = None
+        self.pickles: dict[str, PickleFacts] = {}
+        self.code_sources: dict[str, bytes] = {}
+        self.code_too_large: list[str] = []
 
     def check(self, member: tarfile.TarInfo) -> str:
         """Validate one member; returns its normalised name ('' for the root directory)."""
         limits = self.limits
         self.count += 1
         if self.count > limits.max_members:
-            raise TarballRejected(
+            raise _rejected(
                 f"too many members: more than {limits.max_members} files and directories in the archive"
             )
         raw_name = member.name
@@ -265,57 +276,53 @@ class _Scanner:
         name = _normalise(raw_name)
         if name == "":
             if not member.isdir():
-                raise TarballRejected(f"invalid member name: {raw_name!r}")
+                raise _rejected(f"invalid member name: {raw_name!r}")
             return name
         if name in self.seen:
-            raise TarballRejected(f"duplicate member: {name!r} appears more than once")
+            raise _rejected(f"duplicate member: {name!r} appears more than once")
         self.seen.add(name)
         if member.ischr() or member.isblk():
-            raise TarballRejected(f"device file not allowed: {name!r}")
+            raise _rejected(f"device file not allowed: {name!r}")
         if member.isfifo():
-            raise TarballRejected(f"fifo not allowed: {name!r}")
+            raise _rejected(f"fifo not allowed: {name!r}")
         if member.issym():
             if member.linkname.startswith("/") or _escapes(
                 posixpath.join(posixpath.dirname(name), member.linkname)
             ):
-                raise TarballRejected(
-                    f"symlink {name!r} points outside the archive root: {member.linkname!r}"
-                )
+                raise _rejected(f"symlink {name!r} points outside the archive root: {member.linkname!r}")
             if len(self.symlinks) >= limits.max_symlinks:
-                raise TarballRejected(f"too many symlinks: more than {limits.max_symlinks} in the archive")
+                raise _rejected(f"too many symlinks: more than {limits.max_symlinks} in the archive")
             self.symlinks[name] = member.linkname
         elif member.islnk():
             target = _normalise(member.linkname)
             if member.linkname.startswith("/") or _escapes(target):
-                raise TarballRejected(
-                    f"hardlink {name!r} points outside the archive root: {member.linkname!r}"
-                )
+                raise _rejected(f"hardlink {name!r} points outside the archive root: {member.linkname!r}")
             # By its exact name: '..' in it would be applied on disk after any symlink on the way.
             if ".." in member.linkname.split("/") or target not in self.regular_files:
-                raise TarballRejected(
+                raise _rejected(
                     f"hardlink {name!r} points to {member.linkname!r}, "
                     "which is not an earlier regular file in the archive"
                 )
         elif member.issparse():
-            raise TarballRejected(f"sparse file not allowed: {name!r}")
+            raise _rejected(f"sparse file not allowed: {name!r}")
         elif member.isreg():
             if member.size > limits.max_member_bytes:
-                raise TarballRejected(
+                raise _rejected(
                     f"member too large: {name!r} is {member.size} bytes uncompressed; "
                     f"the limit is {limits.max_member_bytes} bytes"
                 )
             self.total += member.size
             if self.total > limits.max_uncompressed_bytes:
-                raise TarballRejected(self.too_large_reason())
+                raise _rejected(self.too_large_reason())
             self.regular_files.add(name)
         elif not member.isdir():
-            raise TarballRejected(f"unsupported member type: {name!r}")
+            raise _rejected(f"unsupported member type: {name!r}")
 
         if name == CONFIG_MEMBER:
             if not member.isreg():
-                raise TarballRejected(f"{CONFIG_MEMBER} must be a regular file")
+                raise _rejected(f"{CONFIG_MEMBER} must be a regular file")
             if member.size > limits.max_config_bytes:
-                raise TarballRejected(
+                raise _rejected(
                     f"{CONFIG_MEMBER} is {member.size} bytes; the limit is {limits.max_config_bytes} bytes"
                 )
         if not member.isdir():
@@ -335,16 +342,16 @@ class _Scanner:
 
     def report(self, require_model: bool = True) -> TarballReport:
         if not self.members:
-            raise TarballRejected("empty tarball: the archive has no files")
+            raise _rejected("empty tarball: the archive has no files")
         try:
             # Members under a symlink, and links that leave through other links: the whole archive
             # is needed (any order); safe_extract creates no symlink before this.
             check_links(self.symlinks, self.members)
         except LinkProblem as problem:
-            raise TarballRejected(problem.reason) from None
+            raise _rejected(problem.reason) from None
         artifacts = [name for name in self.files if artifact_framework(name) is not None]
         if require_model and not artifacts and not self.has_inference_code:
-            raise TarballRejected(
+            raise _rejected(
                 "no model artifact: found no model file (.joblib, .pkl, .pickle, xgboost-model, .ubj, "
                 ".bst, .onnx, .pt, .pth, saved_model.pb) and no code/inference.py"
             )
@@ -359,6 +366,9 @@ class _Scanner:
             has_requirements=self.has_requirements,
             config_bytes=self.config_bytes,
             libraries_bytes=self.libraries_bytes,
+            pickles=self.pickles,
+            code_sources=self.code_sources,
+            code_too_large=self.code_too_large,
         )
 
 
@@ -372,10 +382,8 @@ def _open(fileobj: _Readable | IO[bytes], limits: TarballLimits) -> tarfile.TarF
         archive = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     except tarfile.ReadError as error:
         if str(error) == "empty file":
-            raise TarballRejected("empty tarball: the gzip data decompresses to nothing") from None
-        raise TarballRejected(
-            f"not a tar archive: the gzip data does not hold a tar archive ({error})"
-        ) from None
+            raise _rejected("empty tarball: the gzip data decompresses to nothing") from None
+        raise _rejected(f"not a tar archive: the gzip data does not hold a tar archive ({error})") from None
     return archive
 
 
@@ -386,7 +394,7 @@ def checked_members(
 
     Yields (archive, member, normalised name); the caller may read a regular member's data with
     archive.extractfile(member) before asking for the next one (stream mode: strictly in order).
-    Every problem is a TarballRejected. modeldrop.json and code/modeldrop-libraries.json are read
+    Every problem is an UploadRejected. modeldrop.json and code/modeldrop-libraries.json are read
     into `scanner` (when given) for the caller's report.
     """
     scanner = scanner or _Scanner(limits)
@@ -397,17 +405,17 @@ def checked_members(
                 name = scanner.check(member)
                 yield archive, member, name
     except _DecompressedTooLarge:
-        raise TarballRejected(scanner.too_large_reason()) from None
+        raise _rejected(scanner.too_large_reason()) from None
     except tarfile.ReadError as error:
-        raise TarballRejected(f"corrupt tarball: {error}") from None
+        raise _rejected(f"corrupt tarball: {error}") from None
     except tarfile.TarError as error:
-        raise TarballRejected(f"corrupt tarball: {error}") from None
+        raise _rejected(f"corrupt tarball: {error}") from None
 
 
 def _read_small(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, limit: int) -> bytes:
     extracted = archive.extractfile(member)
     if extracted is None:
-        raise TarballRejected(f"{name} must be a regular file")
+        raise _rejected(f"{name} must be a regular file")
     return extracted.read(limit + 1)
 
 
@@ -430,6 +438,8 @@ def _scan(
             scanner.config_bytes = _read_small(archive, member, CONFIG_MEMBER, limits.max_config_bytes)
         elif name == LIBRARIES_MEMBER and member.isreg():
             scanner.libraries_bytes = _read_small(archive, member, LIBRARIES_MEMBER, limits.max_config_bytes)
+        elif member.isreg():
+            _read_for_checks(archive, member, name, scanner)
     report = scanner.report(require_model)
     if dest is not None:
         try:
@@ -440,8 +450,22 @@ def _scan(
                     raise MemberNotWritten(name, error) from error
             check_symlinks_inside(dest, deferred_symlinks)
         except UnsafeOnDisk as unsafe:
-            raise TarballRejected(unsafe.reason) from None
+            raise _rejected(unsafe.reason) from None
     return report
+
+
+def _read_for_checks(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, scanner: _Scanner) -> None:
+    """In the same single pass: a pickle's opcodes (not its array data), and the handler code's source."""
+    lowered = name.lower()
+    if lowered.endswith(PICKLE_SUFFIXES):
+        extracted = archive.extractfile(member)
+        if extracted is not None:
+            scanner.pickles[name] = scan_pickle(extracted)
+    elif name.startswith(CODE_PREFIX) and lowered.endswith(".py"):
+        if member.size > MAX_CODE_FILE_BYTES:
+            scanner.code_too_large.append(name)
+        else:
+            scanner.code_sources[name] = _read_small(archive, member, name, MAX_CODE_FILE_BYTES)
 
 
 def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, dest: Path) -> None:
@@ -453,9 +477,9 @@ def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str
             check_hardlink_source(dest, name, _normalise(member.linkname))
         archive.extract(member, path=dest, filter="data")
     except UnsafeOnDisk as unsafe:
-        raise TarballRejected(unsafe.reason) from None
+        raise _rejected(unsafe.reason) from None
     except tarfile.FilterError as error:
-        raise TarballRejected(f"unsafe member {member.name!r}: {error}") from None
+        raise _rejected(f"unsafe member {member.name!r}: {error}") from None
     except OSError as error:
         raise MemberNotWritten(name, error) from error
 

@@ -26,33 +26,53 @@ def package(
             "--framework-version", help="Image version to check against (default: the default one)."
         ),
     ] = None,
+    no_requirements_check: Annotated[
+        bool,
+        typer.Option(
+            "--no-requirements-check",
+            help="Do not ask pip whether each requirement has a wheel for the image (needs an index).",
+        ),
+    ] = False,
 ) -> None:
     """Build a model.tar.gz with the layout SageMaker expects, and check it as an upload would be.
 
     The versions the model was saved with (code/modeldrop-libraries.json) are checked against the image
-    it will run on, as OnUpload checks them: a model that image cannot load is not written.
+    it will run on, as OnUpload checks them: a model that image cannot load is not written. So is one
+    whose code/requirements.txt names a package with no wheel for the image's Python and platform
+    (`pip download --only-binary :all:`, through pip's own index configuration).
     """
     for label, path in (("inference file", inference), ("requirements file", requirements)):
         if path is not None and not path.is_file():
             raise fail(f"{label} not found: {path}")
     from modeldrop.frameworks import default_version
-    from modeldrop.image_libraries import check_versions
-    from modeldrop.model_config import ConfigRejected
-    from modeldrop.packaging import PackagingError, build_model_tarball, describe_tarball
+    from modeldrop.image_libraries import check_versions, image_libraries
+    from modeldrop.packaging import PackagingError, build_model_tarball, check_requirements, describe_tarball
+    from modeldrop.rejection import UploadRejected
     from modeldrop.serving_setup import parse_libraries
-    from modeldrop.tarball import TarballRejected
 
     try:
         path = build_model_tarball(model_file, output, inference_py=inference, requirements_txt=requirements)
         report = describe_tarball(path)
-    except (PackagingError, TarballRejected, ConfigRejected) as error:
-        raise fail(f"cannot package: {getattr(error, 'reason', error)}") from error
+    except PackagingError as error:
+        raise fail(f"cannot package: {error}") from error
+    except UploadRejected as rejection:
+        raise fail(f"cannot package: {rejection.reason}") from rejection
     libraries, _ = parse_libraries(report.libraries_bytes)
     version = framework_version or (default_version(report.framework) if report.framework else None)
-    versions = check_versions(libraries, report.framework, version)
-    if versions.refusal:
+    try:
+        warnings = check_versions(libraries, report.framework, version)
+    except UploadRejected as rejection:
         path.unlink()
-        raise fail(f"cannot package for the {version} image: {versions.refusal}")
-    for warning in versions.warnings:
+        raise fail(f"cannot package for the {version} image: {rejection.reason}") from rejection
+    image = image_libraries(report.framework, version)
+    if requirements is not None and not no_requirements_check and image is not None and image.python:
+        family = f"{image.framework.value} {version}"
+        try:
+            check_requirements(requirements, image.python, family, glibc=image.glibc)
+        except (UploadRejected, PackagingError) as error:
+            path.unlink()
+            reason = getattr(error, "reason", error)
+            raise fail(f"cannot package for the {version} image: {reason}") from error
+    for warning in warnings:
         typer.echo(f"warning: {warning}")
     typer.echo(f"wrote {path}: {', '.join(report.members)}")

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from modeldrop import naming
+from modeldrop.rejection import UploadRejected
 
 from modeldrop_local.cli.errors import fail, reaching_the_stack
 from modeldrop_local.progress import follow_display
@@ -38,7 +39,7 @@ def deploy(
     key = f"models/{name}/model.tar.gz"
     try:
         naming.model_name_from_key(key)
-    except naming.InvalidModelKey as error:
+    except UploadRejected as error:
         # OnUpload would refuse the key (recorded apart from any model): say so before uploading.
         raise fail(f"cannot deploy: {error.reason}") from error
     stack = StackClient(endpoint_url, stack_name)

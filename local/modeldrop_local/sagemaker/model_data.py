@@ -15,7 +15,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
-from modeldrop.tarball import MemberNotWritten, TarballRejected, safe_extract
+from modeldrop.rejection import UploadRejected
+from modeldrop.tarball import MemberNotWritten, safe_extract
 
 from modeldrop_local.sagemaker.records import Deployment
 from modeldrop_local.sagemaker.worker.profiles import SUBMIT_DIRECTORY_ENV
@@ -54,7 +55,7 @@ def download_model_data(s3: Any, deployment: Deployment, log: Log) -> None:
             f'Failed to download model data for container "primary" from URL: "{url}". '
             f"Please ensure that there is an object located at the URL and that it can be read ({error})."
         ) from error
-    except TarballRejected as rejected:
+    except UploadRejected as rejected:
         raise DeploymentFailed(
             f'Failed to extract model data archive from URL "{url}". Please ensure that '
             f"the object located at the URL is a valid tar.gz archive: {rejected.reason}"
@@ -96,7 +97,7 @@ def fetch_source_dir(s3: Any, deployment: Deployment, cache_dir: Path, log: Log)
         raise DeploymentFailed(
             f'Failed to download the source directory {SUBMIT_DIRECTORY_ENV}="{url}": {error}'
         ) from error
-    except TarballRejected as rejected:
+    except UploadRejected as rejected:
         raise DeploymentFailed(
             f'The source directory {SUBMIT_DIRECTORY_ENV}="{url}" is not a safe tar.gz archive: '
             f"{rejected.reason}"

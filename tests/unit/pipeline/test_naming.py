@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from modeldrop.naming import (
     SAGEMAKER_NAME_PATTERN,
-    InvalidModelKey,
     decode_event_key,
     deployment_id,
     endpoint_name,
     model_name_from_key,
     versioned_name,
 )
+from modeldrop.rejection import RejectionCode, UploadRejected
 
 LONGEST_NAME = "a" * 48
 
@@ -38,8 +38,9 @@ def test_valid_model_keys(name: str) -> None:
 )
 def test_invalid_model_keys_say_why(key: str) -> None:
     # Given a key that names no valid model / When parsed / Then the reason quotes the key
-    with pytest.raises(InvalidModelKey) as raised:
+    with pytest.raises(UploadRejected) as raised:
         model_name_from_key(key)
+    assert raised.value.code is RejectionCode.KEY
     assert repr(key) in raised.value.reason
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import tarfile
+from dataclasses import replace
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from botocore.stub import ANY
+from botocore.stub import ANY, Stubber
 from modeldrop.deploy import handle_upload, idempotent_deployer
 from modeldrop.events import UploadedObject
 from modeldrop.frameworks import image_for
@@ -27,6 +28,7 @@ from tests.unit.pipeline.conftest import (
     tarball,
 )
 from tests.unit.pipeline.template_resources import REGION
+from tests.unit.test_preflight import account_with_endpoints
 
 KEY = "models/iris/model.tar.gz"
 ENDPOINT_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:endpoint/modeldrop-iris"
@@ -67,6 +69,7 @@ def expect_model_and_config(
     memory: int = 2048,
     image: str | None = None,
     environment: dict[str, str] | None = SDK_ENVIRONMENT,
+    max_concurrency: int = 5,
 ) -> None:
     name = f"modeldrop-iris-v{version}"
     container: dict[str, Any] = {
@@ -95,7 +98,7 @@ def expect_model_and_config(
                     "VariantName": "AllTraffic",
                     "ModelName": name,
                     # ProvisionedConcurrency is left out when 0 (SageMaker refuses 0).
-                    "ServerlessConfig": {"MemorySizeInMB": memory, "MaxConcurrency": 5},
+                    "ServerlessConfig": {"MemorySizeInMB": memory, "MaxConcurrency": max_concurrency},
                 }
             ],
             "Tags": [{"Key": "managed-by", "Value": "modeldrop"}],
@@ -740,3 +743,44 @@ def test_a_model_above_multipart_size_is_pinned_with_one_server_side_copy(
     assert record is not None and record.model_data_key is not None
     s3 = boto3.client("s3", region_name=REGION)
     assert s3.get_object(Bucket=stack.bucket, Key=record.model_data_key)["Body"].read() == body
+
+
+def test_a_default_max_concurrency_is_lowered_to_fit_the_account_and_noted(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given an account whose total serverless concurrency quota (10) has 7 allocated to two other endpoints,
+    # and a model whose modeldrop.json sets no max_concurrency (the stack default is 5)
+    quotas = boto3.client("service-quotas", region_name=REGION)
+    uploaded = upload(stack, iris_tarball)
+    with Stubber(quotas) as quotas_stub:
+        account_with_endpoints(
+            sagemaker.stubber,
+            {
+                "other-a": {"MemorySizeInMB": 2048, "MaxConcurrency": 5},
+                "other-b": {"MemorySizeInMB": 1024, "MaxConcurrency": 2},
+            },
+        )
+        for code, value in (("L-99AD19BF", 5.0), ("L-96300102", 10.0)):
+            quotas_stub.add_response(
+                "get_service_quota",
+                {"Quota": {"ServiceCode": "sagemaker", "QuotaCode": code, "Value": value}},
+                {"ServiceCode": "sagemaker", "QuotaCode": code},
+            )
+        expect_model_and_config(sagemaker, uploaded, max_concurrency=3)
+        expect_endpoint_created(sagemaker)
+
+        # When OnUpload handles it
+        deps = deploy_dependencies(stack, sagemaker)
+        outcome = handle_upload(uploaded, replace(deps, service_quotas=quotas))
+
+    # Then it deploys with the 3 the quota leaves, and the record says so and why
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.status is DeploymentStatus.DEPLOYING, outcome.reason
+    record = stack.records().get_deployment("iris", 1)
+    assert record is not None and record.config is not None and record.serving_setup is not None
+    assert record.config.max_concurrency == 3
+    assert record.serving_setup.notes[-1] == (
+        "max_concurrency 3, not the default 5: account quota 'Maximum total concurrency that can be "
+        "allocated across all serverless endpoints' (sagemaker L-96300102) is 10 (applied value) and 7 is "
+        "allocated to the other serverless endpoints. Set max_concurrency in modeldrop.json to choose it"
+    )

@@ -18,6 +18,7 @@ import boto3
 import joblib
 import numpy as np
 import pytest
+import sklearn
 from botocore.stub import ANY
 from modeldrop.deploy import handle_upload
 from modeldrop.events import UploadedObject
@@ -26,7 +27,7 @@ from modeldrop.records import Deployment, DeploymentStatus
 from modeldrop.serving_setup import CUSTOM_CODE_ON_SKLEARN_NOTE, ONNX_REQUIREMENTS
 from modeldrop.tarball import TarballLimits, safe_extract
 from modeldrop_local import example_models
-from modeldrop_local.example_models.iris import fit_logistic
+from modeldrop_local.example_models.iris import fit_logistic, iris_data
 
 from tests.unit.pipeline.conftest import (
     ROLE_ARN,
@@ -335,16 +336,17 @@ def test_numpy2_recorded_without_evidence_in_the_pickle_is_warned_about(
     # When OnUpload deploys it
     record, _, _ = deploy(stack, sagemaker, body)
 
-    # Then the deployment carries the warnings, with the gap named
+    # Then the deployment carries the warnings, with the gap named: the scikit-learn version is the one the
+    # pickle itself stores (_sklearn_version, read from its opcodes), not the one recorded beside it
     assert record.serving_setup is not None
     warnings = [note for note in record.serving_setup.notes if note.startswith("warning:")]
     assert warnings == [
         "warning: saved with numpy 2.1.3; the sklearn 1.2-1 image has numpy 1.24.1: a pickle that "
         "references numpy._core fails its health check there (No module named 'numpy._core'). "
         "Save the model with numpy<2",
-        "warning: saved with scikit-learn 1.5.2; the image has 1.2.1: scikit-learn loads pickles only from "
-        "the same version reliably. Save the model with scikit-learn==1.2.1 or choose a matching "
-        "framework_version",
+        f"warning: model.joblib was saved with scikit-learn {sklearn.__version__}; the image has 1.2.1: "
+        "scikit-learn loads pickles only from the same version reliably. Save the model with "
+        "scikit-learn==1.2.1 or choose a matching framework_version",
     ]
 
 
@@ -369,7 +371,72 @@ def test_a_pickle_that_references_numpy_core_is_refused_for_the_numpy1_image(
         "the pickle references numpy._core (it was written under numpy 2.4.6); the sklearn 1.2-1 image has "
         "numpy 1.24.1, which cannot unpickle it (No module named 'numpy._core'): the endpoint would fail "
         "its health check. Pickle the model with numpy<2 (the image's versions: numpy==1.24.1, "
-        "scikit-learn==1.2.1)"
+        "scikit-learn==1.2.1), or deploy it on an image that has numpy 2 (image in modeldrop.json)"
+    )
+
+
+def test_a_numpy2_pickle_dropped_without_packaging_is_refused_from_its_own_opcodes(
+    stack: Stack, sagemaker: StubbedSageMaker, tmp_path: Path
+) -> None:
+    # Given a forest pickled here (numpy 2, whose tree state names numpy._core), dropped as a bare
+    # model.joblib: no code/modeldrop-libraries.json says anything of it
+    from sklearn.ensemble import RandomForestClassifier
+
+    forest = RandomForestClassifier(n_estimators=3, random_state=0).fit(*iris_data())
+    joblib.dump(forest, tmp_path / "forest.joblib")
+    body = tarball([regular("model.joblib", (tmp_path / "forest.joblib").read_bytes())])
+
+    # When OnUpload reads it (nothing is created in SageMaker: no stubbed response is consumed)
+    outcome = handle_upload(upload(stack, body), deploy_dependencies(stack, sagemaker))
+
+    # Then it is Rejected naming the file, the versions and the fix, before any SageMaker call
+    assert outcome.status is DeploymentStatus.REJECTED
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.reason == (
+        "model.joblib references numpy._core (it was written under numpy 2); the sklearn 1.2-1 image has "
+        "numpy 1.24.1, which cannot unpickle it (No module named 'numpy._core'): the endpoint would fail "
+        "its health check. Pickle the model with numpy<2 (the image's versions: numpy==1.24.1, "
+        "scikit-learn==1.2.1), or deploy it on an image that has numpy 2 (image in modeldrop.json)"
+    )
+
+
+def test_a_compressed_joblib_model_is_deployed_with_a_note_that_it_was_not_read(
+    stack: Stack, sagemaker: StubbedSageMaker, tmp_path: Path
+) -> None:
+    # Given a model saved with joblib.dump(..., compress=3): its pickle is zlib data
+    joblib.dump(fit_logistic(), tmp_path / "m.joblib", compress=3)
+    body = tarball([regular("model.joblib", (tmp_path / "m.joblib").read_bytes())])
+    expect_deployment(sagemaker, image_for("sklearn", None, REGION), SDK_ENVIRONMENT)
+
+    # When OnUpload deploys it
+    record, _, _ = deploy(stack, sagemaker, body)
+
+    # Then the record says its versions could not be checked, and how to make them checkable
+    assert record.serving_setup is not None
+    assert (
+        "model.joblib is compressed (zlib): its pickle could not be read, so the library versions it needs "
+        "were not checked against the image. Save it uncompressed to have them checked: "
+        "joblib.dump(model, path, compress=0) (joblib's default)"
+    ) in record.serving_setup.notes
+
+
+def test_handler_code_newer_than_the_image_python_is_refused(
+    stack: Stack, sagemaker: StubbedSageMaker, tmp_path: Path
+) -> None:
+    # Given a model whose code/inference.py uses match (Python 3.10) for the scikit-learn 1.2-1 image
+    code = b"def model_fn(model_dir):\n    match model_dir:\n        case _:\n            return None\n"
+    body = tarball([regular("model.joblib", joblib_bytes(tmp_path)), regular("code/inference.py", code)])
+
+    # When OnUpload reads it
+    outcome = handle_upload(upload(stack, body), deploy_dependencies(stack, sagemaker))
+
+    # Then it is Rejected naming the file, the line and the image's Python; SageMaker was not called
+    assert outcome.status is DeploymentStatus.REJECTED
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.reason == (
+        "code/inference.py line 2: Pattern matching is only supported in Python 3.10 and greater; the "
+        "sklearn 1.2-1 image runs Python 3.9: write the code for Python 3.9, or choose an image with a newer "
+        "Python"
     )
 
 
