@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -221,8 +222,12 @@ def test_load_exception_reports_where_it_was_raised_in_one_line(
         "the model failed to load: RuntimeError: the weights are corrupt "
         "(at code/inference.py, line 3, in model_fn)"
     )
-    # and the trace is in the worker's log
-    assert "Traceback (most recent call last)" in make_spec(model_dir).log_path.read_text()
+    # and the trace is in the worker's log (written by the log pump's thread, which may still be at it)
+    log_path = make_spec(model_dir).log_path
+    deadline = time.monotonic() + 10
+    while "Traceback (most recent call last)" not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "Traceback (most recent call last)" in log_path.read_text()
 
 
 def test_prepare_loads_then_stops_the_worker(
