@@ -41,6 +41,8 @@ _PERSISTED_SERVICES = {
     "iam": "moto.iam.models:iam_backends",
     "apigateway": "moto.apigateway.models:apigateway_backends",
     "logs": "moto.logs.models:logs_backends",
+    # The Model Registry's groups and packages (model_registry.py); endpoints live in the local SageMaker.
+    "sagemaker": "moto.sagemaker.models:sagemaker_backends",
 }
 _MOTO_STATE_FILE = "moto-state.pickle"
 # Template parameters the local cloud sets unless the caller does (and only if the template has them).

@@ -1,7 +1,10 @@
 """The AWS edge: one loopback port for every AWS API call of the local cloud.
 
-Routing: SageMaker control plane (X-Amz-Target SageMaker.*) and runtime (/endpoints/*/invocations), as
-`sagemaker.app.is_sagemaker_request` tells → the local SageMaker WSGI app; Lambda Invoke → the
+Routing: the SageMaker Model Registry's operations (model packages and their groups) → moto's
+SageMaker, through `model_registry.py`, which also sends their state-change events to the template's
+EventBridge rules (`eventbridge.py`); the rest of the SageMaker control plane (X-Amz-Target
+SageMaker.*) and runtime (/endpoints/*/invocations), as `sagemaker.app.is_sagemaker_request` tells →
+the local SageMaker WSGI app; Lambda Invoke → the
 functions host; CloudFormation DescribeStacks of the local stack → `cloudformation.py`; everything else
 → moto, in-process. Successful S3 object writes go to `s3_notifications.py`, which sends S3's event to
 the functions the template subscribes, asynchronously.
@@ -31,8 +34,10 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 from werkzeug.wrappers import Response
 
 from modeldrop_local.cloudformation import describe_stacks
+from modeldrop_local.eventbridge import EventRules
 from modeldrop_local.functions_host import FunctionsHost
 from modeldrop_local.http_server import WSGIServer
+from modeldrop_local.model_registry import ModelRegistry, registry_operation
 from modeldrop_local.s3_notifications import S3Notifier
 from modeldrop_local.sagemaker.app import is_sagemaker_request
 from modeldrop_local.service_quotas import install as install_sagemaker_quotas
@@ -103,12 +108,15 @@ class EdgeApp:
         self.functions: FunctionsHost | None = None
         self.stack: LocalStack | None = None
         self.notifier: S3Notifier | None = None
+        self.model_registry = ModelRegistry(self._moto)
         self._dynamodb_lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         lambda_match = _LAMBDA_INVOKE.match(environ.get("PATH_INFO", ""))
         if lambda_match and environ["REQUEST_METHOD"] == "POST":
             return self._lambda_invoke(environ, unquote(lambda_match["name"]))(environ, start_response)
+        if registry_operation(environ) is not None:
+            return self.model_registry(environ, start_response)
         # Without a local SageMaker app, moto's SageMaker answers (records only, serves nothing).
         if self.sagemaker_app is not None and is_sagemaker_request(environ):
             return self.sagemaker_app(environ, start_response)
@@ -264,6 +272,7 @@ class Edge:
             region=stack.region,
             account_id=str(stack.resolver.refs["AWS::AccountId"]),
         )
+        self.app.model_registry.rules = EventRules(stack.event_rules, functions.invoke)
 
     def stop(self) -> None:
         self._server.stop()

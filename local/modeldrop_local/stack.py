@@ -1,9 +1,10 @@
 """Create template.yaml's resources in the local cloud, as read by the template reader (template.py).
 
 Everything comes from the template: the bucket, tables, roles, state machine (DefinitionUri with its
-DefinitionSubstitutions), the API key, the functions and the S3 → Lambda notifications (read and
-recorded by `s3_notifications.py`). The resources are created with plain boto3 clients: through the
-edge, or moto's in-process mock in the unit tests.
+DefinitionSubstitutions), the API key, the functions, the S3 → Lambda notifications (read and
+recorded by `s3_notifications.py`) and the functions' EventBridge rules (`eventbridge.py`). The
+resources are created with plain boto3 clients: through the edge, or moto's in-process mock in the
+unit tests.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from modeldrop_local import s3_notifications
+from modeldrop_local import eventbridge, s3_notifications
 from modeldrop_local.template import (
     ACCOUNT_ID,
     DEFAULT_REGION,
@@ -86,6 +87,8 @@ class LocalStack:
     resolver: Resolver
     functions: dict[str, FunctionSpec]
     notifications: list[s3_notifications.S3Notification]
+    # The functions' EventBridge rules (eventbridge.py): events the local cloud publishes reach them.
+    event_rules: list[eventbridge.EventRule]
     rest_api: RestApiSpec | None
     outputs: dict[str, str]
 
@@ -146,8 +149,15 @@ def build_stack(
         if resource["Type"] == "AWS::Serverless::Function"
         for notification in s3_notifications.function_notifications(resolver, logical_id, resource)
     ]
+    event_rules = [
+        rule
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::Serverless::Function"
+        for rule in eventbridge.function_rules(resolver, logical_id, resource)
+    ]
     if create:
         s3_notifications.record_on_buckets(clients("s3"), notifications)
+        eventbridge.record_rules(clients("events"), event_rules)
     rest_api = _rest_api(resolver, resources, api_key_value)
     outputs = _outputs(resolver, rest_api, api_url)
     return LocalStack(
@@ -157,6 +167,7 @@ def build_stack(
         resolver=resolver,
         functions=functions,
         notifications=notifications,
+        event_rules=event_rules,
         rest_api=rest_api,
         outputs=outputs,
     )

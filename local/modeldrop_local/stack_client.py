@@ -26,7 +26,9 @@ from modeldrop.deployments_table import DeploymentRecords
 from modeldrop_local.credentials import FAKE_CREDENTIALS, credentials_configured, is_loopback
 from modeldrop_local.stack import DEFAULT_REGION, DEFAULT_STACK_NAME
 
-FINAL_STATUSES = {"InService", "Failed", "Rejected", "TimedOut", "Superseded", "Unhealthy"}
+FINAL_STATUSES = frozenset({"InService", "Failed", "Rejected", "TimedOut", "Superseded", "Unhealthy"})
+# Where an upload's deployment rests until someone acts: "approval": "manual" waits for an approval.
+RESTING_STATUSES = FINAL_STATUSES | {"PendingApproval"}
 
 
 class StackNotFound(Exception):
@@ -184,19 +186,26 @@ class StackClient:
         response = self.request("POST", f"/models/{model_name}/rollback", body=body)
         return DeploymentSummary.model_validate(self._answer(response, expected=202))
 
+    def approve(self, model_name: str, version: int, description: str | None) -> DeploymentSummary:
+        """POST /models/{name}/versions/{version}/approve; the approved version as accepted (202)."""
+        body = json.dumps({} if description is None else {"description": description}).encode()
+        response = self.request("POST", f"/models/{model_name}/versions/{version}/approve", body=body)
+        return DeploymentSummary.model_validate(self._answer(response, expected=202))
+
     def follow(
         self,
         model_name: str,
         object_version: str | None = None,
         *,
         version: int | None = None,
+        until: frozenset[str] = RESTING_STATUSES,
         timeout_s: float = 600,
         progress: Callable[[str], None] = print,
         waiting: Callable[[str, float], None] | None = None,
         poll_s: float = 0.5,
     ) -> DeploymentSummary:
         """Poll GET /models/{name} until the deployment of that S3 object version (or that deployment
-        version; else the newest) has a final status, and return it.
+        version; else the newest) has a status in `until` (a final one, or PendingApproval), and return it.
 
         `progress` gets one line per change (`v2 Deploying (endpoint Creating)`); `waiting`, when
         given, gets the current line and the seconds since the start on every poll (a live display).
@@ -226,7 +235,7 @@ class StackClient:
                 if line != last:
                     progress(line)
                     last = line
-                if deployment.status in FINAL_STATUSES:
+                if deployment.status in until:
                     return deployment
             if waiting is not None:
                 waiting(line, elapsed)

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.e2e
 FUNCTION_BY_PREFIX = {
     "api_": "ApiFunction",
     "deployment_status_": "DeploymentStatusFunction",
+    "model_package_": "ModelApprovalFunction",
     "s3_": "OnUploadFunction",
 }
 
@@ -36,12 +37,16 @@ EXPECTED = {
     "api_invoke_binary.json": (0, 404),
     "api_list_models.json": (0, 200),
     "api_rollback.json": (0, 404),
+    "api_approve_version.json": (0, 404),
     # The status function refuses payloads about a deployment it has no record of.
     "deployment_status_error.json": (1, "UnknownDeployment"),
     "deployment_status_failed.json": (1, "UnknownDeployment"),
     "deployment_status_start.json": (1, "UnknownDeployment"),
     "deployment_status_succeeded.json": (1, "UnknownDeployment"),
     "deployment_status_timed_out.json": (1, "UnknownDeployment"),
+    # A state change of a package no deployment has is ignored.
+    "model_package_approved.json": (0, "ignored"),
+    "model_package_rejected.json": (0, "ignored"),
     # A key naming no model is recorded Rejected; the model event names an object version not in the bucket.
     "s3_put_bad_key.json": (0, "Rejected"),
     "s3_put_model.json": (1, "ClientError"),
@@ -70,6 +75,8 @@ def test_local_invoke_runs_the_function_with_the_event(cloud: LocalCloud, event_
         assert answer["errorType"] == outcome
     elif function == "ApiFunction":
         assert answer["statusCode"] == outcome
+    elif function == "ModelApprovalFunction":
+        assert answer["action"] == outcome
     else:
         assert [item["status"] for item in answer["outcomes"]] == [outcome]
 

@@ -67,6 +67,7 @@ def test_an_empty_object_sets_nothing() -> None:
         (b'{"memmory_mb": 2048}', "modeldrop.json: unknown key 'memmory_mb' (did you mean 'memory_mb'?)"),
         (b'{"memoryMb": 2048}', "modeldrop.json: unknown key 'memoryMb' (did you mean 'memory_mb'?)"),
         (b'{"colour": "red"}', "modeldrop.json: unknown key 'colour'"),
+        (b'{"approval": "yes"}', "modeldrop.json: approval must be 'auto' or 'manual' (got 'yes')"),
         (
             b'{"memory_mb": 1000}',
             "modeldrop.json: memory_mb must be one of 1024, 2048, 3072, 4096, 5120, 6144 (got 1000)",
@@ -192,13 +193,14 @@ def test_resolve_fills_everything_from_defaults_detection_and_size() -> None:
         "provisionedConcurrency": 0,
         "environment": {},
         "smokeTest": None,
+        "approval": None,
     }
 
 
 def test_resolve_prefers_the_model_config() -> None:
     config = parse_model_config(
         b'{"framework": "xgboost", "memory_mb": 3072, "max_concurrency": 2, "provisioned_concurrency": 1,'
-        b' "environment": {"K": "V"}}'
+        b' "environment": {"K": "V"}, "approval": "manual"}'
     )
     resolved = resolve_config(
         config,
@@ -221,6 +223,7 @@ def test_resolve_prefers_the_model_config() -> None:
         "provisionedConcurrency": 1,
         "environment": {"K": "V"},
         "smokeTest": None,
+        "approval": "manual",
     }
 
 

@@ -10,7 +10,10 @@ endpoint before the new version is known to be deployable:
      deployments/<name>/<deploymentId>/model.tar.gz (SageMaker cannot be given a version) — byte for byte
      by one server-side copy, or repacked (repack.py) when files are added or left out — then
      CreateModel + CreateEndpointConfig (new names per version; the live endpoint is untouched);
-  4. the rollout (modeldrop.rollout) takes it from there: CreateEndpoint / UpdateEndpoint, or Queued
+  4. the version is registered in the SageMaker Model Registry (modeldrop.registry); with
+     "approval": "manual" it is recorded PendingApproval and OnUpload stops here (the approval's
+     state-change event hands it to the rollout later);
+  5. the rollout (modeldrop.rollout) takes it from there: CreateEndpoint / UpdateEndpoint, or Queued
      when the endpoint is busy with another deployment, followed by the deploy state machine.
 """
 
@@ -42,6 +45,7 @@ from modeldrop.observability import logger, metrics
 from modeldrop.preflight import check_serverless_quotas
 from modeldrop.reasons import error_summary
 from modeldrop.records import Deployment, DeploymentStatus, utc_now
+from modeldrop.registry import register_upload
 from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.repack import compress_level_for, repack_to_s3
 from modeldrop.rollout import DeployExecutions, Rollout
@@ -96,6 +100,9 @@ class UploadOutcome(BaseModel):
     deployment_id: str | None = None
     reason: str | None = None
     execution_arn: str | None = None
+    # The upload's version in the SageMaker Model Registry (modeldrop.registry).
+    model_package_arn: str | None = None
+    model_package_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -214,6 +221,7 @@ def _deploy_recorded(
     try:
         _pin_model_data(deployment, plan, deps)
         _create_sagemaker_resources(deployment, config, deps)
+        deployment = register_upload(deployment, config, deps.sagemaker, deps.records)
     except ClientError as error:
         if is_transient(error):
             raise
@@ -224,6 +232,11 @@ def _deploy_recorded(
         _count("DeploymentFailed")
         return _outcome(upload, deployment, DeploymentStatus.FAILED, reason)
 
+    if deployment.status is DeploymentStatus.PENDING_APPROVAL:
+        # "approval": "manual": the endpoint is left alone until the package is approved.
+        logger.info("deployment waits for approval", extra={"package": deployment.model_package_arn})
+        _count("DeploymentPendingApproval")
+        return _outcome(upload, deployment, DeploymentStatus.PENDING_APPROVAL, deployment.reason)
     begun = deps.rollout.begin(deployment)
     if begun.status is DeploymentStatus.FAILED:
         _count("DeploymentFailed")
@@ -374,6 +387,8 @@ def _outcome(
         version=deployment.version,
         deployment_id=deployment.deployment_id,
         reason=reason,
+        model_package_arn=deployment.model_package_arn,
+        model_package_version=deployment.model_package_version,
     )
 
 

@@ -29,11 +29,14 @@ from modeldrop.deployments_table import DeploymentRecords, GoLive
 from modeldrop.events import DeploymentStatusEvent, StatusResult
 from modeldrop.observability import logger, metrics
 from modeldrop.records import Deployment, DeploymentStatus
+from modeldrop.registry import describe_outcome
 from modeldrop.rollout import IN_FLIGHT, Rollout, execution_input
 from modeldrop.sagemaker_adapter import EndpointDescription, SageMakerAdapter
 from modeldrop.settings import DeploymentStatusSettings
 from modeldrop.smoke_test import INVOKE_READ_TIMEOUT_S, run_smoke_test
 
+# Outcomes written into the version's Model Package (its ApprovalDescription) as well as its record.
+_DESCRIBED_ON_THE_PACKAGE = {DeploymentStatus.FAILED, DeploymentStatus.TIMED_OUT, DeploymentStatus.UNHEALTHY}
 # A newer deployment in one of these states replaces a queued older one (last upload wins).
 _REPLACES_OLDER = {DeploymentStatus.QUEUED, DeploymentStatus.DEPLOYING, DeploymentStatus.IN_SERVICE}
 
@@ -151,16 +154,34 @@ def _in_service(
             f"not on this deployment's {deployment.endpoint_config_name}"
         )
         return _finish(deployment, DeploymentStatus.FAILED, reason, deps, endpoint_status=endpoint.status)
+    replaced = _live_upload(deployment.model_name, deps.records) if deployment.is_rollback else None
     if deps.rollout.go_live(deployment) is GoLive.NOT_IN_FLIGHT:
         current = deps.records.get_deployment(deployment.model_name, deployment.version)
         return StatusResult(status=(current or deployment).status.value)
     metrics.add_metric(name="DeploymentSucceeded", unit=MetricUnit.Count, value=1)
+    if replaced is not None and replaced.version != deployment.serves_version:
+        describe_outcome(
+            replaced,
+            f"v{replaced.version} rolled back to v{deployment.serves_version} "
+            f"(deployment v{deployment.version})",
+            deps.sagemaker,
+        )
     if deployment.rolled_back_from is not None:
         # The automatic rollback after a failed smoke test is live: the execution still ends failed.
         return StatusResult(
             status="RolledBack", reason=f"v{deployment.rolled_back_from} failed its smoke test"
         )
     return StatusResult(status=DeploymentStatus.IN_SERVICE.value)
+
+
+def _live_upload(model_name: str, records: DeploymentRecords) -> Deployment | None:
+    """The upload whose model serves now (a live rollback serves its target's)."""
+    model = records.get_model(model_name)
+    if model is None or model.live_deployment_id is None:
+        return None
+    deployments = records.all_deployments(model_name)
+    live = next((d for d in deployments if d.deployment_id == model.live_deployment_id), None)
+    return next((d for d in deployments if live is not None and d.version == live.serves_version), None)
 
 
 def _smoke_test(
@@ -233,6 +254,8 @@ def _finish(
         return StatusResult(status=current.status.value, reason=current.reason)
     if endpoint_status is not None and deps.records.get_model(deployment.model_name) is not None:
         deps.records.set_model_status(deployment.model_name, endpoint_status)
+    if status in _DESCRIBED_ON_THE_PACKAGE:
+        describe_outcome(deployment, f"v{deployment.version} {status.value}: {reason}", deps.sagemaker)
     metrics.add_metric(name=f"Deployment{status.value}", unit=MetricUnit.Count, value=1)
     return StatusResult(status=status.value, reason=reason)
 

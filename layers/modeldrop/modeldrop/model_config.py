@@ -15,7 +15,7 @@ import difflib
 import json
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -55,6 +55,9 @@ MEMORY_HEADROOM_MB = 512
 MEMORY_HEADROOM_FRACTION = 0.25
 
 CONFIG_SOURCE = "modeldrop.json"
+# "auto": the upload's Model Package is created Approved and deployed at once; "manual": it is created
+# PendingManualApproval and deploys once approved (modeldrop.registry).
+ApprovalMode = Literal["auto", "manual"]
 CUSTOM_CODE_FRAMEWORK = Framework.SKLEARN
 
 
@@ -77,6 +80,7 @@ class ModelConfig(BaseModel):
     environment: dict[str, str] = Field(default_factory=dict, strict=True)
     # One request sent to the new version once InService, before it goes live (modeldrop.smoke_test).
     smoke_test: SmokeTest | None = None
+    approval: ApprovalMode | None = None
 
     @field_validator("framework_version")
     @classmethod
@@ -234,6 +238,8 @@ class ResolvedConfig(BaseModel):
     provisioned_concurrency: int
     environment: dict[str, str]
     smoke_test: StoredSmokeTest | None = None
+    # None is "auto" (records written before the approval gate hold no such key, and keep none).
+    approval: ApprovalMode | None = None
     # False when modeldrop.json set no max_concurrency: the preflight may lower the stack default to what
     # the account's quota leaves (modeldrop.preflight). Not recorded (the record holds the value used).
     max_concurrency_set: bool = Field(default=True, exclude=True)
@@ -308,5 +314,6 @@ def resolve_config(
         provisioned_concurrency=provisioned,
         environment=dict(config.environment),
         smoke_test=config.smoke_test,
+        approval="manual" if config.approval == "manual" else None,
         max_concurrency_set=config.max_concurrency is not None,
     )

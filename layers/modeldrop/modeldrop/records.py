@@ -28,6 +28,8 @@ class DeploymentStatus(StrEnum):
     SUPERSEDED = "Superseded"
     # InService but its smoke test failed, with no earlier version to roll back to: not made live.
     UNHEALTHY = "Unhealthy"
+    # "approval": "manual": registered PendingManualApproval; nothing touched the endpoint yet.
+    PENDING_APPROVAL = "PendingApproval"
 
     @property
     def expires(self) -> bool:
@@ -95,6 +97,11 @@ class Deployment(_Record):
     rollback_to: int | None = None
     # An automatic rollback: the version whose failed smoke test started it.
     rolled_back_from: int | None = None
+    # The upload's version in the SageMaker Model Registry (group modeldrop-<name>; modeldrop.registry),
+    # and its ModelApprovalStatus as last seen (a rollback carries its target's).
+    model_package_arn: str | None = None
+    model_package_version: int | None = None
+    approval_status: str | None = None
 
     @property
     def is_rollback(self) -> bool:

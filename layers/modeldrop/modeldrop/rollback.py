@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from modeldrop.deployments_table import DeploymentRecords
 from modeldrop.records import Deployment, DeploymentKind, DeploymentStatus, utc_now
+from modeldrop.registry import is_approved
 
 
 class RollbackRefused(Exception):
@@ -41,7 +42,7 @@ class RollbackPlan:
 
 def kept_versions(deployments: list[Deployment], *, serving: int | None) -> list[Deployment]:
     """The uploads a rollback can restore, newest first: InService once, model and config not deleted,
-    and not the version serving now."""
+    Approved in the Model Registry, and not the version serving now."""
     return sorted(
         (
             deployment
@@ -50,6 +51,8 @@ def kept_versions(deployments: list[Deployment], *, serving: int | None) -> list
             and deployment.status is DeploymentStatus.IN_SERVICE
             and not deployment.sagemaker_deleted
             and deployment.version != serving
+            # Only versions the Model Registry approves may serve again (modeldrop.registry).
+            and is_approved(deployment)
         ),
         key=lambda deployment: deployment.version,
         reverse=True,
@@ -120,6 +123,8 @@ def _why_not_kept(deployments: list[Deployment], version: int) -> str:
         return "does not exist"
     if found.is_rollback:
         return f"is a rollback (to v{found.rollback_to}), not an uploaded version"
+    if not is_approved(found):
+        return f"is not approved in the SageMaker Model Registry (its package is {found.approval_status})"
     if found.sagemaker_deleted:
         return "is no longer kept (its SageMaker model and endpoint config were deleted, KeepVersions)"
     return f"never went InService (it is {found.status.value})"

@@ -264,6 +264,8 @@ class Rollout:
                 deployment.sagemaker_deleted
                 or deployment.deployment_id == live_id
                 or deployment.status in IN_FLIGHT
+                # a version waiting for approval deploys its own model and config once approved
+                or deployment.status is DeploymentStatus.PENDING_APPROVAL
                 or deployment.endpoint_config_name in in_use
             ):
                 continue

@@ -162,3 +162,76 @@ class SageMakerAdapter:
 
     def delete_model(self, name: str) -> None:
         _unless_gone(self._client.delete_model, ModelName=name)
+
+    # ------------------------------------------------------------------ Model Registry (modeldrop.registry)
+    def ensure_model_package_group(self, name: str, description: str) -> str:
+        """The group's ARN; the group is created on first use (a concurrent creator's group is fine)."""
+        try:
+            return str(
+                self._client.describe_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"]
+            )
+        except ClientError as error:
+            if not _is_missing_group(error):
+                raise
+        try:
+            response = self._client.create_model_package_group(
+                ModelPackageGroupName=name, ModelPackageGroupDescription=description, Tags=[MANAGED_BY_TAG]
+            )
+        except ClientError as error:
+            if "already exists" not in error.response.get("Error", {}).get("Message", "").lower():
+                raise
+            return str(
+                self._client.describe_model_package_group(ModelPackageGroupName=name)["ModelPackageGroupArn"]
+            )
+        return str(response["ModelPackageGroupArn"])
+
+    def create_model_package(
+        self,
+        group_name: str,
+        *,
+        description: str,
+        container: dict[str, Any],
+        content_types: list[str],
+        response_types: list[str],
+        approval_status: str,
+        metadata: dict[str, str],
+        client_token: str,
+    ) -> tuple[str, int]:
+        """A new version in the group: its ARN and version number (from DescribeModelPackage)."""
+        response = self._client.create_model_package(
+            ModelPackageGroupName=group_name,
+            ModelPackageDescription=description,
+            InferenceSpecification={
+                "Containers": [container],
+                "SupportedContentTypes": content_types,
+                "SupportedResponseMIMETypes": response_types,
+            },
+            ModelApprovalStatus=approval_status,
+            CustomerMetadataProperties=metadata,
+            # A retried OnUpload gets the package its first attempt created, not a second version.
+            ClientToken=client_token,
+        )
+        arn = str(response["ModelPackageArn"])
+        return arn, int(self.describe_model_package(arn)["ModelPackageVersion"])
+
+    def describe_model_package(self, arn: str) -> dict[str, Any]:
+        return dict(self._client.describe_model_package(ModelPackageName=arn))
+
+    def update_model_package(
+        self, arn: str, *, approval_status: str | None = None, approval_description: str | None = None
+    ) -> None:
+        """Change the approval status and/or its description (UpdateModelPackage leaves the rest)."""
+        request: dict[str, Any] = {"ModelPackageArn": arn}
+        if approval_status is not None:
+            request["ModelApprovalStatus"] = approval_status
+        if approval_description is not None:
+            request["ApprovalDescription"] = approval_description
+        self._client.update_model_package(**request)
+
+
+def _is_missing_group(error: ClientError) -> bool:
+    # DescribeModelPackageGroup answers ValidationException "ModelPackageGroup <arn> does not exist."
+    message = error.response.get("Error", {}).get("Message", "").lower()
+    return error.response.get("Error", {}).get("Code") == "ValidationException" and (
+        "does not exist" in message or "not found" in message
+    )

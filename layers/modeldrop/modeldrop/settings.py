@@ -17,6 +17,11 @@ class _EnvSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
 
+def polls_within(deploy_timeout_seconds: int, poll_interval_seconds: int) -> int:
+    """How many DescribeEndpoint polls the state machine makes before it records TimedOut."""
+    return max(1, math.ceil(deploy_timeout_seconds / poll_interval_seconds))
+
+
 class DeploymentStatusSettings(_EnvSettings):
     deployments_table: str = Field(alias="DEPLOYMENTS_TABLE", min_length=1)
     keep_versions: int = Field(default=3, alias="KEEP_VERSIONS", ge=1)
@@ -58,7 +63,7 @@ class OnUploadSettings(_EnvSettings):
     @property
     def max_polls(self) -> int:
         """How many DescribeEndpoint polls the state machine makes before it records TimedOut."""
-        return max(1, math.ceil(self.deploy_timeout_seconds / self.poll_interval_seconds))
+        return polls_within(self.deploy_timeout_seconds, self.poll_interval_seconds)
 
     def tarball_limits(self) -> TarballLimits:
         max_bytes = self.max_uncompressed_mb * 2**20
@@ -74,3 +79,20 @@ class OnUploadSettings(_EnvSettings):
             max_concurrency=self.default_max_concurrency,
             provisioned_concurrency=self.default_provisioned_concurrency,
         )
+
+
+class ModelApprovalSettings(_EnvSettings):
+    """The ModelApproval function: an approved version's deployment is followed like an upload's."""
+
+    deployments_table: str = Field(alias="DEPLOYMENTS_TABLE", min_length=1)
+    state_machine_arn: str = Field(alias="STATE_MACHINE_ARN", min_length=1)
+    poll_interval_seconds: int = Field(default=30, alias="POLL_INTERVAL_SECONDS", ge=1)
+    deploy_timeout_seconds: int = Field(default=1800, alias="DEPLOY_TIMEOUT_SECONDS", ge=1)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> ModelApprovalSettings:
+        return cls.model_validate(dict(os.environ if environ is None else environ))
+
+    @property
+    def max_polls(self) -> int:
+        return polls_within(self.deploy_timeout_seconds, self.poll_interval_seconds)

@@ -1,4 +1,4 @@
-"""The commands on a deployed stack: deploy, status, invoke, rollback, logs.
+"""The commands on a deployed stack: deploy, status, invoke, approve, rollback, logs.
 
 Each reaches the stack through its Outputs (`stack_client.StackClient`), on AWS or on the local cloud.
 """
@@ -16,7 +16,7 @@ from modeldrop.rejection import UploadRejected
 from modeldrop_local.cli.errors import fail, reaching_the_stack
 from modeldrop_local.progress import follow_display
 from modeldrop_local.stack import DEFAULT_STACK_NAME
-from modeldrop_local.stack_client import ApiError, StackClient
+from modeldrop_local.stack_client import FINAL_STATUSES, ApiError, StackClient
 
 stack_app = typer.Typer()
 
@@ -49,9 +49,51 @@ def deploy(
         deployment = stack.follow(
             name, version, timeout_s=timeout, progress=display.transition, waiting=display.waiting
         )
+    if deployment.status == "PendingApproval":
+        # "approval": "manual": the live version keeps serving until this one is approved.
+        typer.secho(
+            f"{name} v{deployment.version} waits for approval (model package "
+            f"{deployment.model_package_arn}): modeldrop approve {name} --version {deployment.version}",
+            fg=typer.colors.YELLOW,
+        )
+        return
     if deployment.status != "InService":
         raise fail(f"deployment of {name} did not reach InService")
     typer.secho(f"{name} v{deployment.version} is InService", fg=typer.colors.GREEN)
+
+
+@stack_app.command()
+@reaching_the_stack
+def approve(
+    name: Annotated[str, typer.Argument(help="The model.")],
+    version: Annotated[int, typer.Option("--version", min=1, help="The version waiting for approval.")],
+    description: Annotated[
+        str | None, typer.Option("--description", help="The package's ApprovalDescription.")
+    ] = None,
+    endpoint_url: EndpointOption = None,
+    stack_name: StackOption = DEFAULT_STACK_NAME,
+    timeout: Annotated[float, typer.Option(help="Seconds to follow the deployment.")] = 900,
+) -> None:
+    """Approve NAME's version in the SageMaker Model Registry (POST /models/NAME/versions/N/approve)
+    and follow its deployment to InService."""
+    stack = StackClient(endpoint_url, stack_name)
+    try:
+        accepted = stack.approve(name, version, description)
+    except ApiError as refusal:
+        raise fail(f"approval of {name} v{version} refused: {refusal}") from refusal
+    typer.echo(f"approved {name} v{version} (model package version {accepted.model_package_version})")
+    with follow_display() as display:
+        deployment = stack.follow(
+            name,
+            version=version,
+            until=FINAL_STATUSES,
+            timeout_s=timeout,
+            progress=display.transition,
+            waiting=display.waiting,
+        )
+    if deployment.status != "InService":
+        raise fail(f"deployment of {name} v{version} did not reach InService")
+    typer.secho(f"{name} v{version} is InService", fg=typer.colors.GREEN)
 
 
 @stack_app.command()

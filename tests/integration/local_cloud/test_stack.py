@@ -140,7 +140,12 @@ def test_function_specs_merge_globals_and_carry_this_stacks_names() -> None:
 
     # Then each has its own CodeUri, Handler, Timeout and MemorySize, the Globals' layer and environment
     # merged key by key under its own, and every Ref/GetAtt resolved to a real name or ARN
-    assert set(functions) == {"OnUploadFunction", "DeploymentStatusFunction", "ApiFunction"}
+    assert set(functions) == {
+        "OnUploadFunction",
+        "DeploymentStatusFunction",
+        "ApiFunction",
+        "ModelApprovalFunction",
+    }
     on_upload = functions["OnUploadFunction"]
     assert (on_upload.name, on_upload.handler, on_upload.timeout_s, on_upload.memory_mb) == (
         "modeldrop-OnUploadFunction",

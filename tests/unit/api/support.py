@@ -192,4 +192,7 @@ def pipeline_deployment(version: int, status: DeploymentStatus, reason: str | No
         serving_setup=SERVING_SETUP,
         created_at=now,
         updated_at=now,
+        model_package_arn=f"arn:aws:sagemaker:us-east-1:123456789012:model-package/modeldrop-iris/{version}",
+        model_package_version=version,
+        approval_status="Approved",
     )

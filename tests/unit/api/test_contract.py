@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import boto3
@@ -109,7 +110,7 @@ def test_every_status_the_function_can_answer_is_documented_for_invocations() ->
         for error in vars(errors).values()
         if isinstance(error, type)
         and issubclass(error, errors.ApiError)
-        and error not in (errors.RouteNotFound, *_ROLLBACK_ONLY_ERRORS)
+        and error not in (errors.RouteNotFound, *_ROLLBACK_ONLY_ERRORS, *_APPROVAL_ONLY_ERRORS)
     }
     # Then each status is a documented response of POST /models/{name}/invocations
     documented = load_openapi_raw()["paths"]["/models/{name}/invocations"]["post"]["responses"]
@@ -118,6 +119,7 @@ def test_every_status_the_function_can_answer_is_documented_for_invocations() ->
 
 
 _ROLLBACK_ONLY_ERRORS = (errors.RollbackNotPossible, errors.InvalidRequest)
+_APPROVAL_ONLY_ERRORS = (errors.ApprovalNotPossible, errors.VersionNotFound)
 
 
 def test_every_status_the_rollback_can_answer_is_documented_for_it() -> None:
@@ -136,6 +138,25 @@ def test_every_status_the_rollback_can_answer_is_documented_for_it() -> None:
     # Then each is a documented response of the route, and success is 202 (the switch runs on)
     documented = load_openapi_raw()["paths"]["/models/{name}/rollback"]["post"]["responses"]
     assert statuses | {202} <= {int(status) for status in documented}
+
+
+def test_every_status_the_approval_can_answer_is_documented_for_it() -> None:
+    # Given the errors POST /models/{name}/versions/{version}/approve raises
+    statuses = {
+        int(error.status)
+        for error in (
+            errors.InvalidModelName,
+            errors.InvalidRequest,
+            errors.ModelNotFound,
+            errors.VersionNotFound,
+            errors.ApprovalNotPossible,
+            errors.ServiceUnavailable,
+            errors.InternalError,
+        )
+    }
+    # Then each is a documented response of the route, and success is 202 (the deployment follows)
+    route = load_openapi_raw()["paths"]["/models/{name}/versions/{version}/approve"]["post"]
+    assert statuses | {202} <= {int(status) for status in route["responses"]}
 
 
 def test_template_wires_the_api_to_this_document_and_function() -> None:
@@ -183,8 +204,9 @@ def test_sam_translates_the_api_with_one_permission_per_route_and_the_document_u
         if resource["Type"] == "AWS::Lambda::Permission"
         and resource["Properties"]["FunctionName"] == {"Ref": "ApiFunction"}
     }
+    # (SAM writes each path parameter as a wildcard)
     expected = {
-        f"{method}{path}".replace("{name}", "*") for method, path in _openapi_routes(load_openapi_raw())
+        re.sub(r"\{[^}]+\}", "*", f"{method}{path}") for method, path in _openapi_routes(load_openapi_raw())
     }
     assert permitted == {route.replace("/", "/", 1) for route in expected}
     # And the REST API's body is still the included document (SAM did not rewrite it)

@@ -72,6 +72,9 @@ def test_records_written_by_the_pipeline_are_served_by_the_api(
         "updatedAt": None,
         "kind": "Upload",
         "rollbackTo": None,
+        "modelPackageArn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/modeldrop-iris/2",
+        "modelPackageVersion": 2,
+        "approvalStatus": "Approved",
     }
     assert [entry["version"] for entry in detail["history"]] == [2, 1]
     assert invoked["statusCode"] == 200

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 from modeldrop.deploy import DeployDependencies
 from modeldrop.deployment_status import StatusDependencies
 from modeldrop.deployments_table import DeploymentRecords
@@ -96,6 +96,75 @@ def sagemaker(stack: Stack) -> Iterator[StubbedSageMaker]:
     client = boto3.client("sagemaker", region_name=REGION)
     with Stubber(client) as stubber:
         yield StubbedSageMaker(SageMakerAdapter(client), stubber)
+
+
+GROUP_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:model-package-group/modeldrop-iris"
+MISSING_GROUP: dict[str, Any] = {
+    "service_error_code": "ValidationException",
+    "service_message": f"ModelPackageGroup {GROUP_ARN} does not exist.",
+}
+
+
+def expect_registration(
+    sagemaker: StubbedSageMaker,
+    version: int = 1,
+    *,
+    approval: str = "Approved",
+    group_exists: bool | None = None,
+) -> str:
+    """The Model Registry calls of one upload (modeldrop.registry): the group on first upload, then the
+    package; returns the package's ARN."""
+    arn = f"arn:aws:sagemaker:{REGION}:123456789012:model-package/modeldrop-iris/{version}"
+    if group_exists if group_exists is not None else version > 1:
+        sagemaker.stubber.add_response(
+            "describe_model_package_group",
+            {
+                "ModelPackageGroupName": "modeldrop-iris",
+                "ModelPackageGroupArn": GROUP_ARN,
+                "CreationTime": "2026-01-01T00:00:00Z",
+                "CreatedBy": {},
+                "ModelPackageGroupStatus": "Completed",
+            },
+            {"ModelPackageGroupName": "modeldrop-iris"},
+        )
+    else:
+        sagemaker.stubber.add_client_error(
+            "describe_model_package_group",
+            **MISSING_GROUP,
+            expected_params={"ModelPackageGroupName": "modeldrop-iris"},
+        )
+        sagemaker.stubber.add_response(
+            "create_model_package_group",
+            {"ModelPackageGroupArn": GROUP_ARN},
+            {"ModelPackageGroupName": "modeldrop-iris", "ModelPackageGroupDescription": ANY, "Tags": ANY},
+        )
+    sagemaker.stubber.add_response(
+        "create_model_package",
+        {"ModelPackageArn": arn},
+        {
+            "ModelPackageGroupName": "modeldrop-iris",
+            "ModelPackageDescription": ANY,
+            "InferenceSpecification": ANY,
+            "ModelApprovalStatus": approval,
+            "CustomerMetadataProperties": ANY,
+            "ClientToken": ANY,
+        },
+    )
+    sagemaker.stubber.add_response(
+        "describe_model_package",
+        {
+            "ModelPackageName": "modeldrop-iris",
+            "ModelPackageGroupName": "modeldrop-iris",
+            "ModelPackageVersion": version,
+            "ModelPackageArn": arn,
+            "CreationTime": "2026-01-01T00:00:00Z",
+            "ModelPackageStatus": "Completed",
+            "ModelPackageStatusDetails": {"ValidationStatuses": []},
+            "ModelApprovalStatus": approval,
+        },
+        {"ModelPackageName": arn},
+    )
+    return arn
 
 
 def deploy_dependencies(stack: Stack, sagemaker: StubbedSageMaker, **settings: str) -> DeployDependencies:

@@ -23,6 +23,7 @@ from tests.unit.pipeline.conftest import (
     Stack,
     StubbedSageMaker,
     deploy_dependencies,
+    expect_registration,
     regular,
     special,
     tarball,
@@ -69,6 +70,7 @@ def expect_model_and_config(
     memory: int = 2048,
     image: str | None = None,
     environment: dict[str, str] | None = SDK_ENVIRONMENT,
+    approval: str = "Approved",
     max_concurrency: int = 5,
 ) -> None:
     name = f"modeldrop-iris-v{version}"
@@ -104,6 +106,7 @@ def expect_model_and_config(
             "Tags": [{"Key": "managed-by", "Value": "modeldrop"}],
         },
     )
+    expect_registration(sagemaker, version, approval=approval)
 
 
 def describe(status: str, config: str = "modeldrop-iris-v0") -> dict[str, Any]:
@@ -178,6 +181,33 @@ def test_first_upload_creates_model_config_and_endpoint(
         "status": "Deploying",
         "maxPolls": 60,
     }
+
+
+def test_manual_approval_registers_the_version_and_leaves_the_endpoint_alone(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given modeldrop.json asking for manual approval
+    stack.put_object("models/iris/modeldrop.json", json.dumps({"approval": "manual"}).encode())
+    uploaded = upload(stack, iris_tarball)
+    # (SageMaker gets the model, the config and the package: no endpoint call is queued)
+    expect_model_and_config(sagemaker, uploaded, approval="PendingManualApproval")
+
+    # When OnUpload handles the upload
+    outcome = handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
+
+    # Then the version waits for approval: recorded PendingApproval with its package, nothing started
+    sagemaker.stubber.assert_no_pending_responses()
+    assert outcome.status is DeploymentStatus.PENDING_APPROVAL
+    assert (
+        outcome.model_package_arn == f"arn:aws:sagemaker:{REGION}:123456789012:model-package/modeldrop-iris/1"
+    )
+    record = stack.records().get_deployment("iris", 1)
+    assert record is not None and record.status is DeploymentStatus.PENDING_APPROVAL
+    assert (record.model_package_version, record.approval_status) == (1, "PendingManualApproval")
+    assert record.execution_arn is None
+    assert stack.records().get_model("iris") is None
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    assert sfn.list_executions(stateMachineArn=stack.state_machine_arn)["executions"] == []
 
 
 def test_upload_to_in_service_endpoint_updates_it(
@@ -303,6 +333,7 @@ def test_config_from_tarball_and_sibling(
             "Tags": ANY,
         },
     )
+    expect_registration(sagemaker)
     sagemaker.stubber.add_client_error("describe_endpoint", **NOT_FOUND)
     sagemaker.stubber.add_response("create_endpoint", {"EndpointArn": ENDPOINT_ARN})
 
@@ -339,6 +370,7 @@ def test_provisioned_concurrency_is_sent_when_positive(
             "Tags": ANY,
         },
     )
+    expect_registration(sagemaker)
     sagemaker.stubber.add_client_error("describe_endpoint", **NOT_FOUND)
     sagemaker.stubber.add_response("create_endpoint", {"EndpointArn": ENDPOINT_ARN})
     deps = deploy_dependencies(

@@ -34,6 +34,7 @@ from tests.unit.pipeline.conftest import (
     Stack,
     StubbedSageMaker,
     deploy_dependencies,
+    expect_registration,
     regular,
     tarball,
 )
@@ -73,6 +74,7 @@ def expect_deployment(sagemaker: StubbedSageMaker, image: str, environment: dict
         "create_endpoint_config",
         {"EndpointConfigArn": f"arn:aws:sagemaker:{REGION}:123456789012:endpoint-config/modeldrop-iris-v1"},
     )
+    expect_registration(sagemaker)
     sagemaker.stubber.add_client_error(
         "describe_endpoint",
         service_error_code="ValidationException",

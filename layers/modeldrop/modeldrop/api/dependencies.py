@@ -14,6 +14,7 @@ from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime, SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
 from modeldrop.deployments_table import DeploymentRecords
+from modeldrop.registry import ModelApprovals
 from modeldrop.rollout import DeployExecutions, Rollout
 from modeldrop.sagemaker_adapter import SageMakerAdapter
 
@@ -27,6 +28,8 @@ class ApiDependencies:
     # Where the invocation path reads a model's endpoint: a short-lived cache of `records` in a warm
     # container (modeldrop.api.record_cache); None reads `records` on every request.
     serving_records: ModelRecordsReader | None = None
+    # POST /models/{name}/versions/{version}/approve (UpdateModelPackage); None: answered 503.
+    approvals: ModelApprovals | None = None
 
     @property
     def invocation_records(self) -> ModelRecordsReader:
@@ -46,11 +49,12 @@ def sagemaker_runtime_client(settings: ApiSettings) -> object:
 
 def build_dependencies(settings: ApiSettings) -> ApiDependencies:
     records = DeploymentRecords(boto3.resource("dynamodb").Table(settings.deployments_table))
+    sagemaker = SageMakerAdapter(boto3.client("sagemaker"))
     rollbacks = None
     if settings.state_machine_arn:
         rollbacks = Rollout(
             records=records,
-            sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
+            sagemaker=sagemaker,
             executions=DeployExecutions(
                 boto3.client("stepfunctions"), settings.state_machine_arn, max_polls=settings.max_polls
             ),
@@ -60,6 +64,7 @@ def build_dependencies(settings: ApiSettings) -> ApiDependencies:
         runtime=SageMakerRuntime(sagemaker_runtime_client(settings)),
         rollbacks=rollbacks,
         serving_records=CachedModelRecords(records, is_servable, ttl_s=settings.record_cache_ttl_s),
+        approvals=ModelApprovals(records=records, sagemaker=sagemaker),
     )
 
 

@@ -80,6 +80,19 @@ class RollbackNotPossible(ApiError):
         self.code = code
 
 
+class ApprovalNotPossible(ApiError):
+    """The version is not waiting for approval (VersionNotPendingApproval): approved automatically,
+    approved or rejected already, or not a registered upload."""
+
+    status = HTTPStatus.CONFLICT
+    code = "VersionNotPendingApproval"
+
+
+class VersionNotFound(ApiError):
+    status = HTTPStatus.NOT_FOUND
+    code = "VersionNotFound"
+
+
 class RouteNotFound(ApiError):
     status = HTTPStatus.NOT_FOUND
     code = "RouteNotFound"

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from modeldrop.api.errors import (
     ENDPOINT_CHANGING_RETRY_AFTER_S,
+    ApprovalNotPossible,
     EmptyPayload,
     InvalidModelName,
     InvalidRequest,
@@ -17,9 +18,11 @@ from modeldrop.api.errors import (
     PayloadTooLarge,
     RollbackNotPossible,
     ServiceUnavailable,
+    VersionNotFound,
 )
 from modeldrop.api.models import (
     HISTORY_LENGTH,
+    ApprovalRequest,
     DeploymentSummary,
     Invocation,
     InvocationResult,
@@ -33,6 +36,7 @@ from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime
 from modeldrop.records import Deployment, ModelItem
+from modeldrop.registry import ApprovalRefused, ModelApprovals
 from modeldrop.rollback import RollbackRefused, UnknownModel
 from modeldrop.rollout import Rollout
 
@@ -176,4 +180,40 @@ def rollback_model(name: str, request: RollbackRequest, rollbacks: Rollout | Non
         raise ModelNotFound(str(error), model=name) from error
     except RollbackRefused as refusal:
         raise RollbackNotPossible(refusal.reason, code=refusal.code, model=name) from refusal
+    return DeploymentSummary.from_record(deployment)
+
+
+def parse_approval_request(name: str, version: str, body: bytes) -> tuple[int, ApprovalRequest]:
+    """The version of the path (an integer >= 1) and the optional body `{"description": "..."}`."""
+    if not version.isdigit() or int(version) < 1:
+        raise InvalidRequest(
+            f"Version '{version[:40]}' is not a version number (an integer >= 1).", model=name
+        )
+    if not body.strip():
+        return int(version), ApprovalRequest()
+    try:
+        return int(version), ApprovalRequest.model_validate(json.loads(body))
+    except (ValueError, ValidationError) as error:
+        raise InvalidRequest(
+            'The approval body must be empty or {"description": "..."} (at most 1024 characters).',
+            model=name,
+        ) from error
+
+
+def approve_model_version(
+    name: str, version: int, request: ApprovalRequest, approvals: ModelApprovals | None
+) -> DeploymentSummary:
+    """Approve a version waiting for manual approval; answers it as recorded (its deployment starts on
+    the Model Registry's state-change event)."""
+    validate_model_name(name)
+    if approvals is None:
+        raise ServiceUnavailable("Approvals are not configured on this stack.", model=name)
+    try:
+        deployment = approvals.approve(name, version, request.description)
+    except ApprovalRefused as refusal:
+        if refusal.code == "ModelNotFound":
+            raise ModelNotFound(refusal.reason, model=name) from refusal
+        if refusal.code == "VersionNotFound":
+            raise VersionNotFound(refusal.reason, model=name) from refusal
+        raise ApprovalNotPossible(refusal.reason, model=name) from refusal
     return DeploymentSummary.from_record(deployment)

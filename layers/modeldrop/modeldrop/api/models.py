@@ -35,6 +35,10 @@ class DeploymentSummary(_CamelModel):
     # Upload, or Rollback (then rollbackTo is the version it restores). Items older than rollbacks: Upload.
     kind: str = "Upload"
     rollback_to: int | None = None
+    # The version in the SageMaker Model Registry, and its approval status as modeldrop last saw it.
+    model_package_arn: str | None = None
+    model_package_version: int | None = None
+    approval_status: str | None = None
 
     @classmethod
     def from_record(cls, record: Deployment) -> DeploymentSummary:
@@ -52,6 +56,9 @@ class DeploymentSummary(_CamelModel):
             updated_at=record.updated_at,
             kind=(record.kind or DeploymentKind.UPLOAD).value,
             rollback_to=record.rollback_to,
+            model_package_arn=record.model_package_arn,
+            model_package_version=record.model_package_version,
+            approval_status=record.approval_status,
         )
 
 
@@ -89,6 +96,14 @@ class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: int | None = Field(default=None, ge=1, strict=True)
+
+
+class ApprovalRequest(BaseModel):
+    """POST /models/{name}/versions/{version}/approve's optional body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str | None = Field(default=None, max_length=1024, strict=True)
 
 
 class Invocation(BaseModel):

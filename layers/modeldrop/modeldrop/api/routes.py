@@ -26,6 +26,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/models/<name>"),
     ("POST", "/models/<name>/invocations"),
     ("POST", "/models/<name>/rollback"),
+    ("POST", "/models/<name>/versions/<version>/approve"),
 )
 
 
@@ -68,6 +69,17 @@ def create_resolver(dependencies: Callable[[], ApiDependencies]) -> APIGatewayRe
         metrics.add_metric(name="RollbacksRequested", unit=MetricUnit.Count, value=1)
         # 202: the endpoint switches in the background; GET /models/{name} follows the deployment.
         return _json(202, accepted.model_dump_json(by_alias=True))
+
+    @app.post("/models/<name>/versions/<version>/approve")
+    def approve(name: str, version: str) -> Response:
+        event = app.current_event
+        number, request = logic.parse_approval_request(
+            name, version, _request_bytes(event.body, event.is_base64_encoded, name)
+        )
+        approved = logic.approve_model_version(name, number, request, dependencies().approvals)
+        metrics.add_metric(name="ApprovalsRequested", unit=MetricUnit.Count, value=1)
+        # 202: the state-change event starts the deployment; GET /models/{name} follows it.
+        return _json(202, approved.model_dump_json(by_alias=True))
 
     @app.not_found
     def route_not_found(_: NotFoundError) -> Response:
