@@ -48,8 +48,8 @@ def build_large_knn(dest_dir: Path, target_mb: int = 100) -> Path:
     Pickled with the scikit-learn 1.2-1 image's libraries (example_models.pickle_large_knn), which the
     local SageMaker serves that image with.
     """
-    from modeldrop.packaging import build_model_tarball
     from modeldrop_local.example_models import pickle_large_knn
+    from modeldrop_local.packaging import build_model_tarball
 
     n_samples = target_mb * 2**20 // (4 * 8 * 2)  # 4 float64 features, plus the tree's copy
     dest_dir.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from typing import Any
 from modeldrop_local import edge, rest_front
 from modeldrop_local.example_models import iris_payload
 from modeldrop_local.functions_host.runtime import LambdaContext
-from modeldrop_local.functions_host.worker import Worker
+from modeldrop_local.functions_host.worker import FunctionWorker
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
@@ -185,7 +185,7 @@ def run(requests: int, concurrency: int, top: int) -> str:
         assert cloud.rest is not None
         # The REST front holds the host's bound invoke: time that attribute of its app.
         timers.wrap(cloud.rest.app, "invoke", lambda *_: "functions host invoke")
-        timers.wrap(Worker, "invoke", lambda *_: "worker round trip")
+        timers.wrap(FunctionWorker, "invoke", lambda *_: "worker round trip")
         timers.wrap(edge.EdgeApp, "__call__", _edge_label)
         try:
             rest = http_load_in_child("REST", port, path, body, headers, concurrency, requests)

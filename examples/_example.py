@@ -20,8 +20,8 @@ def run(builder_name: str, description: str | None, switches: dict[str, str] | N
 
     switches: the builder's boolean keyword arguments offered as --flags, with their help text.
     """
-    from modeldrop.packaging import describe_tarball
     from modeldrop_local import example_models
+    from modeldrop_local.packaging import describe_tarball
 
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("dest_dir", type=Path, help="directory to write model.tar.gz into (created)")

@@ -19,7 +19,7 @@ import boto3
 
 from modeldrop_local.credentials import client_environment, use_fake_credentials_if_none
 from modeldrop_local.edge import Edge
-from modeldrop_local.functions_host import ForkServer, FunctionsHost
+from modeldrop_local.functions_host import FunctionsForkServer, FunctionsHost
 from modeldrop_local.rest_front import RestFront
 from modeldrop_local.stack import (
     DEFAULT_REGION,
@@ -154,7 +154,7 @@ class LocalCloud:
     rest: RestFront | None = None
     _sagemaker: Any = None
     _restore_credentials: Any = None
-    _fork_server: ForkServer | None = None
+    _fork_server: FunctionsForkServer | None = None
     restored: bool = False
 
     @property
@@ -188,7 +188,7 @@ class LocalCloud:
         # credentials to sign with; a user who configured none still gets a working cloud.
         self._restore_credentials = use_fake_credentials_if_none()
         # The functions' fork server imports their libraries while the edge and the stack start.
-        self._fork_server = ForkServer(self.environment())
+        self._fork_server = FunctionsForkServer(self.environment())
         sagemaker_app = self._sagemaker_app()
         self.edge = Edge(self.edge_port, sagemaker_app)
         self.edge.start()

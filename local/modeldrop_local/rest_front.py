@@ -2,12 +2,24 @@
 
 Routes, binary media types and the API-key requirement come from the API's OpenAPI definition
 (the template's DefinitionBody), so the local front answers the same paths API Gateway would.
+
+Why the proxy event is built here and not by SAM CLI's `sam local start-api` builder
+(samcli.local.apigw.event_constructor.construct_v1_event, aws-sam-cli 1.170.0):
+- its binary rule is `request_mimetype in binary_types or "*/*" in binary_types`
+  (_should_base64_encode): no media ranges, so with this API's `image/*` an image body would travel
+  as text; API Gateway matches the range (modeldrop.content_types.is_binary here);
+- it passes no request id or time to RequestContext, whose defaults (`request_id=str(uuid.uuid4())`,
+  `request_time_epoch`, `request_time`) are evaluated once, at import: every event would carry the
+  same requestId, which the Api function returns in each error body;
+- it needs a request routed by Flask (`flask_request.endpoint`, `view_args` for the resource and the
+  path parameters), where this front routes by the OpenAPI paths;
+- it decodes a text body with strict UTF-8 (`request_data.decode("utf-8")`), so a body that is not
+  UTF-8 would raise instead of reaching the function.
 """
 
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
 import re
 import time
@@ -17,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from modeldrop.content_types import accept_list, is_binary
 from werkzeug.datastructures import Headers
 from werkzeug.wrappers import Request, Response
 
@@ -77,12 +90,9 @@ class RestFrontApp:
         self.api = api
         self.invoke = invoke
         self.routes = routes_from_openapi(api.definition)
-        self.binary_media_types = [
+        self.binary_media_types = tuple(
             str(t) for t in api.definition.get("x-amazon-apigateway-binary-media-types", [])
-        ]
-        # Media type → whether a binary media type pattern matches it (fnmatch per pattern is not free,
-        # and a client sends the same few types on every request). Bounded: it keys on client input.
-        self._binary_by_media_type: dict[str, bool] = {}
+        )
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -111,15 +121,8 @@ class RestFrontApp:
         return self.http_response(result.payload, request)
 
     def _is_binary(self, content_type: str | None) -> bool:
-        media_type = (content_type or "").split(";", 1)[0].strip().lower()
-        if not media_type:
-            return False
-        known = self._binary_by_media_type.get(media_type)
-        if known is None:
-            known = any(fnmatch.fnmatch(media_type, pattern) for pattern in self.binary_media_types)
-            if len(self._binary_by_media_type) < 256:
-                self._binary_by_media_type[media_type] = known
-        return known
+        """The Api function's own rule (modeldrop.api.media_types), over this API's binaryMediaTypes."""
+        return is_binary(content_type, self.binary_media_types)
 
     def proxy_event(
         self, request: Request, route: Route, path: str, path_parameters: dict[str, str]
@@ -207,7 +210,7 @@ class RestFrontApp:
         body = proxy.get("body") or ""
         # API Gateway decodes a base64 body only when Accept (or the content type) is a binary media type.
         accept = request.headers.get("Accept", "")
-        wants_binary = any(self._is_binary(part) for part in accept.split(",")) or self._is_binary(
+        wants_binary = any(self._is_binary(item.essence) for item in accept_list(accept)) or self._is_binary(
             headers.get("Content-Type")
         )
         data = base64.b64decode(body) if proxy.get("isBase64Encoded") and wants_binary else str(body).encode()

@@ -35,7 +35,7 @@ class StackNotFound(Exception):
     pass
 
 
-class ApiError(Exception):
+class RestApiError(Exception):
     """The REST API answered an error; the message is its own (`error: message`)."""
 
     def __init__(self, status_code: int, code: str, message: str) -> None:
@@ -152,7 +152,7 @@ class StackClient:
             answer = None
         if response.status_code != expected or not isinstance(answer, dict):
             error = answer if isinstance(answer, dict) else {}
-            raise ApiError(
+            raise RestApiError(
                 response.status_code,
                 str(error.get("error", f"HTTP {response.status_code}")),
                 str(error.get("message", response.text)),
@@ -213,11 +213,11 @@ class StackClient:
         started = time.monotonic()
         last = None
         line = f"waiting for the deployment of {model_name} to be recorded"
-        failure: ApiError | None = None
+        failure: RestApiError | None = None
         while (elapsed := time.monotonic() - started) < timeout_s:
             try:
                 detail = self.describe_model(model_name)
-            except ApiError as error:
+            except RestApiError as error:
                 if error.status_code < 500 and error.status_code != 429:
                     raise
                 # A throttled or failed poll is asked again, as the AWS SDKs retry 5xx and 429; one

@@ -14,6 +14,20 @@ a Ref to the logical id and every GetAtt Arn to a Lambda ARN).
 
 A resource type the local cloud neither creates nor deliberately ignores stops the stack with an
 error naming it: nothing of the template is skipped silently.
+
+Why `Resolver` is not SAM CLI's IntrinsicResolver (samcli.lib.intrinsic_resolver, aws-sam-cli 1.170.0)
+for the rest of the template: given the same physical names (`_logical_id_translator`), it resolves
+every resource of template.yaml to the same values, but it differs from CloudFormation where a
+template may go next, and the local cloud must fail where AWS fails:
+- `AWS::NoValue` is not removed (CloudFormation drops the property): it resolves to None, kept in
+  place; `{"Fn::If": [cond, {"Ref": "AWS::NoValue"}, x]}` raises InvalidIntrinsicException ("Missing
+  Intrinsic property in Fn::If": handle_fn_if resolves that None again), and every NoValue after the
+  first raises AttributeError (the symbol table caches None as its translation, then calls .get on it).
+- `Fn::Select` refuses a string index ("must resolve to a <class 'int'> type"), which CloudFormation
+  takes (the AWS docs' own Fn::Select examples write `"1"`).
+- An unknown name resolves silently (its default attribute resolvers): `Ref Missing` to "Missing",
+  `Fn::GetAtt Missing.Arn` to a Lambda ARN, `${Missing}` in a Fn::Sub to "Missing", so a typo would
+  become a wrong physical name instead of an error naming it.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ import boto3
 import joblib
 import numpy as np
 import pytest
-from modeldrop.packaging import build_model_tarball
 from modeldrop_local.example_models import build_sklearn_iris, iris_sample
+from modeldrop_local.packaging import build_model_tarball
 
 from tests.standalone_sagemaker import ROLE_ARN, SKLEARN_IMAGE, Cloud, run_json, venv_python
 

@@ -1,4 +1,4 @@
-"""Unit tests reach no network: every socket but AF_UNIX is refused (DESIGN.md §4; pytest-socket).
+"""Unit tests reach no network: every socket but AF_UNIX is refused (pytest-socket, miketheman/pytest-socket).
 
 moto's mock serves AWS in-process, and botocore.stub.Stubber answers without a connection, so a unit
 test that opens a socket is calling something real by mistake. A test that serves real HTTP on

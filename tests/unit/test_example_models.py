@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from modeldrop.frameworks import Framework
-from modeldrop.packaging import describe_tarball
 from modeldrop_local import example_models
+from modeldrop_local.packaging import describe_tarball
 
 ROWS = 30
 

@@ -11,10 +11,10 @@ import joblib
 import pytest
 from modeldrop.frameworks import Framework
 from modeldrop.image_libraries import PICKLED_NUMPY_KEY, check_versions, pickled_libraries
-from modeldrop.packaging import build_model_tarball, describe_tarball
 from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop_local.example_models.image_training import trained_artifact
 from modeldrop_local.example_models.iris import iris_data
+from modeldrop_local.packaging import build_model_tarball, describe_tarball
 from sklearn.ensemble import RandomForestClassifier
 
 

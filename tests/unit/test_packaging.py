@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 from modeldrop.frameworks import Framework
 from modeldrop.model_config import ModelConfig
-from modeldrop.packaging import PackagingError, build_model_tarball, check_requirements, describe_tarball
 from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.tarball import TarballLimits
+from modeldrop_local.packaging import (
+    PackagingError,
+    build_model_tarball,
+    check_requirements,
+    describe_tarball,
+)
 
 from tests.utils import build_wheel, free_port, isolate_pip
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from modeldrop.api.models import DeploymentSummary, ModelDetail
-from modeldrop_local.stack_client import ApiError, StackClient
+from modeldrop_local.stack_client import RestApiError, StackClient
 
 
 def _detail(endpoint: str | None, *deployments: tuple[int, str, str]) -> ModelDetail:
@@ -28,15 +28,15 @@ def _detail(endpoint: str | None, *deployments: tuple[int, str, str]) -> ModelDe
 
 
 class _Scripted(StackClient):
-    """GET /models/iris answers these, one per poll (an ApiError is raised)."""
+    """GET /models/iris answers these, one per poll (a RestApiError is raised)."""
 
-    def __init__(self, answers: list[ModelDetail | ApiError | None]) -> None:
+    def __init__(self, answers: list[ModelDetail | RestApiError | None]) -> None:
         super().__init__("http://127.0.0.1:1", "test")
-        self._answers: Iterator[ModelDetail | ApiError | None] = iter(answers)
+        self._answers: Iterator[ModelDetail | RestApiError | None] = iter(answers)
 
     def describe_model(self, model_name: str) -> ModelDetail | None:
         answer = next(self._answers)
-        if isinstance(answer, ApiError):
+        if isinstance(answer, RestApiError):
             raise answer
         return answer
 
@@ -46,7 +46,7 @@ def test_follow_reports_each_transition_once_and_rides_out_a_failed_poll() -> No
     stack = _Scripted(
         [
             None,
-            ApiError(500, "InternalError", "Internal error"),
+            RestApiError(500, "InternalError", "Internal error"),
             _detail("InService", (2, "Deploying", "obj-2"), (1, "InService", "obj-1")),
             _detail("Updating", (2, "Deploying", "obj-2"), (1, "InService", "obj-1")),
             _detail("Updating", (2, "Deploying", "obj-2"), (1, "InService", "obj-1")),
@@ -76,14 +76,14 @@ def test_follow_by_version_finds_that_deployment() -> None:
 
 def test_a_client_error_of_the_api_ends_the_follow_at_once() -> None:
     # Given an API refusing the key (403): no retry can help
-    stack = _Scripted([ApiError(403, "Forbidden", "Forbidden")])
+    stack = _Scripted([RestApiError(403, "Forbidden", "Forbidden")])
     # When followed, Then the API's error is raised as it is
-    with pytest.raises(ApiError, match="Forbidden: Forbidden"):
+    with pytest.raises(RestApiError, match="Forbidden: Forbidden"):
         stack.follow("iris", "obj-1", progress=lambda _line: None, poll_s=0)
 
 
 def test_a_poll_that_keeps_failing_is_reported_with_the_timeout() -> None:
-    stack = _Scripted([ApiError(503, "ServiceUnavailable", "busy")] * 10_000)
+    stack = _Scripted([RestApiError(503, "ServiceUnavailable", "busy")] * 10_000)
     with pytest.raises(
         TimeoutError, match=r"not final after 0 s \(the last poll failed: ServiceUnavailable: busy\)"
     ):

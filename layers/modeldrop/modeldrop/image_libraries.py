@@ -2,7 +2,8 @@
 
 A pickled model loads only where the libraries it was pickled with can be imported: a numpy 2 pickle
 names `numpy._core`, which numpy 1.x does not have, so the scikit-learn 1.2-1 image (numpy 1.24.1)
-fails its health check on it (`No module named 'numpy._core'`, ../shared/FIDELITY.md). OnUpload refuses
+fails its health check on it (`No module named 'numpy._core'`: numpy 2.0 renamed numpy.core to
+numpy._core, numpy/numpy doc/source/numpy_2_0_migration_guide.rst). OnUpload refuses
 such a model; a scikit-learn version other than the image's only warns (scikit-learn unpickles other
 versions with InconsistentVersionWarning and often works, but promises nothing).
 
@@ -44,13 +45,13 @@ IMAGE_LIBRARIES: dict[tuple[Framework, str], ImageLibraries] = {
         Framework.SKLEARN,
         "0.23-1",
         {"scikit-learn": "0.23.2", "numpy": "1.19.2"},
-        f"{_SKLEARN_SOURCE} requirements.txt at v0.23-1 (../shared/FIDELITY.md)",
+        f"{_SKLEARN_SOURCE} requirements.txt at v0.23-1",
     ),
     (Framework.SKLEARN, "1.0-1"): ImageLibraries(
         Framework.SKLEARN,
         "1.0-1",
         {"scikit-learn": "1.0.2", "numpy": "1.19.2"},
-        f"{_SKLEARN_SOURCE} requirements.txt at v1.0-1 (../shared/FIDELITY.md)",
+        f"{_SKLEARN_SOURCE} requirements.txt at v1.0-1",
     ),
     (Framework.SKLEARN, "1.2-1"): ImageLibraries(
         Framework.SKLEARN,

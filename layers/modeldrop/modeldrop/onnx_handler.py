@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+from email.message import Message
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,17 @@ def model_fn(model_dir: str) -> Any:
     )
 
 
+def _media_type(value: str | None) -> str:
+    """The media type of a Content-Type or Accept value, as given (`text/csv; header=present` →
+    `text/csv`), read by the standard library's MIME parser: this file ships alone as the model's
+    code/inference.py, where modeldrop.content_types is not installed."""
+    header = Message()
+    header["Content-Type"] = value or "application/json"
+    return str(header.get_params(header="Content-Type", failobj=[("", "")])[0][0]).strip()
+
+
 def input_fn(request_body: bytes | str, request_content_type: str) -> np.ndarray:
-    content_type = (request_content_type or "application/json").split(";")[0].strip()
+    content_type = _media_type(request_content_type)
     if content_type == "application/x-npy":
         raw = request_body if isinstance(request_body, bytes) else request_body.encode()
         return np.asarray(np.load(io.BytesIO(raw), allow_pickle=False))
@@ -56,7 +66,7 @@ def predict_fn(input_data: np.ndarray, session: Any) -> np.ndarray:
 
 
 def output_fn(prediction: np.ndarray, accept: str) -> str:
-    accept = (accept or "application/json").split(";")[0].strip()
+    accept = _media_type(accept)
     if accept == "text/csv":
         buffer = io.StringIO()
         np.savetxt(buffer, np.atleast_2d(prediction).T if prediction.ndim == 1 else prediction, delimiter=",")

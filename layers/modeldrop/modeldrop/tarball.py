@@ -41,7 +41,8 @@ CONFIG_MEMBER = "modeldrop.json"
 INFERENCE_CODE_MEMBER = "code/inference.py"
 REQUIREMENTS_MEMBER = "code/requirements.txt"
 # The library versions a model was saved with, written by `modeldrop package` next to the handler code
-# (code/ ships on the images that need a handler; see packaging.py for why not in modeldrop.json).
+# (code/ ships on the images that need a handler; modeldrop_local/packaging.py says why not in
+# modeldrop.json).
 LIBRARIES_MEMBER = "code/modeldrop-libraries.json"
 CODE_PREFIX = "code/"
 # code/**/*.py kept for the syntax check against the image's Python (modeldrop.code_checks), up to this each.

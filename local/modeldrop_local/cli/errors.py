@@ -11,7 +11,7 @@ import typer
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError, NoRegionError
 
 from modeldrop_local.credentials import is_loopback
-from modeldrop_local.stack_client import ApiError, StackNotFound
+from modeldrop_local.stack_client import RestApiError, StackNotFound
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -46,7 +46,7 @@ def reaching_the_stack(command: Callable[P, R]) -> Callable[P, R]:
             ) from error
         except (NoCredentialsError, NoRegionError) as error:
             raise fail(f"cannot call {_where(url)}: {error}") from error
-        except ApiError as error:
+        except RestApiError as error:
             raise fail(f"the REST API answered {error.status_code}: {error}") from error
 
     return run

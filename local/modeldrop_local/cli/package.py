@@ -46,9 +46,15 @@ def package(
             raise fail(f"{label} not found: {path}")
     from modeldrop.frameworks import default_version
     from modeldrop.image_libraries import check_versions, image_libraries
-    from modeldrop.packaging import PackagingError, build_model_tarball, check_requirements, describe_tarball
     from modeldrop.rejection import UploadRejected
     from modeldrop.serving_setup import parse_libraries
+
+    from modeldrop_local.packaging import (
+        PackagingError,
+        build_model_tarball,
+        check_requirements,
+        describe_tarball,
+    )
 
     try:
         path = build_model_tarball(model_file, output, inference_py=inference, requirements_txt=requirements)

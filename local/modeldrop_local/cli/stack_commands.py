@@ -16,7 +16,7 @@ from modeldrop.rejection import UploadRejected
 from modeldrop_local.cli.errors import fail, reaching_the_stack
 from modeldrop_local.progress import follow_display
 from modeldrop_local.stack import DEFAULT_STACK_NAME
-from modeldrop_local.stack_client import FINAL_STATUSES, ApiError, StackClient
+from modeldrop_local.stack_client import FINAL_STATUSES, RestApiError, StackClient
 
 stack_app = typer.Typer()
 
@@ -79,7 +79,7 @@ def approve(
     stack = StackClient(endpoint_url, stack_name)
     try:
         accepted = stack.approve(name, version, description)
-    except ApiError as refusal:
+    except RestApiError as refusal:
         raise fail(f"approval of {name} v{version} refused: {refusal}") from refusal
     typer.echo(f"approved {name} v{version} (model package version {accepted.model_package_version})")
     with follow_display() as display:
@@ -154,7 +154,7 @@ def rollback(
     stack = StackClient(endpoint_url, stack_name)
     try:
         accepted = stack.rollback(name, version)
-    except ApiError as refusal:
+    except RestApiError as refusal:
         raise fail(f"rollback of {name} refused: {refusal}") from refusal
     typer.echo(f"rollback v{accepted.version} of {name} to v{accepted.rollback_to}: {accepted.status}")
     with follow_display() as display:

@@ -2,7 +2,7 @@
 
 Every tarball works on AWS as it is (with_handler=False gives the bare artifact, for tests of what
 OnUpload adds): scikit-learn and ONNX models carry the code/inference.py the scikit-learn image needs
-and code/modeldrop-libraries.json (see modeldrop.packaging), which records the versions the artifact
+and code/modeldrop-libraries.json (see modeldrop_local.packaging), which records the versions the artifact
 was made with.
 """
 
@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from modeldrop.packaging import TARBALL_NAME, build_model_tarball
 from modeldrop.tarball import TarballLimits
 
 from modeldrop_local.example_models.image_training import write_trained
@@ -24,6 +23,7 @@ from modeldrop_local.example_models.inference_code import (
     WEIGHTS_INFERENCE_PY,
 )
 from modeldrop_local.example_models.iris import IRIS_FEATURES, RANDOM_STATE, fit_logistic
+from modeldrop_local.packaging import TARBALL_NAME, build_model_tarball
 
 
 def _tarball(

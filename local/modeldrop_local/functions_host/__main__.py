@@ -1,7 +1,6 @@
-"""The functions host's child processes:
+"""A spawned function worker (when there is no fork server, see worker.py):
 
-python -m modeldrop_local.functions_host --fork-server CONTROL_FD   the workers' fork server (ForkServer)
-python -m modeldrop_local.functions_host REPLY_FD SPEC_JSON         one function worker, spawned (Worker)
+python -m modeldrop_local.functions_host REPLY_FD SPEC_JSON
 """
 
 from __future__ import annotations
@@ -9,21 +8,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sys
 
-from modeldrop_local.functions_host.fork_server import serve_forks
 from modeldrop_local.functions_host.runtime import serve_invocations
 
 
 def main(argv: list[str]) -> None:
     # Ctrl-C reaches the whole process group: the host, not each worker, decides when workers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if argv[0] == "--fork-server":
-        serve_forks(socket.socket(fileno=int(argv[1])))
-    else:
-        with os.fdopen(int(argv[0]), "w") as replies:
-            serve_invocations(sys.stdin, replies, json.loads(argv[1]))
+    with os.fdopen(int(argv[0]), "w") as replies:
+        serve_invocations(sys.stdin, replies, json.loads(argv[1]))
 
 
 if __name__ == "__main__":

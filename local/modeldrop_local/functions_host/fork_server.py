@@ -1,26 +1,21 @@
-"""The functions' fork server: one process per functions host with the common libraries imported, from
-which each worker is forked, so a cold start imports only the function's own code.
+"""The functions' fork server: what it imports and how a forked process becomes a function worker.
 
-`ForkServer` is the host's side (started on first use, or ahead by the caller); `serve_forks` runs in
-the server process (`python -m modeldrop_local.functions_host --fork-server CONTROL_FD`).
+One FunctionsForkServer per functions host (the fork server of modeldrop_local.forking, started on
+first use or ahead by the caller) has the libraries every function imports loaded, so a cold start
+imports only the function's own code. Its workers stay in the host's process group and outlive it:
+each ends when the host closes its requests pipe, as a spawned worker does (worker.py).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import threading
-import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modeldrop_local.forking.client import ForkServer
 from modeldrop_local.functions_host.runtime import serve_invocations
 
 # The directory modeldrop_local is imported from (local/ in a checkout).
@@ -76,43 +71,8 @@ def child_pythonpath() -> str:
     return os.pathsep.join(filter(None, [str(_PACKAGE_PARENT), os.environ.get("PYTHONPATH", "")]))
 
 
-def serve_forks(control: socket.socket) -> None:
-    """Fork server process: import PRELOADED_MODULES, then fork one worker per request until the host
-    closes the control socket. A request is the worker's environment and spec (JSON) with its pipes'
-    descriptors (SCM_RIGHTS); the answer is the worker's pid."""
-    for module in PRELOADED_MODULES:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(module)
-    _load_service_models()
-    # The kernel reaps the workers; the host watches each through its reply pipe and its pid.
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-    while True:
-        try:
-            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 3)
-        except ConnectionResetError:
-            return
-        if not message:
-            return
-        request = json.loads(message)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            status = 0
-            try:
-                control.close()
-                _become_worker(fds, request["environment"], request["spec"])
-            except BaseException:
-                traceback.print_exc()
-                status = 1
-            finally:
-                os._exit(status)
-        for fd in fds:
-            os.close(fd)
-        control.sendall(json.dumps({"pid": pid}).encode())
-
-
-def _load_service_models() -> None:
+def load_service_models() -> None:
+    """Load PRELOADED_SERVICE_MODELS into boto3's default session (the fork server's warm-up)."""
     try:
         import boto3
     except ImportError:
@@ -131,10 +91,9 @@ def _load_service_models() -> None:
                 loader.load_service_model(service, "resources-1")
 
 
-def _become_worker(fds: list[int], environment: dict[str, str], spec: dict[str, Any]) -> None:
+def become_worker(request: Mapping[str, Any], fds: list[int]) -> None:
     """In a forked worker: take the host's pipes as stdin (requests), the reply pipe and stdout/stderr
     (its log), the function's environment, then serve like a spawned worker (`serve_invocations`)."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the function's own subprocesses are its to wait for
     requests_fd, replies_fd, *log_fd = fds
     os.dup2(requests_fd, 0)
     os.close(requests_fd)
@@ -143,55 +102,29 @@ def _become_worker(fds: list[int], environment: dict[str, str], spec: dict[str, 
         os.dup2(log_fd[0], 2)
         os.close(log_fd[0])
     os.environ.clear()
-    os.environ.update(environment)
+    os.environ.update(request["environment"])
     with os.fdopen(replies_fd, "w") as replies:
-        serve_invocations(sys.stdin, replies, spec)
+        serve_invocations(sys.stdin, replies, request["spec"])
     sys.stdout.flush()
     sys.stderr.flush()
 
 
-class ForkServer:
-    """The host's side of the fork server: one process per functions host, started on first use."""
+class FunctionsForkServer(ForkServer):
+    """The fork server of one functions host: PRELOADED_MODULES imported, the service models loaded."""
 
     def __init__(self, environment: Mapping[str, str]) -> None:
-        host_end, server_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        child_environment = dict(os.environ)
-        child_environment.update(environment)
-        child_environment.update(RUNTIME_ENVIRONMENT)
-        child_environment["PYTHONPATH"] = child_pythonpath()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "modeldrop_local.functions_host",
-                "--fork-server",
-                str(server_end.fileno()),
-            ],
-            stdin=subprocess.DEVNULL,
-            pass_fds=(server_end.fileno(),),
-            env=child_environment,
+        server_environment = dict(os.environ)
+        server_environment.update(environment)
+        server_environment.update(RUNTIME_ENVIRONMENT)
+        server_environment["PYTHONPATH"] = child_pythonpath()
+        super().__init__(
+            "functions",
+            f"{__name__}:become_worker",
+            environment=server_environment,
+            preload=PRELOADED_MODULES,
+            warm_up=f"{__name__}:load_service_models",
         )
-        server_end.close()
-        self._socket = host_end
-        self._lock = threading.Lock()
 
-    def fork(self, environment: Mapping[str, str], spec: Mapping[str, Any], fds: list[int]) -> int:
+    def fork_worker(self, environment: Mapping[str, str], spec: Mapping[str, Any], fds: list[int]) -> int:
         """A new worker's pid; waits while the server is still importing. Raises OSError if it is gone."""
-        message = json.dumps({"environment": dict(environment), "spec": dict(spec)}).encode()
-        with self._lock:
-            socket.send_fds(self._socket, [message], fds)
-            reply = self._socket.recv(4096)
-        if not reply:
-            raise ConnectionResetError("the functions' fork server exited")
-        return int(json.loads(reply)["pid"])
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def close(self) -> None:
-        self._socket.close()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=5)
+        return self.fork({"environment": dict(environment), "spec": dict(spec)}, fds, timeout_s=None)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modeldrop_local.functions_host.fork_server import ForkServer
+from modeldrop_local.functions_host.fork_server import FunctionsForkServer
 from modeldrop_local.functions_host.runtime import error_payload
-from modeldrop_local.functions_host.worker import INIT_TIMEOUT_S, Worker
+from modeldrop_local.functions_host.worker import INIT_TIMEOUT_S, FunctionWorker
 
 if TYPE_CHECKING:
     from modeldrop_local.template import FunctionSpec
@@ -53,7 +53,7 @@ class FunctionsHost:
         log_dir: Path | None = None,
         condensed_console: bool = False,
         spare_workers: int = 0,
-        fork_server: ForkServer | None = None,
+        fork_server: FunctionsForkServer | None = None,
     ) -> None:
         """log_dir: each function's log in log_dir/<name>.log; else on this console, as written or,
         with condensed_console, one readable line per record (see console.console_line)."""
@@ -61,14 +61,14 @@ class FunctionsHost:
         self.condensed_console = condensed_console
         self._functions = dict(functions)
         self._base_environment = dict(base_environment)
-        self._idle: dict[str, list[Worker]] = {}
+        self._idle: dict[str, list[FunctionWorker]] = {}
         self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
         self._default_concurrency = default_concurrency
         self._spare_workers = spare_workers
         self._closed = False
         # Started by the caller ahead of time (its imports overlap the caller's own start), else on first use.
-        self._fork_server: ForkServer | None = fork_server
+        self._fork_server: FunctionsForkServer | None = fork_server
         self._fork_server_lock = threading.Lock()
         # The latest invocations (function, request id, failed), bounded: `local up` may run for days.
         self.invocations: deque[tuple[str, str, bool]] = deque(maxlen=1000)
@@ -118,7 +118,7 @@ class FunctionsHost:
         thread.start()
         return thread
 
-    def _take(self, spec: FunctionSpec) -> Worker:
+    def _take(self, spec: FunctionSpec) -> FunctionWorker:
         with self._lock:
             if self._closed:
                 raise RuntimeError("functions host is stopped")
@@ -136,20 +136,20 @@ class FunctionsHost:
             self._give_back(self._start_worker(spec))
         return taken
 
-    def _start_worker(self, spec: FunctionSpec) -> Worker:
-        return Worker(
+    def _start_worker(self, spec: FunctionSpec) -> FunctionWorker:
+        return FunctionWorker(
             spec, self._base_environment, self.log_dir, self.condensed_console, self._running_fork_server()
         )
 
-    def _running_fork_server(self) -> ForkServer | None:
+    def _running_fork_server(self) -> FunctionsForkServer | None:
         with self._fork_server_lock:
             if self._closed:
                 return None
             if self._fork_server is None or not self._fork_server.alive():
-                self._fork_server = ForkServer(self._base_environment)
+                self._fork_server = FunctionsForkServer(self._base_environment)
             return self._fork_server
 
-    def _give_back(self, worker: Worker) -> None:
+    def _give_back(self, worker: FunctionWorker) -> None:
         with self._lock:
             if not self._closed:
                 self._idle.setdefault(worker.spec.name, []).append(worker)

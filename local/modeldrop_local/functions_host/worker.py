@@ -23,7 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modeldrop_local.functions_host.console import copy_to_console
-from modeldrop_local.functions_host.fork_server import RUNTIME_ENVIRONMENT, ForkServer, child_pythonpath
+from modeldrop_local.functions_host.fork_server import (
+    RUNTIME_ENVIRONMENT,
+    FunctionsForkServer,
+    child_pythonpath,
+)
 
 if TYPE_CHECKING:
     from modeldrop_local.template import FunctionSpec
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
 INIT_TIMEOUT_S = 10.0
 
 
-class Worker:
+class FunctionWorker:
     """The host's side of one function worker: a process forked from the fork server (else spawned),
     its request and reply pipes, its log; one invocation at a time."""
 
@@ -41,7 +45,7 @@ class Worker:
         base_environment: Mapping[str, str],
         log_dir: Path | None,
         condensed_console: bool = False,
-        fork_server: ForkServer | None = None,
+        fork_server: FunctionsForkServer | None = None,
     ) -> None:
         self.spec = spec
         environment = dict(base_environment)
@@ -89,7 +93,7 @@ class Worker:
         try:
             if fork_server is None:
                 raise ConnectionResetError("no fork server")
-            self.pid = fork_server.fork(child_environment, worker_spec, child_fds)
+            self.pid = fork_server.fork_worker(child_environment, worker_spec, child_fds)
         except OSError:
             # No fork server (or it died): a fresh interpreter, which imports everything itself.
             self.pid = self._spawn(child_environment, worker_spec, child_fds)
@@ -131,7 +135,7 @@ class Worker:
             pass_fds=(reply_fd,),
             env=dict(environment),
         )
-        # Reaped in the background, as the fork server's workers are by the kernel: only its pid is kept.
+        # Reaped in the background, as the fork server reaps its workers: only its pid is kept.
         threading.Thread(target=process.wait, daemon=True, name=f"reap-{process.pid}").start()
         return process.pid
 

@@ -2,7 +2,7 @@
 
 Each request is validated against botocore's SageMaker model first (validation.py), so handlers
 read members that are known to be there. CreateEndpoint and UpdateEndpoint freeze what the endpoint
-will serve into a Deployment and hand it to the lifecycle, which brings it up in the background;
+will serve into an EndpointDeployment and hand it to the lifecycle, which brings it up in the background;
 DeleteEndpoint marks the endpoint Deleting and has the lifecycle finish the job.
 """
 
@@ -18,7 +18,7 @@ from modeldrop_local.sagemaker.lifecycle import EndpointLifecycle
 from modeldrop_local.sagemaker.records import (
     BUSY_STATUSES,
     ContainerDefinition,
-    Deployment,
+    EndpointDeployment,
     ProductionVariant,
     Resource,
     Tag,
@@ -70,7 +70,7 @@ def _page(
     return page
 
 
-def _variant_summary(deployment: Deployment, resolved_at: float) -> dict[str, Any]:
+def _variant_summary(deployment: EndpointDeployment, resolved_at: float) -> dict[str, Any]:
     serverless = deployment.serverless_config()
     return {
         "VariantName": deployment.variant_name,
@@ -204,14 +204,14 @@ class ControlPlane:
 
     # -------------------------------------------------------------------------------- endpoints
 
-    def _snapshot(self, endpoint_name: str, config_name: str) -> Deployment:
+    def _snapshot(self, endpoint_name: str, config_name: str) -> EndpointDeployment:
         """Freeze what the endpoint will serve: later changes to the config or model do not affect it."""
         config = self.registry.configs.require(config_name)
         variant: ProductionVariant = config.production_variants[0]
         container: ContainerDefinition = self.registry.models.require(variant.model_name).primary_container
         serverless = variant.serverless_config
         deployment_id = f"{int(time.time())}-{uuid.uuid4().hex[:8]}"
-        return Deployment(
+        return EndpointDeployment(
             deployment_id=deployment_id,
             endpoint_config_name=config_name,
             model_name=variant.model_name,

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from modeldrop_local.sagemaker import errors
-from modeldrop_local.sagemaker.pool import PoolClosed, Throttled
+from modeldrop_local.sagemaker.pool import MaxConcurrencyReached, PoolClosed
 from modeldrop_local.sagemaker.records import EndpointRecord
 from modeldrop_local.sagemaker.registry import EndpointRegistry
-from modeldrop_local.sagemaker.worker import InvocationResult, WorkerCrashed, WorkerStartError, WorkerTimeout
+from modeldrop_local.sagemaker.worker import WorkerAnswer, WorkerCrashed, WorkerStartError, WorkerTimeout
 
 
 @dataclass(frozen=True)
 class InvokeAnswer:
-    result: InvocationResult
+    result: WorkerAnswer
     variant_name: str
 
 
@@ -69,7 +69,7 @@ class DataPlane:
                 result = pool.invoke(*request)
         except PoolClosed as closed:
             raise self._not_found(name) from closed
-        except Throttled as throttled:
+        except MaxConcurrencyReached as throttled:
             raise errors.throttled(
                 f"Endpoint {name} is at its MaxConcurrency ({pool.deployment.max_concurrency}); "
                 "the request was throttled."

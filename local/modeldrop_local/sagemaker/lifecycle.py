@@ -24,7 +24,7 @@ from modeldrop.reasons import error_summary
 
 from modeldrop_local.sagemaker.model_data import DeploymentFailed, download_model_data, fetch_source_dir
 from modeldrop_local.sagemaker.pool import LauncherLike, ServerlessPool
-from modeldrop_local.sagemaker.records import Deployment
+from modeldrop_local.sagemaker.records import EndpointDeployment
 from modeldrop_local.sagemaker.registry import EndpointRegistry
 from modeldrop_local.sagemaker.worker import WorkerStartError
 from modeldrop_local.sagemaker.worker.profiles import PING_FAILED
@@ -63,7 +63,7 @@ class EndpointLifecycle:
         self._threads.add(thread)
         thread.start()
 
-    def deploy_in_background(self, name: str, deployment: Deployment) -> None:
+    def deploy_in_background(self, name: str, deployment: EndpointDeployment) -> None:
         self._spawn(f"deploy-{name}-{deployment.deployment_id}", lambda: self._deploy(name, deployment))
 
     def delete_in_background(self, name: str) -> None:
@@ -77,7 +77,7 @@ class EndpointLifecycle:
 
     # -------------------------------------------------------------------------- deployment
 
-    def _deploy(self, name: str, deployment: Deployment) -> None:
+    def _deploy(self, name: str, deployment: EndpointDeployment) -> None:
         log = self._log(name)
         pool: ServerlessPool | None = None
         reason: str | None = None
@@ -124,7 +124,7 @@ class EndpointLifecycle:
             log(f"deployment of {deployment.endpoint_config_name} failed: {reason}")
 
     def _settle(
-        self, name: str, deployment: Deployment, pool: ServerlessPool | None, reason: str | None
+        self, name: str, deployment: EndpointDeployment, pool: ServerlessPool | None, reason: str | None
     ) -> tuple[ServerlessPool | None, Path | None, str | None]:
         """Record the deployment's outcome; returns the pool and model folder it retires, and the reason."""
         with self.registry.lock:
@@ -161,7 +161,7 @@ class EndpointLifecycle:
             self.registry.endpoints.put(record)
             return pool, deployment.model_dir, reason
 
-    def new_pool(self, name: str, deployment: Deployment) -> ServerlessPool:
+    def new_pool(self, name: str, deployment: EndpointDeployment) -> ServerlessPool:
         return ServerlessPool(
             name,
             deployment,

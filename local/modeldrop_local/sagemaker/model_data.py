@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from modeldrop.rejection import UploadRejected
 from modeldrop.tarball import MemberNotWritten, safe_extract
 
-from modeldrop_local.sagemaker.records import Deployment
+from modeldrop_local.sagemaker.records import EndpointDeployment
 from modeldrop_local.sagemaker.worker.profiles import SUBMIT_DIRECTORY_ENV
 
 Log = Callable[[str], None]
@@ -30,7 +30,7 @@ class DeploymentFailed(Exception):
         self.reason = reason
 
 
-def download_model_data(s3: Any, deployment: Deployment, log: Log) -> None:
+def download_model_data(s3: Any, deployment: EndpointDeployment, log: Log) -> None:
     """Download ModelDataUrl and extract it into the deployment's model_dir."""
     url = deployment.model_data_url
     parsed = urlparse(url)
@@ -67,7 +67,9 @@ def download_model_data(s3: Any, deployment: Deployment, log: Log) -> None:
     log(f"extracted {report.member_count} files ({report.uncompressed_bytes} bytes)")
 
 
-def fetch_source_dir(s3: Any, deployment: Deployment, cache_dir: Path, log: Log) -> Deployment:
+def fetch_source_dir(
+    s3: Any, deployment: EndpointDeployment, cache_dir: Path, log: Log
+) -> EndpointDeployment:
     """An s3:// SAGEMAKER_SUBMIT_DIRECTORY (the SDK's sourcedir.tar.gz), downloaded and extracted.
 
     The scikit-learn image does the same at start (sagemaker-containers 2.8.6 _files.py

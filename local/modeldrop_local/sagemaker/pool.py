@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from modeldrop_local.sagemaker.metrics import EndpointMetrics
-from modeldrop_local.sagemaker.records import Deployment
+from modeldrop_local.sagemaker.records import EndpointDeployment
 from modeldrop_local.sagemaker.worker import (
-    InvocationResult,
+    WorkerAnswer,
     WorkerCrashed,
     WorkerSpec,
     WorkerStartError,
@@ -34,7 +34,7 @@ class WorkerLike(Protocol):
 
     def invoke(
         self, body: bytes, content_type: str, accept: str, request_id: str, timeout_s: float = 60.0
-    ) -> InvocationResult: ...
+    ) -> WorkerAnswer: ...
     def is_alive(self) -> bool: ...
     def stop(self) -> None: ...
     def rss_bytes(self) -> int: ...
@@ -46,7 +46,7 @@ class LauncherLike(Protocol):
     def close(self) -> None: ...
 
 
-class Throttled(Exception):
+class MaxConcurrencyReached(Exception):
     """MaxConcurrency requests are already in flight."""
 
 
@@ -65,7 +65,7 @@ class ServerlessPool:
     def __init__(
         self,
         endpoint_name: str,
-        deployment: Deployment,
+        deployment: EndpointDeployment,
         launcher: LauncherLike,
         metrics: EndpointMetrics,
         *,
@@ -183,14 +183,15 @@ class ServerlessPool:
 
     def invoke(
         self, body: bytes, content_type: str, accept: str, request_id: str, timeout_s: float
-    ) -> InvocationResult:
-        """Raises Throttled, PoolClosed, WorkerStartError (cold start), WorkerCrashed, WorkerTimeout."""
+    ) -> WorkerAnswer:
+        """Raises MaxConcurrencyReached, PoolClosed, WorkerStartError (cold start), WorkerCrashed or
+        WorkerTimeout."""
         with self._lock:
             if self._closed:
                 raise PoolClosed(self.endpoint_name)
             if self._busy >= self.deployment.max_concurrency:
                 self._metrics.record("Throttles")
-                raise Throttled(self.endpoint_name)
+                raise MaxConcurrencyReached(self.endpoint_name)
             self._busy += 1
             self._metrics.observe_concurrency(self._busy)
             slot = self._take_idle()
@@ -219,11 +220,11 @@ class ServerlessPool:
 
 
 __all__ = [
-    "Deployment",
+    "EndpointDeployment",
     "LauncherLike",
+    "MaxConcurrencyReached",
     "PoolClosed",
     "ServerlessPool",
-    "Throttled",
     "WorkerLike",
     "WorkerStartError",
 ]

@@ -98,7 +98,7 @@ class EndpointConfigRecord(Resource):
     production_variants: list[ProductionVariant]
 
 
-class Deployment(SageMakerShape):
+class EndpointDeployment(SageMakerShape):
     """What an endpoint serves: a snapshot of its model and config taken at Create/UpdateEndpoint."""
 
     model_config = ConfigDict(frozen=True)
@@ -134,7 +134,7 @@ class EndpointRecord(Resource):
     endpoint_config_name: str
     endpoint_status: str
     last_modified_time: float
-    deployed: Deployment | None = None
-    pending: Deployment | None = None
+    deployed: EndpointDeployment | None = None
+    pending: EndpointDeployment | None = None
     pending_start_time: float | None = None
     failure_reason: str | None = None

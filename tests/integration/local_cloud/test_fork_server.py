@@ -9,11 +9,12 @@ from collections.abc import Iterator
 import psutil
 import pytest
 from modeldrop_local.cloud import LocalCloud
-from modeldrop_local.functions_host import FunctionsHost
+from modeldrop_local.functions_host import FunctionsForkServer, FunctionsHost
 
 from tests.integration.local_cloud.conftest import echo_function_environment
 
 ECHO = "fixture-EchoFunction"
+FUNCTIONS_FORK_SERVER = ["-m", "modeldrop_local.forking", "--fork-server", "functions"]
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_a_worker_is_forked_from_the_fork_server_with_the_functions_own_environm
     # Then the fork server is its parent, and it runs with its own environment and layer
     worker = psutil.Process(int(str(answer["pid"])))
     fork_server = worker.parent()
-    assert fork_server is not None and "--fork-server" in fork_server.cmdline()
+    assert fork_server is not None and fork_server.cmdline()[1:5] == FUNCTIONS_FORK_SERVER
     assert answer["layer"] == "from-the-layer"
     assert answer["env"] == echo_function_environment(cloud)
 
@@ -61,4 +62,18 @@ def test_a_cold_start_after_the_fork_server_died_gets_a_new_one(host: FunctionsH
     worker = psutil.Process(int(str(answer["pid"])))
     new_server = worker.parent()
     assert new_server is not None and new_server.pid != old_server.pid
-    assert "--fork-server" in new_server.cmdline()
+    assert new_server.cmdline()[1:5] == FUNCTIONS_FORK_SERVER
+
+
+def test_the_fork_server_only_imports_so_forking_it_is_safe(cloud: LocalCloud) -> None:
+    # Given the functions' fork server, started on its own
+    server = FunctionsForkServer(cloud.environment())
+    try:
+        # When it has imported the functions' libraries
+        server.wait_ready()
+        # Then it runs one thread (a fork copies only the calling one) and has the libraries loaded
+        assert server.ready is not None
+        assert server.ready["threads"] == 1
+        assert {"boto3", "pydantic", "aws_lambda_powertools"} <= set(server.ready["loaded"])
+    finally:
+        server.close()

@@ -16,7 +16,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from modeldrop.packaging import build_model_tarball
 from modeldrop_local.example_models import (
     build_onnx_iris,
     build_sklearn_iris,
@@ -24,6 +23,7 @@ from modeldrop_local.example_models import (
     iris_sample,
     predict_in_process,
 )
+from modeldrop_local.packaging import build_model_tarball
 from modeldrop_local.sagemaker import LocalSageMakerSettings, start_in_thread
 from modeldrop_local.sagemaker.server import RunningServer
 from moto.server import ThreadedMotoServer

@@ -18,10 +18,10 @@ import pytest
 from botocore.exceptions import ClientError
 from modeldrop_local.sagemaker import start_in_thread
 from modeldrop_local.sagemaker.metrics import EndpointMetrics
-from modeldrop_local.sagemaker.pool import ServerlessPool, Throttled
-from modeldrop_local.sagemaker.records import Deployment
+from modeldrop_local.sagemaker.pool import MaxConcurrencyReached, ServerlessPool
+from modeldrop_local.sagemaker.records import EndpointDeployment
 from modeldrop_local.sagemaker.server import RunningServer
-from modeldrop_local.sagemaker.worker import InvocationResult, WorkerSpec, WorkerStartError
+from modeldrop_local.sagemaker.worker import WorkerAnswer, WorkerSpec, WorkerStartError
 
 from tests.integration.local_sagemaker.conftest import (
     CLIENT_CONFIG,
@@ -41,9 +41,9 @@ class FakeWorker:
 
     def invoke(
         self, body: bytes, content_type: str, accept: str, request_id: str, timeout_s: float = 60.0
-    ) -> InvocationResult:
+    ) -> WorkerAnswer:
         answer = json.dumps({"tag": self.spec.environment.get("TAG"), "pid": self.pid}).encode()
-        return InvocationResult(status=200, body=answer, content_type="application/json", model_latency_us=5)
+        return WorkerAnswer(status=200, body=answer, content_type="application/json", model_latency_us=5)
 
     def is_alive(self) -> bool:
         return self.alive
@@ -255,7 +255,7 @@ def test_a_deployment_interrupted_by_a_restart_resumes(
 def _pool(
     launcher: GatedLauncher, tmp_path: Path, *, max_concurrency: int, provisioned: int
 ) -> ServerlessPool:
-    deployment = Deployment(
+    deployment = EndpointDeployment(
         deployment_id="d1",
         endpoint_config_name="c",
         model_name="m",
@@ -303,7 +303,7 @@ def test_pool_throttles_beyond_max_concurrency(tmp_path: Path) -> None:
     entered = threading.Event()
     original = FakeWorker.invoke
 
-    def slow_invoke(self: FakeWorker, *args: Any, **kwargs: Any) -> InvocationResult:
+    def slow_invoke(self: FakeWorker, *args: Any, **kwargs: Any) -> WorkerAnswer:
         entered.set()
         release.wait(5)
         return original(self, *args, **kwargs)
@@ -315,7 +315,7 @@ def test_pool_throttles_beyond_max_concurrency(tmp_path: Path) -> None:
         first.start()
         assert entered.wait(5)
         # When another arrives, Then it is throttled at once
-        with pytest.raises(Throttled):
+        with pytest.raises(MaxConcurrencyReached):
             pool.invoke(b"x", "a", "a", "r2", 5.0)
     finally:
         release.set()

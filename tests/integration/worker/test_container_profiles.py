@@ -1,7 +1,7 @@
 """Each prebuilt image served as its real serving code serves it (worker/profiles.py and its sources).
 
-Every expectation cites the serving code it restates (see the modules' docstrings and
-../shared/FIDELITY.md): aws/sagemaker-scikit-learn-container serving.py on sagemaker-containers
+Every expectation cites the serving code it restates (see the modules' docstrings):
+aws/sagemaker-scikit-learn-container serving.py on sagemaker-containers
 2.8.6.post2, aws/sagemaker-xgboost-container algorithm_mode, aws/sagemaker-tensorflow-serving-container.
 """
 

@@ -1,7 +1,7 @@
 """A model loads with the library versions of the image it runs on (worker/image_envs.py).
 
 The scikit-learn 1.2-1 image has scikit-learn 1.2.1 and numpy 1.24.1 (aws/sagemaker-scikit-learn-container
-requirements.txt at v1.2-1; ../shared/FIDELITY.md): a pickle that references numpy._core (written by
+requirements.txt at v1.2-1): a pickle that references numpy._core (written by
 numpy 2) fails its health check there with `No module named 'numpy._core'`.
 """
 

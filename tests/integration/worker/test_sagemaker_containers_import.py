@@ -1,6 +1,7 @@
 """User code imports sagemaker_containers on the scikit-learn image, as it can on AWS.
 
-The sagemaker-scikit-learn:1.2-1 image serves with sagemaker-containers 2.8.6.post2 (../shared/FIDELITY.md),
+The sagemaker-scikit-learn:1.2-1 image serves with sagemaker-containers 2.8.6.post2
+(aws/sagemaker-scikit-learn-container requirements.txt at v1.2-1),
 and AWS's own scikit-learn examples write `output_fn` with it:
 `worker.Response(encoders.encode(prediction, accept), mimetype=accept)`. The local image environment
 (local/modeldrop_local/sagemaker/images/sklearn-1.2-1.lock) installs the real package, and the answer to
@@ -114,3 +115,44 @@ def test_sagemaker_containers_finds_the_model_under_its_opt_ml(
         "code": True,
         "module_name": "inference",
     }
+
+
+def test_the_images_defaults_decode_and_encode_with_the_real_sagemaker_containers(
+    start: Callable[..., Worker], tmp_path: Path
+) -> None:
+    # Given a model with only a model_fn (the image's default input_fn, predict_fn and output_fn serve)
+    # whose model reports which codecs the worker's defaults hold
+    inference = """
+    import os
+    import sys
+
+    import joblib
+
+
+    class Reporting:
+        def __init__(self, model):
+            self.model = model
+
+        def predict(self, rows):
+            from sagemaker_containers import _encoders, _errors
+
+            defaults = sys.modules["modeldrop_local.sagemaker.worker.sklearn_container"].IMAGE_ENCODERS
+            real = (_encoders.decode, _encoders.encode, _errors.UnsupportedFormatError)
+            assert tuple(defaults) == real, defaults
+            return self.model.predict(rows)
+
+
+    def model_fn(model_dir):
+        return Reporting(joblib.load(os.path.join(model_dir, "model.joblib")))
+    """
+    files = {"model.joblib": iris_joblib_bytes(), "code/inference.py": textwrap.dedent(inference)}
+    tarball = write_tarball(tmp_path / "tar", files)
+    worker = start(extract(tarball, tarball.parent / "model"), image=SKLEARN_IMAGE, environment=SDK_ENV)
+    body = json.dumps(ROWS).encode()
+
+    # When invoked for CSV
+    answer = worker.invoke(body, "application/json", "text/csv", "r1")
+
+    # Then the real package decoded the JSON and encoded the CSV: the image's own bytes
+    assert (answer.status, answer.content_type) == (200, "text/csv; charset=utf-8"), answer.body
+    assert answer.body == "".join(f"{value}\n" for value in expected_predictions(ROWS)).encode()

@@ -15,10 +15,10 @@ import joblib
 import pytest
 from botocore.stub import Stubber
 from modeldrop.deploy import handle_upload
-from modeldrop.packaging import check_requirements
 from modeldrop.records import DeploymentStatus
 from modeldrop.rejection import UploadRejected
 from modeldrop_local.example_models.iris import fit_logistic, iris_data
+from modeldrop_local.packaging import check_requirements
 from sklearn.ensemble import RandomForestClassifier
 
 from tests.conformance.cases import UPLOAD_CHECKS, UploadCheck

@@ -42,8 +42,9 @@ from modeldrop.rollout import Rollout
 
 logger = Logger(child=True)
 
-# SageMaker Serverless Inference refuses payloads above 4 MB (DESIGN.md); saying so here is
-# cheaper and clearer than a round trip that ends in a ValidationError.
+# SageMaker Serverless Inference refuses payloads above 4 MB (AWS docs, "Deploy models with Amazon
+# SageMaker Serverless Inference", https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html);
+# saying so here is cheaper and clearer than a round trip that ends in a ValidationError.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 # While an update is rolled out (or rolled back) SageMaker keeps the previous configuration

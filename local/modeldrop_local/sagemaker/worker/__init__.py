@@ -1,12 +1,13 @@
 """Local SageMaker workers: one process per model instance, forked from per-framework fork servers.
 
 The API the local SageMaker server codes against: WorkerLauncher starts Workers from WorkerSpecs;
-Worker.invoke runs the inference-toolkit handler chain and returns an InvocationResult; failures raise
+Worker.invoke runs the inference-toolkit handler chain and returns a WorkerAnswer; failures raise
 WorkerStartError, WorkerCrashed or WorkerTimeout.
 
 Choices, and why:
-- Cold start: a fork server per framework (zygote.py) holds the imports; a worker is a fork of it,
-  so a cold start costs the model load (about 7 ms for the iris model instead of about 0.8 s).
+- Cold start: a fork server per framework (fork_servers.py, on modeldrop_local.forking) holds the
+  imports; a worker is a fork of it, so a cold start costs the model load (about 7 ms for the iris
+  model instead of about 0.8 s).
 - Channel: a Unix socket pair per worker with length-prefixed frames (protocol.py): no HTTP
   parsing, and the model's stdout/stderr (a separate pipe) can never corrupt an answer.
 - Logs: the launcher copies the worker's fds 1 and 2 into WorkerSpec.log_path, each line prefixed
@@ -23,7 +24,7 @@ Choices, and why:
 from modeldrop_local.sagemaker.worker.launcher import WorkerLauncher
 from modeldrop_local.sagemaker.worker.process import Worker
 from modeldrop_local.sagemaker.worker.types import (
-    InvocationResult,
+    WorkerAnswer,
     WorkerCrashed,
     WorkerSpec,
     WorkerStartError,
@@ -31,8 +32,8 @@ from modeldrop_local.sagemaker.worker.types import (
 )
 
 __all__ = [
-    "InvocationResult",
     "Worker",
+    "WorkerAnswer",
     "WorkerCrashed",
     "WorkerLauncher",
     "WorkerSpec",

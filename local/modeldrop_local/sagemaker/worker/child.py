@@ -1,6 +1,6 @@
 """The worker process: load one model, then answer requests one at a time on its channel.
 
-It runs in a process forked from a fork server (zygote), so the framework imports are already
+It runs in a process forked from a fork server (fork_servers.py), so the framework imports are already
 done. stdout and stderr (fds 1 and 2, so C code and subprocesses too) go to a pipe the launcher
 reads; the worker writes a request marker there before each request so every line can be tagged
 with the request id that produced it, even if the process dies mid-request.
@@ -67,8 +67,10 @@ def _limit_address_space(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def run_forked(config: dict[str, Any], channel_fd: int, log_fd: int) -> None:
-    """Entry point in the forked child; never returns into the fork server's loop."""
+def run_forked(config: dict[str, Any], fds: list[int]) -> None:
+    """Entry point in the forked child (the fork server's worker entry): fds are the worker's channel
+    and its log pipe. Never returns into the fork server's loop."""
+    channel_fd, log_fd = fds
     os.dup2(log_fd, 1)
     os.dup2(log_fd, 2)
     os.close(log_fd)

@@ -10,7 +10,7 @@ scikit-learn image's sagemaker-containers 2.8.6.post2), and cached per machine
 (MODELDROP_IMAGE_ENVS, default ~/.cache/modeldrop/images/<name>-<digest of lock and Python>), so
 test runs and restarts of the local cloud reuse it. The fork server of that image runs under the
 environment's interpreter, with the worker code on its PYTHONPATH (the worker needs only numpy and the
-standard library besides what it serves; see zygote.py).
+standard library besides what it serves; see fork_servers.py).
 
 What is not pinned, and why:
 - The Python version: the images run Python 3.7-3.8, this machine has 3.11 (the lock files say so).

@@ -1,7 +1,7 @@
 """WorkerLauncher: starts workers from per-framework fork servers, and stops them all on close.
 
 A start plans how the model is served (serving_plan.py), installs code/requirements.txt into the
-environment that serves, forks the worker from its fork server (zygote.py), and gives it a socket
+environment that serves, forks the worker from its fork server (fork_servers.py), and gives it a socket
 (requests and answers), a log pump (log_pump.py) and an entry in the memory watchdog
 (memory_watchdog.py); the Worker it returns (process.py) is the handle on that process.
 """
@@ -18,6 +18,8 @@ from typing import Any
 
 from modeldrop.frameworks import Framework, default_version
 
+from modeldrop_local.forking.client import ForkServerError
+from modeldrop_local.sagemaker.worker.fork_servers import ImageForkServer
 from modeldrop_local.sagemaker.worker.image_envs import EnvironmentCache, ImageEnvironment, environment_for
 from modeldrop_local.sagemaker.worker.log_pump import LogPump
 from modeldrop_local.sagemaker.worker.memory_watchdog import MemoryWatchdog
@@ -26,7 +28,6 @@ from modeldrop_local.sagemaker.worker.profiles import Handler, opt_ml_stand_in
 from modeldrop_local.sagemaker.worker.requirements import RequirementsCache
 from modeldrop_local.sagemaker.worker.serving_plan import plan_for
 from modeldrop_local.sagemaker.worker.types import WorkerSpec, WorkerStartError
-from modeldrop_local.sagemaker.worker.zygote import ForkServer
 
 
 class WorkerLauncher:
@@ -45,7 +46,7 @@ class WorkerLauncher:
         self.environments = environments or EnvironmentCache()
         self._pinned_requirements: dict[str, RequirementsCache] = {}
         self._pip_no_index = pip_no_index
-        self._fork_servers: dict[str, ForkServer] = {}
+        self._fork_servers: dict[str, ImageForkServer] = {}
         self._workers: set[Worker] = set()
         self._lock = threading.Lock()
         self._fork_lock = threading.Lock()
@@ -53,7 +54,7 @@ class WorkerLauncher:
         self._watchdog.start()
         self._closed = False
 
-    def fork_server(self, preload: str, environment: ImageEnvironment | None = None) -> ForkServer:
+    def fork_server(self, preload: str, environment: ImageEnvironment | None = None) -> ImageForkServer:
         """The fork server of a preload, under a pinned image environment's interpreter when given."""
         python = str(self.environments.python(environment)) if environment is not None else sys.executable
         key = f"{environment.name}/{preload}" if environment is not None else preload
@@ -64,9 +65,12 @@ class WorkerLauncher:
             if server is None or not server.alive():
                 if server is not None:
                     server.close()
-                server = ForkServer(preload, python=python, label=key)
+                server = ImageForkServer(preload, python=python, label=key)
                 self._fork_servers[key] = server
-        server.wait_ready()
+        try:
+            server.wait_ready()
+        except ForkServerError as error:
+            raise WorkerStartError(str(error)) from error
         return server
 
     def requirements_for(self, environment: ImageEnvironment | None) -> RequirementsCache:
@@ -126,10 +130,12 @@ class WorkerLauncher:
         log_read, log_write = os.pipe()
         fork_started = time.perf_counter()
         try:
-            pid = server.fork(config, theirs.fileno(), log_write)
-        except BaseException:
+            pid = server.fork(config, [theirs.fileno(), log_write])
+        except BaseException as error:
             ours.close()
             os.close(log_read)
+            if isinstance(error, ForkServerError):  # the fork server is gone: this start fails with it
+                raise WorkerStartError(str(error)) from error
             raise
         finally:
             theirs.close()

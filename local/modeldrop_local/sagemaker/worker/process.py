@@ -14,16 +14,17 @@ from collections.abc import Callable
 
 import psutil
 
+from modeldrop_local.forking.client import ForkServer
+from modeldrop_local.forking.processes import describe_exit, kill_process_group
 from modeldrop_local.sagemaker.worker.log_pump import LOG_TAIL_LINES, LogPump
 from modeldrop_local.sagemaker.worker.protocol import ChannelClosed, recv_frame, send_frame
 from modeldrop_local.sagemaker.worker.types import (
-    InvocationResult,
+    WorkerAnswer,
     WorkerCrashed,
     WorkerSpec,
     WorkerStartError,
     WorkerTimeout,
 )
-from modeldrop_local.sagemaker.worker.zygote import ForkServer, describe_exit, kill_process_group
 
 EXIT_REPORT_WAIT_S = 2.0
 
@@ -96,7 +97,7 @@ class Worker:
 
     def invoke(
         self, body: bytes, content_type: str, accept: str, request_id: str, timeout_s: float = 60.0
-    ) -> InvocationResult:
+    ) -> WorkerAnswer:
         with self._lock:
             if self._stopped:
                 raise WorkerCrashed("the worker was stopped")
@@ -129,7 +130,7 @@ class Worker:
         self._log.note(
             f"invocation status={header['status']} bytes={len(payload)} {stages}".rstrip(), request_id
         )
-        return InvocationResult(
+        return WorkerAnswer(
             status=int(header["status"]),
             body=payload,
             content_type=str(header["content_type"]),

@@ -3,8 +3,9 @@
 A model is served as the image of its `PrimaryContainer.Image` serves it: where the user module is
 looked for and under which variables, which default handlers exist and which files they load, how
 bodies are decoded and answers encoded, and what fails when something is missing. Each profile cites
-the serving code it was read from; `../shared/FIDELITY.md` has the behaviours reproduced by running
-that code. A custom image (not a prebuilt one) keeps modeldrop's generic inference-toolkit contract.
+the serving code it was read from; tests/conformance holds the local answers to those of that code
+(the scikit-learn image's, run in-process as an oracle). A custom image (not a prebuilt one) keeps
+modeldrop's generic inference-toolkit contract.
 
 Paths: the container sees the model at /opt/ml/model; here that is the extracted model directory,
 so a submit directory under /opt/ml/model is looked up inside it. /opt/ml/code, the default submit
@@ -159,7 +160,10 @@ GENERIC = ContainerProfile(
     without_program_reason="",
     with_program=Handler.MODELDROP,
     default_model=DefaultModel.NONE,
-    sources=("modeldrop: the inference-toolkit handler contract of ../shared/DESIGN.md",),
+    sources=(
+        "aws/sagemaker-inference-toolkit src/sagemaker_inference/transformer.py and "
+        "default_inference_handler.py: model_fn, input_fn, predict_fn, output_fn or transform_fn",
+    ),
 )
 
 PROFILES: dict[Framework | None, ContainerProfile] = {

@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
+from modeldrop.content_types import accept_list, essence, quality
 
 from modeldrop_local.sagemaker.worker.handler_errors import HandlerError, ModelLoadError
 from modeldrop_local.sagemaker.worker.loaders import BUILT_INS
@@ -34,30 +35,16 @@ NPY = "application/x-npy"
 SUPPORTED_TYPES = (JSON, CSV, NPY)
 
 
-def media_type(value: str | None) -> str:
-    """`application/json; charset=utf-8` -> `application/json`; empty stays empty."""
-    return (value or "").split(";", 1)[0].strip().lower()
-
-
 def negotiate_accept(accept: str | None, content_type: str) -> str:
     """The response type for an Accept header: */* or missing -> the request's type, else JSON."""
-    request_type = media_type(content_type)
+    request_type = essence(content_type)
     fallback = request_type if request_type in SUPPORTED_TYPES else JSON
     if not (accept or "").strip():
         return fallback
     candidates: list[tuple[float, int, str]] = []
-    for position, item in enumerate(accept.split(",")):  # type: ignore[union-attr]
-        kind, *params = [part.strip() for part in item.split(";")]
-        quality = 1.0
-        for param in params:
-            name, _, value = param.partition("=")
-            if name.strip() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        if kind and quality > 0:
-            candidates.append((-quality, position, kind.lower()))
+    for position, item in enumerate(accept_list(accept)):
+        if item.essence and quality(item) > 0:
+            candidates.append((-quality(item), position, item.essence))
     for _, _, kind in sorted(candidates):
         if kind == "*/*":
             return fallback
@@ -135,7 +122,7 @@ def decode_npy(body: bytes | str) -> Any:
 
 
 def default_input_fn(body: bytes | str, content_type: str) -> Any:
-    kind = media_type(content_type) or JSON
+    kind = essence(content_type) or JSON
     if kind == JSON:
         return decode_json(body)
     if kind == CSV:
@@ -352,9 +339,9 @@ def _call_model(data: Any, model: Any) -> Any:
 
 def _resolved_accept(accept: str, content_type: str) -> str:
     """What a custom output_fn gets: the Accept header, with */* or none resolved as for built-ins."""
-    kind = media_type(accept)
+    kind = essence(accept)
     if kind in ("", "*/*"):
-        request_type = media_type(content_type)
+        request_type = essence(content_type)
         return request_type if request_type in SUPPORTED_TYPES else JSON
     return accept.strip()
 

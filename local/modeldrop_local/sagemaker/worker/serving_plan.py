@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from modeldrop_local.sagemaker.worker.fork_servers import PRELOADS
 from modeldrop_local.sagemaker.worker.image_envs import ImageEnvironment, environment_for_image
 from modeldrop_local.sagemaker.worker.profiles import (
     GENERIC,
@@ -24,11 +25,10 @@ from modeldrop_local.sagemaker.worker.profiles import (
     tensorflow_layout_problem,
 )
 from modeldrop_local.sagemaker.worker.types import WorkerSpec, WorkerStartError
-from modeldrop_local.sagemaker.worker.zygote import PRELOADS
 
 
 @dataclass(frozen=True)
-class ServingPlan:
+class WorkerPlan:
     """How a model is served: which serving stack, fork server, loader, artifact and user module."""
 
     framework: str | None  # modeldrop's built-in loader (sklearn, xgboost, onnx, pytorch); None: none
@@ -64,7 +64,7 @@ def _torch_installed() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def plan_for(spec: WorkerSpec) -> ServingPlan:
+def plan_for(spec: WorkerSpec) -> WorkerPlan:
     """Serve the model as the image of spec.image does (profiles.py); a custom image: the generic plan."""
     if not spec.model_dir.is_dir():
         raise WorkerStartError(f"the model directory {spec.model_dir} does not exist")
@@ -90,7 +90,7 @@ def plan_for(spec: WorkerSpec) -> ServingPlan:
     else:  # the scikit-learn image, which also hosts ONNX models (their inference.py imports onnxruntime)
         preload = "onnx" if any(name.endswith(".onnx") for name in names) else "sklearn"
     environment = environment_for_image(spec.image, pickled_model=preload in ("sklearn", "xgboost"))
-    return ServingPlan(
+    return WorkerPlan(
         framework=None,
         preload=preload,
         artifact=None,
@@ -103,7 +103,7 @@ def plan_for(spec: WorkerSpec) -> ServingPlan:
     )
 
 
-def _generic_plan(spec: WorkerSpec) -> ServingPlan:
+def _generic_plan(spec: WorkerSpec) -> WorkerPlan:
     """A custom image: the user module where the toolkit looks, else a built-in loader from the files."""
     from modeldrop.frameworks import Framework, artifact_framework, detect_framework
 
@@ -117,7 +117,7 @@ def _generic_plan(spec: WorkerSpec) -> ServingPlan:
         raise WorkerStartError("TensorFlow SavedModels are not served by the local SageMaker")
     if framework is None:
         if has_code:
-            return ServingPlan(None, "generic", None, code_dir, module=module_name)
+            return WorkerPlan(None, "generic", None, code_dir, module=module_name)
         raise WorkerStartError(
             "unknown framework: no code/inference.py and no model artifact recognised in the tarball "
             "(expected model.joblib/.pkl, xgboost-model/.ubj/.bst, model.onnx or a TorchScript .pt); "
@@ -131,6 +131,6 @@ def _generic_plan(spec: WorkerSpec) -> ServingPlan:
     if framework is Framework.PYTORCH and not _torch_installed():
         if not has_code:
             raise WorkerStartError(NO_TORCH)
-        return ServingPlan(None, "generic", artifact, code_dir, module=module_name)
+        return WorkerPlan(None, "generic", artifact, code_dir, module=module_name)
     preload = framework.value if framework.value in PRELOADS else "generic"
-    return ServingPlan(framework.value, preload, artifact, code_dir, module=module_name)
+    return WorkerPlan(framework.value, preload, artifact, code_dir, module=module_name)

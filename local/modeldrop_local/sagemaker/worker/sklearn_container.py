@@ -26,8 +26,14 @@ Read from, and to be kept in step with:
 
 The package itself is importable by user code, as in the image: the image environment
 (../images/sklearn-1.2-1.lock) installs sagemaker-containers 2.8.6.post2 with Flask 1.1.1, so `from
-sagemaker_containers.beta.framework import encoders, worker` gives the real encoders and Response. The
-answer is still made here, restated above, not by the library's Flask app. Two stand-ins make the import
+sagemaker_containers.beta.framework import encoders, worker` gives the real encoders and Response.
+There the image's defaults decode and encode with the library's own `_encoders.decode`/`encode` and
+`_errors.UnsupportedFormatError` (`image_encoders`; the fork server of that environment preloads
+them); the restatement of `_encoders.py` below serves only where the package is not installed (XGBoost
+script mode in the XGBoost environment, ONNX on the scikit-learn image in the project's environment),
+and the conformance suite (tests/conformance) holds both to the real container's answers. The rest of
+the answer (the Transformer's and Flask's part, restated above) is made here, not by the library's
+Flask app, which would need a server per worker. Two stand-ins make the import
 behave as in the container: the library reads /opt/ml from SAGEMAKER_BASE_DIR at import, set to a folder
 whose `model` and `code` link to the model and the code (profiles.opt_ml_stand_in); and its _mapping.py
 subclasses `collections.Mapping`, an alias the image's Python (3.8) has and Python 3.10 removed, restored
@@ -52,9 +58,10 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from modeldrop.content_types import essence
 
 from modeldrop_local.sagemaker.worker.profiles import BASE_DIR_ENV, DEFAULT_ACCEPT_ENV, DefaultModel
 from modeldrop_local.sagemaker.worker.serving import ModelLoadError, Outcome, load_user_module
@@ -76,7 +83,15 @@ _CHARSET_TYPES = {
 
 
 class UnsupportedFormatError(Exception):
-    """sagemaker-containers' error for a content type no decoder or encoder is keyed by."""
+    """sagemaker-containers' error for a content type no decoder or encoder is keyed by (its message
+    as `_errors.UnsupportedFormatError`'s)."""
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(
+            f"Content type {content_type} is not supported by this framework.\n\n"
+            "Please implement input_fn to to deserialize the request data or an output_fn to\n"
+            "serialize the response. For more information, see the SageMaker Python SDK README."
+        )
 
 
 # -------------------------------------------------------------------------- _encoders.py, restated
@@ -86,12 +101,20 @@ def json_to_numpy(text: str) -> Any:
     return np.array(json.loads(text))
 
 
+class ClientError(Exception):
+    """sagemaker-containers' `_errors.ClientError`: what its CSV codecs raise for a malformed body."""
+
+
 def csv_to_numpy(text: str) -> Any:
     # As _encoders.csv_to_numpy with dtype=None: a failed cast keeps the string array (the ValueError
-    # is swallowed), and the image's default_input_fn then fails on it.
-    array = np.array(list(csv.reader(io.StringIO(text), delimiter=",", quotechar='"', strict=True))).squeeze()
-    with contextlib.suppress(ValueError):
-        array = array.astype(None)
+    # is swallowed), and the image's default_input_fn then fails on it; anything else is a ClientError.
+    try:
+        rows = csv.reader(io.StringIO(text), delimiter=",", quotechar='"', doublequote=True, strict=True)
+        array = np.array(list(rows)).squeeze()
+        with contextlib.suppress(ValueError):
+            array = array.astype(None)
+    except Exception as error:
+        raise ClientError(f"Error while decoding csv: {error}") from error
     return array
 
 
@@ -116,7 +139,10 @@ def array_to_csv(array_like: Any) -> str:
     writer = csv.writer(
         stream, lineterminator="\n", delimiter=",", quotechar='"', doublequote=True, strict=True
     )
-    writer.writerows(array)
+    try:
+        writer.writerows(array)
+    except csv.Error as error:
+        raise ClientError(f"Error while encoding csv: {error}") from error
     return stream.getvalue()
 
 
@@ -131,24 +157,47 @@ _ENCODERS: dict[str, Callable[[Any], Any]] = {NPY: array_to_npy, CSV: array_to_c
 
 
 def decode(data: Any, content_type: str) -> Any:
-    decoder = _DECODERS.get(content_type)
-    if decoder is None:
-        raise UnsupportedFormatError(content_type)
-    return decoder(data)
+    try:  # as _encoders.decode: a KeyError inside the decoder reads as an unknown type too
+        return _DECODERS[content_type](data)
+    except KeyError:
+        raise UnsupportedFormatError(content_type) from None
 
 
 def encode(array_like: Any, content_type: str) -> Any:
-    encoder = _ENCODERS.get(content_type)
-    if encoder is None:
-        raise UnsupportedFormatError(content_type)
-    return encoder(array_like)
+    try:
+        return _ENCODERS[content_type](array_like)
+    except KeyError:
+        raise UnsupportedFormatError(content_type) from None
+
+
+class Encoders(NamedTuple):
+    decode: Callable[[Any, str], Any]
+    encode: Callable[[Any, str], Any]
+    unsupported: type[Exception]  # raised for a content type no decoder or encoder is keyed by
+
+
+RESTATED_ENCODERS = Encoders(decode, encode, UnsupportedFormatError)
+
+
+def image_encoders() -> Encoders:
+    """sagemaker-containers' own codecs where the package is installed (the scikit-learn image
+    environment), else the restatement above. `_encoders` reads no setting when imported (unlike
+    `_env`, which reads /opt/ml), so the fork server imports it ahead."""
+    try:
+        from sagemaker_containers import _encoders, _errors
+    except ImportError:
+        return RESTATED_ENCODERS
+    return Encoders(_encoders.decode, _encoders.encode, _errors.UnsupportedFormatError)
+
+
+IMAGE_ENCODERS = image_encoders()
 
 
 # ------------------------------------------------------------- the images' default functions
 
 
 def sklearn_input_fn(input_data: Any, content_type: str) -> Any:
-    array = decode(input_data, content_type)
+    array = IMAGE_ENCODERS.decode(input_data, content_type)
     return array.astype(np.float32) if content_type in UTF8_TYPES else array
 
 
@@ -157,7 +206,7 @@ def sklearn_predict_fn(input_data: Any, model: Any) -> Any:
 
 
 def output_fn(prediction: Any, accept: str) -> tuple[Any, str]:
-    return encode(prediction, accept), accept
+    return IMAGE_ENCODERS.encode(prediction, accept), accept
 
 
 def _no_model_fn(model_dir: str) -> Any:
@@ -196,7 +245,7 @@ _DEFAULTS: dict[DefaultModel, tuple[Callable[..., Any], Callable[..., Any], Call
 def with_charset(mimetype: str) -> str:
     if "charset" in mimetype:
         return mimetype
-    kind = mimetype.split(";", 1)[0].strip().lower()
+    kind = essence(mimetype)
     if kind.startswith("text/") or kind in _CHARSET_TYPES or kind.endswith("+xml"):
         return f"{mimetype}; charset=utf-8"
     return mimetype
@@ -317,7 +366,7 @@ class SageMakerContainersHandler:
             # body is Flask's HTML error page; the traceback goes to the log (CloudWatch on AWS).
             traceback.print_exc(file=sys.stderr)
             message = str(error) or type(error).__name__
-            if isinstance(error, UnsupportedFormatError):
+            if isinstance(error, IMAGE_ENCODERS.unsupported):
                 message = (
                     f"UnsupportedFormatError: {message} (no decoder/encoder for this exact content type)"
                 )

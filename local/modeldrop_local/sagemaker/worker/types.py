@@ -22,7 +22,7 @@ class WorkerSpec:
 
 
 @dataclass(frozen=True)
-class InvocationResult:
+class WorkerAnswer:
     """One answer of a worker: the handler's status, body and content type."""
 
     status: int  # 200 on success; the handler's original status on error (400, 415, 500, ...)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from modeldrop.content_types import essence, parse
 
 from modeldrop_local.sagemaker.worker.profiles import root_files
 from modeldrop_local.sagemaker.worker.recordio_protobuf import (
@@ -80,10 +81,6 @@ def load_root_boosters(model_dir: Path) -> list[Any]:
     return boosters
 
 
-def media_type(content_type: str | None, default: str) -> str:
-    return (content_type or default).lower().split(";", 1)[0].strip()
-
-
 # aws/sagemaker-xgboost-container src/sagemaker_xgboost_container/data_utils.py (the mlio-era copy of
 # the 1.x line, beside constants/xgb_content_types.py at commit 3e77dcef): the names get_content_type
 # takes, and the message of the UserError it raises for any other.
@@ -112,10 +109,11 @@ def algorithm_content_type(content_type: str | None) -> str:
     if "csv" in lowered:
         if lowered in ("csv", CSV):
             return CSV
-        essence, _, parameters = lowered.partition(";")
-        if essence.strip() == CSV:
-            params = dict(_parameter(item) for item in parameters.split(";") if item.strip())
-            if params.get("label_size", "1") != "1":
+        # Upstream reads the parameters with cgi.parse_header; email.message is its documented
+        # replacement (PEP 594 removed cgi), and modeldrop.content_types parses with it.
+        parsed = parse(lowered)
+        if parsed.essence == CSV:
+            if parsed.parameter("label_size", "1") != "1":
                 raise UnsupportedMediaType(
                     f"{lowered} is not an accepted csv ContentType. Optional parameter label_size must be "
                     "equal to 1"
@@ -126,15 +124,6 @@ def algorithm_content_type(content_type: str | None) -> str:
     elif lowered in ("recordio-protobuf", RECORDIO):
         return RECORDIO
     raise UnsupportedMediaType(f"{lowered} is not an accepted ContentType: {_ACCEPTED_TYPES}.")
-
-
-def _parameter(item: str) -> tuple[str, str]:
-    # cgi.parse_header's reading of one `name=value` parameter (quotes stripped)
-    name, _, value = item.partition("=")
-    value = value.strip()
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        value = value[1:-1]
-    return name.strip().lower(), value
 
 
 _DTYPES = {FLOAT32: np.float32, FLOAT64: np.float64, INT32: np.int32}
@@ -213,7 +202,7 @@ def _dense_row(tensor: Tensor, index: int) -> Any:
 def decode_to_dmatrix(payload: Any, content_type: str) -> Any:
     import xgboost
 
-    kind = media_type(content_type, CSV)
+    kind = essence(content_type or CSV)
     if kind == RECORDIO:
         # serve_utils.parse_content_data: the raw bytes go to encoder.recordio_protobuf_to_dmatrix
         try:
@@ -277,7 +266,7 @@ class BadPayload(Exception):
 
 def _encode(predictions: Any, accept: str) -> tuple[bytes, str]:
     scores = np.asarray(predictions).tolist()
-    kind = media_type(accept, CSV)
+    kind = essence(accept or CSV)
     if kind == JSON:
         return json.dumps({"predictions": [{"score": score} for score in scores]}).encode(), JSON
     if kind == JSONLINES:
