@@ -108,7 +108,7 @@ bench: $(BENCH_STAMP) $(MLFLOW_STAMP) build image-envs
 	$(BIN)/python -m benchmarks.run_all
 
 # Hostile tarballs, hostile HTTP, load and faults against a local cloud on free loopback ports (about
-# 10 minutes); writes reliability/RESULTS.md and results.json. Not part of `make test`.
+# 10 minutes); writes reliability/RESULTS.md and results.json. Not part of `make test`; .ci/run runs it after.
 # RELIABILITY_ARGS="--load-seconds 30" runs the load cases for the issue's 30 s.
 reliability: venv image-envs
 	$(BIN)/python -m reliability.run $(RELIABILITY_ARGS)

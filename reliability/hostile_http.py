@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import select
 import socket
 import threading
 import time
@@ -205,5 +206,103 @@ def slowloris_case(target: Port, clients: int = SLOW_CLIENTS, hold_s: float = 5.
     )
 
 
+def expect_continue_cases(target: Port) -> list[CaseResult]:
+    """`Expect: 100-continue` as botocore sends it (1.43.11 and the pinned release send the same bytes:
+    the head alone, the body only after a 100), for an empty body, a small one, and both on one
+    kept-alive connection (1.43.11 garbles the second answer if the first came without a 100)."""
+    headers = "".join(
+        f"{k}: {v}\r\n" for k, v in {"Content-Type": "application/json", **target.headers}.items()
+    )
+
+    def head(length: int) -> bytes:
+        expect = f"Expect: 100-continue\r\nContent-Length: {length}\r\n\r\n"
+        return _head(target, "POST", target.invocation_path, headers + expect)
+
+    def judged(case: str, answers: list[ExpectAnswer]) -> CaseResult:
+        held = all(a.continued and a.status is not None and a.seconds < 2.0 for a in answers)
+        observed = "; ".join(
+            (f"100 then {a.status} in {a.seconds:.3f} s" if a.continued else f"no 100, {a.status}")
+            if a.status is not None
+            else f"no final answer within {a.seconds:.0f} s (hung)"
+            for a in answers
+        )
+        return CaseResult(
+            group="Hostile HTTP",
+            case=f"{target.name}: {case}",
+            expected="100 Continue, then the service's own answer within 2 s (no read timeout)",
+            observed=observed,
+            held=held,
+            figures={"seconds": [round(a.seconds, 3) for a in answers]},
+        )
+
+    rows = []
+    for case, body in (
+        ("Expect: 100-continue, Content-Length: 0", b""),
+        ("Expect: 100-continue, 2-byte body", b"[]"),
+    ):
+        with socket.create_connection(("127.0.0.1", target.port), timeout=10) as connection:
+            rows.append(judged(case, [expect_continue_call(connection, head(len(body)), body)]))
+    with socket.create_connection(("127.0.0.1", target.port), timeout=10) as connection:
+        first = expect_continue_call(connection, head(0), b"")
+        second = expect_continue_call(connection, head(2), b"[]")
+    rows.append(judged("Expect: 100-continue, empty then 2-byte body on one connection", [first, second]))
+    return rows
+
+
 def all_cases(target: Port) -> list[CaseResult]:
-    return [*framing_cases(target), oversize_case(target), slowloris_case(target)]
+    return [
+        *framing_cases(target),
+        *expect_continue_cases(target),
+        oversize_case(target),
+        slowloris_case(target),
+    ]
+
+
+@dataclass(frozen=True)
+class ExpectAnswer:
+    """What a client that sent `Expect: 100-continue` got: the interim 100 or not, then the final answer."""
+
+    continued: bool  # a 100 Continue came before the final answer
+    body_sent: bool
+    status: int | None  # None: no final answer before the read timeout (the hang)
+    body: bytes
+    seconds: float
+
+
+def expect_continue_call(
+    connection: socket.socket, head: bytes, body: bytes, read_timeout_s: float = 5.0
+) -> ExpectAnswer:
+    """One request with `Expect: 100-continue`, sent as botocore sends it, on a kept-alive connection.
+
+    botocore (awsrequest.py AWSConnection._send_output, the same in 1.43.11 and later) sends the head
+    alone, waits up to 1 s for an answer: a 100 Continue, and it sends the body; a final answer, and it
+    sends nothing more; silence, and it sends the body anyway. It then reads the final answer.
+    """
+    started = time.perf_counter()
+    connection.sendall(head)
+    reader = connection.makefile("rb")
+    continued = body_sent = False
+    connection.settimeout(read_timeout_s)
+    answered_within_1s = bool(select.select([connection], [], [], 1.0)[0])  # urllib3's wait_for_read
+    try:
+        status_line = reader.readline() if answered_within_1s else b""
+        if status_line.startswith(b"HTTP/1.1 100 "):
+            continued = True
+            while reader.readline() not in (b"\r\n", b""):
+                pass
+            status_line = b""
+        if not status_line:
+            connection.sendall(body)
+            body_sent = True
+            status_line = reader.readline()
+        length = 0
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        answer = reader.read(length) if length else b""
+    except TimeoutError:
+        return ExpectAnswer(continued, body_sent, None, b"", time.perf_counter() - started)
+    finally:
+        reader.close()
+    return ExpectAnswer(continued, body_sent, status_of(status_line), answer, time.perf_counter() - started)

@@ -26,6 +26,8 @@ class Hostile:
     # "rejected": OnUpload refuses it; "failed": accepted, the endpoint does not come up (Failed or
     # TimedOut); "deployed": valid after all, it goes InService; "final": any final status with a reason.
     outcome: str
+    # Words the reason must hold (the refusal names what it refused), when the expectation names them.
+    reason_has: str = ""
 
 
 def _members(tarball: Path) -> list[tuple[tarfile.TarInfo, bytes | None]]:
@@ -36,9 +38,11 @@ def _members(tarball: Path) -> list[tuple[tarfile.TarInfo, bytes | None]]:
         ]
 
 
-def tar_gz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+def tar_gz(
+    members: list[tuple[tarfile.TarInfo, bytes | None]], tar_format: int = tarfile.PAX_FORMAT
+) -> bytes:
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as archive:
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tar_format) as archive:
         for member, data in members:
             archive.addfile(member, io.BytesIO(data) if data is not None else None)
     return buffer.getvalue()
@@ -174,7 +178,17 @@ class HostileTarballs:
                 lambda _: _zip_of(self.iris),
                 "rejected",
             ),
-            Hostile("empty-object", "a 0-byte object", "Rejected: empty", lambda _: b"", "rejected"),
+            Hostile(
+                "empty-object",
+                "a 0-byte object, put with boto3 put_object(Body=b'') "
+                "(Expect: 100-continue, Content-Length: 0)",
+                'the put answered at once (no read timeout); Rejected: "empty object"',
+                lambda _: b"",
+                "rejected",
+                "empty object",
+            ),
+            *self.link_chain_cases(),
+            *self.name_cases(),
             Hostile(
                 "config-oversize",
                 "modeldrop.json of 100 KB (limit 64 KB)",
@@ -241,6 +255,140 @@ class HostileTarballs:
                 "failed",
             ),
         ]
+
+    def link_chain_cases(self) -> list[Hostile]:
+        """Links that stay inside as written, one by one, and leave the root together."""
+        up = chain_to(str(self.canary / "secret"))
+        loop = [
+            special_member("code/a", tarfile.SYMTYPE, "b"),
+            special_member("code/b", tarfile.SYMTYPE, "a"),
+        ]
+        forty = [
+            special_member(f"code/l{i:02d}", tarfile.SYMTYPE, f"l{i + 1:02d}" if i < 39 else "d/up/..")
+            for i in range(1, 40)
+        ]
+        return [
+            Hostile(
+                "link-through-link",
+                "code/x → 'd/…/l/../…/canary/secret', inside by its name, through the link d/…/l → the root "
+                "(40 levels deep: its '..'s climb out)",
+                "Rejected naming the link and where it leads; nothing written outside",
+                lambda _: self.with_extra(*up),
+                "rejected",
+                "symlink 'code/x' points outside the archive root",
+            ),
+            Hostile(
+                "link-before-its-target",
+                "the same two links, code/x first, before the link and the directories it goes through",
+                "Rejected naming the link and where it leads; nothing written outside",
+                lambda _: self.with_extra(*reversed(up)),
+                "rejected",
+                "symlink 'code/x' points outside the archive root",
+            ),
+            Hostile(
+                "link-loop",
+                "code/a → b and code/b → a",
+                "Rejected: the links form a loop",
+                lambda _: self.with_extra(*loop),
+                "rejected",
+                "form a loop",
+            ),
+            Hostile(
+                "link-chain-40",
+                "a chain of 40 links code/l01 → l02 → … → l39 → 'd/up/..', with code/d/up → '..'",
+                "Rejected naming the first link and where the chain leads",
+                lambda _: self.with_extra(
+                    special_member("code/d", tarfile.DIRTYPE),
+                    special_member("code/d/up", tarfile.SYMTYPE, "../.."),
+                    *forty,
+                ),
+                "rejected",
+                "symlink 'code/l01' points outside the archive root",
+            ),
+        ]
+
+    def direct_cases(self) -> list[Hostile]:
+        """For the local SageMaker's own extraction, with no OnUpload in front of it."""
+        up = chain_to(str(self.canary / "secret"))
+        return [
+            Hostile(
+                "link-through-link",
+                "code/x → the canary through the link d/…/l → the root (as above)",
+                "Failed naming the link; no link to the canary left on disk",
+                lambda _: self.with_extra(*reversed(up)),
+                "failed",
+                "symlink 'code/x' points outside the archive root",
+            ),
+            Hostile(
+                "path-over-path-max-on-disk",
+                "a member path of 4015 bytes (16 x 250): legal alone, over PATH_MAX under the local model "
+                "directory",
+                "Failed in one sentence naming the member (the filesystem's refusal, not a traceback)",
+                lambda _: self.with_extra(pax_named("/".join(["q" * 250] * 16))),
+                "failed",
+                "could not write member 'qqqq",
+            ),
+        ]
+
+    def name_cases(self) -> list[Hostile]:
+        """Member names a filesystem cannot hold (Linux include/uapi/linux/limits.h)."""
+        return [
+            Hostile(
+                "name-nul",
+                "a member whose pax path holds a NUL byte: code/evil\\0.py",
+                "Rejected naming the NUL",
+                lambda _: self.with_extra(pax_named("code/evil\0.py")),
+                "rejected",
+                "holds a NUL byte",
+            ),
+            Hostile(
+                "name-component-256",
+                "a member with a 256-byte name component",
+                "Rejected naming NAME_MAX",
+                lambda _: self.with_extra(pax_named("code/" + "n" * 256)),
+                "rejected",
+                "NAME_MAX",
+            ),
+            Hostile(
+                "name-path-4096",
+                "a member path of 4096 bytes (16 components of 255 bytes)",
+                "Rejected naming PATH_MAX",
+                lambda _: self.with_extra(pax_named(("/".join(["p" * 255] * 16) + "x")[:4096])),
+                "rejected",
+                "PATH_MAX",
+            ),
+            Hostile(
+                "name-not-utf8",
+                "a member name holding the bytes 0xff 0xfe (GNU format)",
+                "Rejected: not valid UTF-8",
+                lambda _: tar_gz([*self.iris, file_member("code/\udcff\udcfe.py", b"x")], tarfile.GNU_FORMAT),
+                "rejected",
+                "not valid UTF-8",
+            ),
+        ]
+
+
+LINK_DEPTH = 40
+
+
+def chain_to(outside: str) -> list[tuple[tarfile.TarInfo, bytes | None]]:
+    """code/x reaches `outside` through another link, although each target stays inside as written.
+
+    code/d/…/d/l (40 directories deep) → '../'*40: the root. code/x → 'd/…/d/l' + '/..' * 41 + outside:
+    by name that is the root plus `outside`; on disk, l is the root and 41 '..' climb above it.
+    """
+    deep = "/".join(["d"] * LINK_DEPTH)
+    return [
+        special_member(f"code/{deep}/l", tarfile.SYMTYPE, "/".join([".."] * (LINK_DEPTH + 1))),
+        special_member("code/x", tarfile.SYMTYPE, f"{deep}/l" + "/.." * (LINK_DEPTH + 2) + outside),
+    ]
+
+
+def pax_named(name: str) -> tuple[tarfile.TarInfo, bytes]:
+    """A one-byte member whose name comes from a pax record (how a NUL or any length gets through)."""
+    member, data = file_member("placeholder", b"x")
+    member.pax_headers = {"path": name}
+    return member, data
 
 
 def _inference(model_fn_body: str) -> str:

@@ -4,14 +4,17 @@ waitress (Pylons, pure Python) is a maintained WSGI server with what these ports
 keep-alive, TCP_NODELAY on every accepted socket (its default `socket_options`), a request read whole
 by its event loop before a worker thread sees it (so slow or half-sent requests never hold a thread),
 431 for oversized headers, 501 for a transfer coding other than chunked, 400 for an invalid
-Content-Length, and a fixed pool of worker threads. Three things are added here:
+Content-Length, and a fixed pool of worker threads. Four things are added here:
 - a request with both Transfer-Encoding and Content-Length is refused with 400 (RFC 9112 §6.3 lets a
   server let chunked win, as waitress does, but such a request is how requests are smuggled past a
   proxy, and no client of these ports sends one);
 - on a port that moto answers, headers whose names hold an underscore (S3 metadata `x-amz-meta-a_b`)
   reach moto with their spelling, as moto's own server gives them; waitress drops such headers, since
   in WSGI `X-A_B` and `X-A-B` would both become `HTTP_X_A_B`;
-- response header names go out as the app spelt them (waitress capitalises them; see `_Task`).
+- response header names go out as the app spelt them (waitress capitalises them; see `_Task`);
+- `Expect: 100-continue` on a request with no body to wait for (Content-Length: 0, or none) is answered,
+  and on one already refused (413, 431, 400) the refusal comes at once; waitress hangs both (see
+  `_Channel.send_continue`).
 """
 
 from __future__ import annotations
@@ -112,6 +115,27 @@ class _HookedTask(_Task):
 class _Channel(HTTPChannel):
     parser_class = _FramingCheckedParser
     task_class = _Task
+
+    def send_continue(self) -> None:
+        """100 Continue, without waitress's hang on a request that is complete with its headers.
+
+        waitress 3.0.2's send_continue (src/waitress/channel.py) marks the request incomplete again to
+        read the body it invites; a request with no body (botocore sends `Expect: 100-continue` with
+        Content-Length: 0 for put_object(Body=b"")) or one already refused then waits for a body that
+        never comes, and the client times out. A refusal is sent as the final status instead of the 100
+        (RFC 9110 §10.1.1 allows either; waitress closes the connection after a refusal). A bodiless
+        request still gets its 100 first: botocore 1.43.11 keeps the status of a final answer to an
+        Expect request and reads the next response on that kept-alive connection with it (awsrequest.py
+        AWSConnection.request resets response_class only for requests without Expect; later releases
+        reset it always), so an early final answer would make the next call time out.
+        """
+        request = self.request
+        if request.error is not None:
+            request.expect_continue = False
+            return
+        completed = request.completed
+        super().send_continue()
+        request.completed = completed
 
     def handle_close(self) -> None:
         # A socket closed with unread input is reset, and a reset can discard an answer the client has

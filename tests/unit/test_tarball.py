@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
+from modeldrop.archive_links import check_links
 from modeldrop.frameworks import Framework
 from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.tarball import (
@@ -163,7 +165,7 @@ def test_accepts_links_that_stay_inside_the_root() -> None:
 
 
 def test_rejects_an_empty_object() -> None:
-    assert rejection(b"") == "empty file: the object has no bytes"
+    assert rejection(b"") == "empty object: the uploaded object has no bytes"
 
 
 def test_rejects_data_that_is_not_gzip() -> None:
@@ -252,16 +254,174 @@ def test_rejects_members_written_through_a_symlinked_directory() -> None:
     assert rejection(data) == "member 'alias/x.txt' lies inside symlink 'alias'"
 
 
-def test_rejects_symlinks_that_traverse_another_symlink() -> None:
-    # Given 'a/b' -> '..' (the root: inside) and 'x' -> 'a/b/..', whose name normalises to 'a'
+# --- link chains: every symlink is followed through the archive's own links, in any order ----------
+
+
+def symlink(name: str, target: str) -> tuple[tarfile.TarInfo, bytes]:
+    return special_member(name, tarfile.SYMTYPE, target)
+
+
+def directory(name: str) -> tuple[tarfile.TarInfo, bytes]:
+    return special_member(name, tarfile.DIRTYPE)
+
+
+def chain(length: int, last_target: str) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """l01 -> l02 -> ... -> l<length> -> last_target."""
+    names = [f"l{index:02d}" for index in range(1, length + 1)]
+    return [symlink(name, target) for name, target in zip(names, [*names[1:], last_target], strict=True)]
+
+
+def test_rejects_a_link_through_a_link_in_archive_order() -> None:
+    # Given 'a/b' -> '..' (the root: inside) and then 'x' -> 'a/b/..', whose name normalises to 'a'
     # but which lands above the root on disk
-    data = make_tarball(
-        MODEL,
-        special_member("a", tarfile.DIRTYPE),
-        special_member("a/b", tarfile.SYMTYPE, ".."),
-        special_member("x", tarfile.SYMTYPE, "a/b/.."),
+    data = make_tarball(MODEL, directory("a"), symlink("a/b", ".."), symlink("x", "a/b/.."))
+    assert rejection(data) == (
+        "symlink 'x' points outside the archive root: 'a/b/..' leads to '..' through 'a/b'"
     )
-    assert rejection(data) == "symlink 'x' points through another symlink 'a/b'"
+
+
+def test_rejects_a_link_that_comes_before_the_directory_it_goes_through() -> None:
+    # Given the same two links with 'x' first, before 'a' and 'a/b' exist in the archive
+    data = make_tarball(MODEL, symlink("x", "a/b/.."), directory("a"), symlink("a/b", ".."))
+    assert rejection(data) == (
+        "symlink 'x' points outside the archive root: 'a/b/..' leads to '..' through 'a/b'"
+    )
+
+
+def test_rejects_a_member_that_comes_before_the_symlink_it_would_lie_in() -> None:
+    data = make_tarball(MODEL, file_member("alias/x.txt"), symlink("alias", "sub"))
+    assert rejection(data) == "member 'alias/x.txt' lies inside symlink 'alias'"
+
+
+def test_rejects_a_link_that_climbs_to_an_absolute_file_through_a_deep_link() -> None:
+    # Given 'd/d/d/l' -> '../../..' (the root) and 'x' -> 'd/d/d/l/../../../../etc/passwd', which is
+    # 'etc/passwd' inside the root by its name, but /etc/passwd on disk once l is followed
+    data = make_tarball(MODEL, symlink("d/d/d/l", "../../.."), symlink("x", "d/d/d/l/../../../../etc/passwd"))
+    assert rejection(data) == (
+        "symlink 'x' points outside the archive root: 'd/d/d/l/../../../../etc/passwd' leads to "
+        "'..' 4 times then 'etc/passwd' through 'd/d/d/l'"
+    )
+
+
+def test_rejects_links_forming_a_loop() -> None:
+    data = make_tarball(MODEL, symlink("a", "b"), symlink("b", "a"))
+    assert rejection(data) == "symlink 'a' never resolves: the links 'a' -> 'b' -> 'a' form a loop"
+
+
+def test_rejects_links_that_loop_through_a_longer_path() -> None:
+    # Given 'a' -> 'b/f' and 'b' -> 'a': 'a' is defined through itself (the kernel answers ELOOP)
+    data = make_tarball(MODEL, symlink("a", "b/f"), symlink("b", "a"))
+    assert rejection(data) == "symlink 'a' never resolves: the links 'a' -> 'b' -> 'a' form a loop"
+
+
+def test_rejects_a_chain_of_40_links_that_leaves_through_its_last_link() -> None:
+    # Given a chain of 40 links, each inside as written: l01 -> ... -> l39 -> 'deep/up/..', where
+    # 'deep/up' -> '..' (the root), so the last step goes to the root's parent
+    data = make_tarball(MODEL, directory("deep"), symlink("deep/up", ".."), *chain(39, "deep/up/.."))
+    assert rejection(data) == (
+        "symlink 'l01' points outside the archive root: 'l02' leads to '..' through "
+        "'l02' -> 'l03' -> ... 36 more ... -> 'deep/up'"
+    )
+
+
+def test_accepts_a_chain_of_40_links_that_stays_inside() -> None:
+    # The kernel follows 40 links in one lookup (MAXSYMLINKS): such a chain opens fine
+    report = inspect_tarball(OneWayStream(make_tarball(MODEL, *chain(40, "model.joblib"))))
+    assert len(report.files) == 41
+
+
+def test_rejects_a_chain_of_41_links() -> None:
+    assert rejection(make_tarball(MODEL, *chain(41, "model.joblib"))) == (
+        "symlink 'l01' never resolves: it leads through more than 40 links ('l01' -> 'l02' -> ... "
+        "38 more ... -> 'l41'), more than the kernel follows (MAXSYMLINKS)"
+    )
+
+
+def test_the_most_links_a_tarball_may_hold_are_checked_in_seconds() -> None:
+    # Given as many long links as the limits allow: 1,000 of 2,047 components (4 KB) each and 10,000
+    # members of 4 KB, then a chain of 40 links whose every hop adds 2,000 components
+    deep = "/".join(["a"] * 2047)
+    many = {f"l{index}": deep for index in range(TarballLimits().max_symlinks)}
+    members = [*many, *(f"m{index}/{deep}" for index in range(9000))]
+    growing = {f"x{index}": f"x{index + 1}/" + "/".join(["b"] * 2000) for index in range(39)}
+    growing["x39"] = "."
+    # When their landings are checked, Then it takes seconds (a walk that rebuilt each path it
+    # reached would take hours)
+    started = time.perf_counter()
+    check_links(many, members)
+    check_links(growing, list(growing))
+    assert time.perf_counter() - started < 20
+
+
+def test_rejects_more_symlinks_than_the_limit() -> None:
+    data = make_tarball(MODEL, *(symlink(f"l{index}", "model.joblib") for index in range(3)))
+    assert rejection(data, TarballLimits(max_symlinks=2)) == "too many symlinks: more than 2 in the archive"
+
+
+def test_accepts_a_link_through_a_link_that_stays_inside() -> None:
+    # Given 'a/b' -> 'c/d' and 'x' -> 'a/b/../..': on disk a/b/.. is a/c, and a/c/.. is a
+    data = make_tarball(MODEL, symlink("x", "a/b/../.."), directory("a"), symlink("a/b", "c/d"))
+    assert inspect_tarball(OneWayStream(data)).files == ["model.joblib", "x", "a/b"]
+
+
+def test_rejects_a_hardlink_whose_target_names_a_parent() -> None:
+    # '..' in a hardlink's target is applied on disk after whatever link lies on the way
+    data = make_tarball(MODEL, special_member("h", tarfile.LNKTYPE, "sub/../model.joblib"))
+    assert rejection(data) == (
+        "hardlink 'h' points to 'sub/../model.joblib', which is not an earlier regular file in the archive"
+    )
+
+
+# --- names a filesystem cannot hold -------------------------------------------------------------
+
+
+def pax_named(name: str) -> tuple[tarfile.TarInfo, bytes]:
+    """A member whose name comes from a pax record (the only way a NUL or any length gets through)."""
+    info, data = file_member("placeholder")
+    info.pax_headers = {"path": name}
+    return info, data
+
+
+def test_rejects_a_name_holding_a_nul_byte() -> None:
+    assert rejection(make_tarball(MODEL, pax_named("code/evil\0.py"))) == (
+        "member name holds a NUL byte: 'code/evil\\x00.py'"
+    )
+
+
+def test_rejects_a_name_that_is_not_utf8() -> None:
+    # Given a GNU-format member whose name holds the bytes 0xff 0xfe
+    info, data = file_member("code/\udcff\udcfe.py")  # how tarfile spells undecodable bytes
+    assert rejection(make_tarball(MODEL, (info, data), tar_format=tarfile.GNU_FORMAT)) == (
+        "member name is not valid UTF-8: 'code/\\xff\\xfe.py'"
+    )
+
+
+def test_rejects_a_component_over_name_max() -> None:
+    assert rejection(make_tarball(MODEL, pax_named(f"code/{'n' * 256}.py"))) == (
+        f"member name has a component of 259 bytes: '{'n' * 60}...'; a file name may have at most "
+        "255 bytes (NAME_MAX)"
+    )
+
+
+def test_accepts_a_component_of_exactly_name_max() -> None:
+    name = f"code/{'é' * 126}abc"  # 126 x 2 bytes + 3 = 255 bytes
+    assert name in inspect_tarball(OneWayStream(make_tarball(MODEL, file_member(name)))).files
+
+
+def test_rejects_a_path_over_path_max() -> None:
+    name = "/".join(["d" * 255] * 16)  # 16 x 255 + 15 slashes = 4095 bytes: one too many with a NUL
+    name = f"{name}x"[:4096]
+    assert rejection(make_tarball(MODEL, pax_named(name))) == (
+        f"member name is 4096 bytes long: '{'d' * 60}...'; a path may have at most 4095 bytes (PATH_MAX)"
+    )
+
+
+def test_rejects_a_link_target_the_filesystem_cannot_hold() -> None:
+    info, _ = symlink("code/link", "placeholder")
+    info.pax_headers = {"linkpath": "model\0.joblib"}
+    assert rejection(make_tarball(MODEL, (info, b""))) == (
+        "link target of 'code/link' holds a NUL byte: 'model\\x00.joblib'"
+    )
 
 
 def test_accepts_a_symlink_to_a_symlink() -> None:

@@ -45,6 +45,7 @@ from modeldrop.guardrails.state import RolloutRecords
 from modeldrop.model_config import ModelConfig, ResolvedConfig, parse_model_config, resolve_config
 from modeldrop.observability import logger, metrics
 from modeldrop.preflight import check_serverless_quotas
+from modeldrop.reasons import error_summary
 from modeldrop.records import Deployment, DeploymentStatus, utc_now
 from modeldrop.registry import register_upload
 from modeldrop.rejection import RejectionCode, UploadRejected
@@ -160,6 +161,13 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
         logger.warning("upload rejected", extra={"code": rejection.code, "reason": rejection.reason})
         _count("UploadRejected")
         return _outcome(upload, deployment, DeploymentStatus.REJECTED, rejection.reason)
+    except Exception as error:
+        # Unexpected (reading S3, a bug): recorded, then re-raised so that Lambda retries the event.
+        reason = _internal_error_reason("inspecting the tarball", error)
+        deps.records.put_deployment(
+            deployment.model_copy(update={"status": DeploymentStatus.FAILED, "reason": reason})
+        )
+        raise
 
     # The record's config holds what CreateModel gets: the environment includes what OnUpload added
     # (servingSetup says which keys, and which files).
@@ -173,11 +181,17 @@ def handle_upload(upload: UploadedObject, deps: DeployDependencies) -> UploadOut
         # Unexpected (S3, DynamoDB, Step Functions, SageMaker throttling): the record must not stay Queued
         # with nothing to follow it. Re-raised, so Lambda retries the event (as a new deployment: the
         # idempotency record of a failed attempt is released).
-        reason = f"internal error, retried: {type(error).__name__}: {error}"
+        reason = _internal_error_reason("deploying", error)
         deps.records.update_deployment(
             model_name, version, DeploymentStatus.FAILED, reason=reason, expected=(DeploymentStatus.QUEUED,)
         )
         raise
+
+
+def _internal_error_reason(step: str, error: Exception) -> str:
+    """One sentence for the record (the uploader reads it); the trace goes to the log."""
+    logger.exception(f"internal error while {step}")
+    return f"internal error while {step}, retried: {error_summary(error)}"
 
 
 def _deploy_recorded(

@@ -24,6 +24,15 @@ from typing import IO, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modeldrop.archive_links import LinkProblem, check_links
+from modeldrop.archive_links import shown as _shown
+from modeldrop.extraction_guard import (
+    UnsafeOnDisk,
+    check_hardlink_source,
+    check_parents_inside,
+    check_symlinks_inside,
+    create_symlink,
+)
 from modeldrop.frameworks import Framework, artifact_framework, detect_framework
 from modeldrop.pickle_scan import PICKLE_SUFFIXES, PickleFacts, scan_pickle
 from modeldrop.rejection import RejectionCode, UploadRejected
@@ -46,11 +55,24 @@ _RAW_CHUNK = 64 * 1024
 # Tar metadata (headers, long-name and pax records, padding) allowed on top of the file data.
 _METADATA_ALLOWANCE_PER_MEMBER = 3 * 512
 _METADATA_ALLOWANCE = 1024 * 1024 + 10240
+# What a Linux filesystem can hold (include/uapi/linux/limits.h): a name component of at most NAME_MAX
+# bytes, a path of fewer than PATH_MAX bytes (PATH_MAX counts the terminating NUL).
+NAME_MAX_BYTES = 255
+PATH_MAX_BYTES = 4096
 
 
 def _rejected(reason: str) -> UploadRejected:
     """The tarball cannot be deployed; `reason` tells the uploader why."""
     return UploadRejected(RejectionCode.TARBALL, reason)
+
+
+class MemberNotWritten(Exception):
+    """A member passed every check but the filesystem refused it on extraction (a path too long once
+    joined to the extraction directory, a full disk): named here, since the OSError alone names a path."""
+
+    def __init__(self, name: str, error: OSError) -> None:
+        super().__init__(f"could not write member {_shown(name)}: {error.strerror or error}")
+        self.member = name
 
 
 class TarballLimits(BaseModel):
@@ -62,6 +84,9 @@ class TarballLimits(BaseModel):
     max_uncompressed_bytes: int = Field(default=6 * 1024**3, ge=1)
     max_member_bytes: int = Field(default=6 * 1024**3, ge=1)
     max_config_bytes: int = Field(default=64 * 1024, ge=1)
+    # Each symlink is followed through the archive's others at the end (archive_links.py); a model
+    # needs a few, and this bounds that work.
+    max_symlinks: int = Field(default=1000, ge=0)
 
 
 class TarballReport(BaseModel):
@@ -121,7 +146,7 @@ class _GunzipStream(io.RawIOBase):
                 break
             first += chunk
         if not first:
-            raise _rejected("empty file: the object has no bytes")
+            raise _rejected("empty object: the uploaded object has no bytes")
         if not first.startswith(_GZIP_MAGIC):
             if len(first) > _TAR_MAGIC_OFFSET + 5 and first[_TAR_MAGIC_OFFSET:].startswith(b"ustar"):
                 raise _rejected(
@@ -189,6 +214,31 @@ def _escapes(target: str) -> bool:
     return normal == ".." or normal.startswith("../") or normal.startswith("/")
 
 
+def _check_name(name: str, what: str) -> None:
+    """Refuse a name no filesystem can hold, before anything joins it to a path.
+
+    tarfile decodes names as UTF-8 with surrogateescape (pax records: UTF-8 first), so bytes that are
+    not UTF-8 arrive as lone surrogates; a NUL can only arrive through a pax record.
+    """
+    if "\0" in name:
+        raise _rejected(f"{what} holds a NUL byte: {_shown(name)}")
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _rejected(f"{what} is not valid UTF-8: {_shown(name)}") from None
+    if len(encoded) >= PATH_MAX_BYTES:
+        raise _rejected(
+            f"{what} is {len(encoded)} bytes long: {_shown(name)}; a path may have at most "
+            f"{PATH_MAX_BYTES - 1} bytes (PATH_MAX)"
+        )
+    for component in name.split("/"):
+        if len(component.encode("utf-8")) > NAME_MAX_BYTES:
+            raise _rejected(
+                f"{what} has a component of {len(component.encode('utf-8'))} bytes: {_shown(component)}; "
+                f"a file name may have at most {NAME_MAX_BYTES} bytes (NAME_MAX)"
+            )
+
+
 class _Scanner:
     """Applies every check to each member in archive order and builds the report."""
 
@@ -198,7 +248,8 @@ class _Scanner:
         self.count = 0
         self.total = 0
         self.regular_files: set[str] = set()
-        self.symlinks: set[str] = set()
+        # Each symlink's target as written, for the namespace-wide check at the end.
+        self.symlinks: dict[str, str] = {}
         self.seen: set[str] = set()
         # Everything that is not a directory (regular files and links), in archive order.
         self.files: list[str] = []
@@ -219,6 +270,9 @@ class _Scanner:
                 f"too many members: more than {limits.max_members} files and directories in the archive"
             )
         raw_name = member.name
+        _check_name(raw_name, "member name")
+        if member.issym() or member.islnk():
+            _check_name(member.linkname, f"link target of {_shown(raw_name)}")
         _check_path(raw_name)
         name = _normalise(raw_name)
         if name == "":
@@ -228,11 +282,6 @@ class _Scanner:
         if name in self.seen:
             raise _rejected(f"duplicate member: {name!r} appears more than once")
         self.seen.add(name)
-        parts = name.split("/")
-        for depth in range(1, len(parts)):
-            parent = "/".join(parts[:depth])
-            if parent in self.symlinks:
-                raise _rejected(f"member {name!r} lies inside symlink {parent!r}")
         if member.ischr() or member.isblk():
             raise _rejected(f"device file not allowed: {name!r}")
         if member.isfifo():
@@ -242,13 +291,15 @@ class _Scanner:
                 posixpath.join(posixpath.dirname(name), member.linkname)
             ):
                 raise _rejected(f"symlink {name!r} points outside the archive root: {member.linkname!r}")
-            self._check_not_through_symlink(name, member.linkname)
-            self.symlinks.add(name)
+            if len(self.symlinks) >= limits.max_symlinks:
+                raise _rejected(f"too many symlinks: more than {limits.max_symlinks} in the archive")
+            self.symlinks[name] = member.linkname
         elif member.islnk():
             target = _normalise(member.linkname)
             if member.linkname.startswith("/") or _escapes(target):
                 raise _rejected(f"hardlink {name!r} points outside the archive root: {member.linkname!r}")
-            if posixpath.normpath(target) not in self.regular_files:
+            # By its exact name: '..' in it would be applied on disk after any symlink on the way.
+            if ".." in member.linkname.split("/") or target not in self.regular_files:
                 raise _rejected(
                     f"hardlink {name!r} points to {member.linkname!r}, "
                     "which is not an earlier regular file in the archive"
@@ -284,25 +335,6 @@ class _Scanner:
         self.members.append(name)
         return name
 
-    def _check_not_through_symlink(self, name: str, linkname: str) -> None:
-        """A target that passes through another symlink is judged by names only at our peril.
-
-        'a/b' -> '..' is inside, but 'x' -> 'a/b/..' then lands outside on disk although its
-        name normalises to 'a'; so a link may end at another link but not traverse one.
-        """
-        walked: list[str] = []
-        parts = [part for part in posixpath.join(posixpath.dirname(name), linkname).split("/")]
-        for index, part in enumerate(parts):
-            if part in ("", "."):
-                continue
-            if part == "..":
-                walked.pop()
-            else:
-                walked.append(part)
-            through = "/".join(walked)
-            if through in self.symlinks and index < len(parts) - 1:
-                raise _rejected(f"symlink {name!r} points through another symlink {through!r}")
-
     def too_large_reason(self) -> str:
         return (
             f"too large uncompressed: more than {self.limits.max_uncompressed_bytes} bytes "
@@ -312,6 +344,12 @@ class _Scanner:
     def report(self, require_model: bool = True) -> TarballReport:
         if not self.members:
             raise _rejected("empty tarball: the archive has no files")
+        try:
+            # Members under a symlink, and links that leave through other links: the whole archive
+            # is needed (any order); safe_extract creates no symlink before this.
+            check_links(self.symlinks, self.members)
+        except LinkProblem as problem:
+            raise _rejected(problem.reason) from None
         artifacts = [name for name in self.files if artifact_framework(name) is not None]
         if require_model and not artifacts and not self.has_inference_code:
             raise _rejected(
@@ -340,8 +378,9 @@ def _open(fileobj: _Readable | IO[bytes], limits: TarballLimits) -> tarfile.TarF
     stream = _GunzipStream(fileobj, cap + _METADATA_ALLOWANCE)
     stream.start()
     try:
-        # Closed by the caller's `with`; tarfile stream mode reads it strictly in order.
-        archive = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115
+        # Closed by the caller's `with`; tarfile stream mode reads it strictly in order. Names are
+        # UTF-8 whatever the locale, bytes that are not kept as surrogates for _check_name to refuse.
+        archive = tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
     except tarfile.ReadError as error:
         if str(error) == "empty file":
             raise _rejected("empty tarball: the gzip data decompresses to nothing") from None
@@ -385,10 +424,13 @@ def _scan(
     fileobj: _Readable | IO[bytes], limits: TarballLimits, dest: Path | None, require_model: bool = True
 ) -> TarballReport:
     scanner = _Scanner(limits)
+    deferred_symlinks: list[tuple[str, str]] = []
     for archive, member, name in checked_members(fileobj, limits, scanner):
         if dest is not None:
-            if name:
-                _extract_member(archive, member, dest)
+            if member.issym():
+                deferred_symlinks.append((name, member.linkname))
+            elif name:
+                _extract_member(archive, member, name, dest)
             if name == CONFIG_MEMBER:
                 scanner.config_bytes = (dest / CONFIG_MEMBER).read_bytes()
             elif name == LIBRARIES_MEMBER and member.isreg():
@@ -399,7 +441,18 @@ def _scan(
             scanner.libraries_bytes = _read_small(archive, member, LIBRARIES_MEMBER, limits.max_config_bytes)
         elif member.isreg():
             _read_for_checks(archive, member, name, scanner)
-    return scanner.report(require_model)
+    report = scanner.report(require_model)
+    if dest is not None:
+        try:
+            for name, target in deferred_symlinks:
+                try:
+                    create_symlink(dest, name, target)
+                except OSError as error:
+                    raise MemberNotWritten(name, error) from error
+            check_symlinks_inside(dest, deferred_symlinks)
+        except UnsafeOnDisk as unsafe:
+            raise _rejected(unsafe.reason) from None
+    return report
 
 
 def _read_for_checks(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, scanner: _Scanner) -> None:
@@ -416,13 +469,20 @@ def _read_for_checks(archive: tarfile.TarFile, member: tarfile.TarInfo, name: st
             scanner.code_sources[name] = _read_small(archive, member, name, MAX_CODE_FILE_BYTES)
 
 
-def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
-    # The data filter re-checks on the real filesystem (realpath), so even a link chain that slips
-    # past the name checks above cannot write outside dest.
+def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, name: str, dest: Path) -> None:
+    """Write one directory, regular file or hardlink (symlinks wait until the end: extraction_guard)."""
+    # The data filter checks again, but it is not trusted alone (see extraction_guard).
     try:
+        check_parents_inside(dest, name)
+        if member.islnk():
+            check_hardlink_source(dest, name, _normalise(member.linkname))
         archive.extract(member, path=dest, filter="data")
+    except UnsafeOnDisk as unsafe:
+        raise _rejected(unsafe.reason) from None
     except tarfile.FilterError as error:
         raise _rejected(f"unsafe member {member.name!r}: {error}") from None
+    except OSError as error:
+        raise MemberNotWritten(name, error) from error
 
 
 def inspect_tarball(fileobj: _Readable | IO[bytes], limits: TarballLimits | None = None) -> TarballReport:

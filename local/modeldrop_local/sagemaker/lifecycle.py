@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from modeldrop.reasons import error_summary
 
 from modeldrop_local.sagemaker.model_data import DeploymentFailed, download_model_data, fetch_source_dir
 from modeldrop_local.sagemaker.pool import LauncherLike, ServerlessPool
@@ -30,10 +31,6 @@ from modeldrop_local.sagemaker.worker.profiles import PING_FAILED
 
 WARM_RETRY_S = 5.0  # a provisioned worker that failed to start is retried after this long
 Clock = Callable[[], float]  # seconds on a monotonic scale: time.monotonic, or a test's own
-
-
-def _tail(text: str, lines: int = 12) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 class EndpointLifecycle:
@@ -85,24 +82,30 @@ class EndpointLifecycle:
         pool: ServerlessPool | None = None
         reason: str | None = None
         started = time.monotonic()
+        step = "downloading the model data"
         try:
             s3: Any = boto3.client(
                 "s3", endpoint_url=self.settings.s3_endpoint_url, region_name=self.settings.region
             )
             download_model_data(s3, deployment, log)
+            step = "fetching the source directory"
             deployment = fetch_source_dir(s3, deployment, self.registry.store.cache_dir, log)
+            step = "loading the model"
             pool = self.new_pool(name, deployment)
             self.launcher.prepare(pool.spec)
+            step = "starting the provisioned workers"
             pool.warm()
         except DeploymentFailed as failure:
             reason = failure.reason
         except WorkerStartError as error:
             # SageMaker's own FailureReason, then what its CloudWatch logs would have shown.
+            if error.log_detail:
+                log(error.log_detail)
             reason = f"{PING_FAILED.format(variant=deployment.variant_name)} Local SageMaker: {error.reason}"
         except Exception as error:  # an unforeseen failure must still end Creating/Updating, with its cause
-            reason = (
-                f"Internal error while deploying: {type(error).__name__}: {_tail(traceback.format_exc(), 6)}"
-            )
+            # One sentence for DescribeEndpoint's FailureReason; the trace goes to the endpoint's log.
+            log(f"internal error while {step}:\n{traceback.format_exc().rstrip()}")
+            reason = f"Internal error while {step}: {error_summary(error)}."
         if self._stopping.is_set():  # shutting down: leave Pending for the next process to resume
             if pool is not None:
                 pool.close()

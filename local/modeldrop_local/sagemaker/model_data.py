@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from botocore.exceptions import BotoCoreError, ClientError
 from modeldrop.rejection import UploadRejected
-from modeldrop.tarball import safe_extract
+from modeldrop.tarball import MemberNotWritten, safe_extract
 
 from modeldrop_local.sagemaker.records import EndpointDeployment
 from modeldrop_local.sagemaker.worker.profiles import SUBMIT_DIRECTORY_ENV
@@ -60,6 +60,10 @@ def download_model_data(s3: Any, deployment: EndpointDeployment, log: Log) -> No
             f'Failed to extract model data archive from URL "{url}". Please ensure that '
             f"the object located at the URL is a valid tar.gz archive: {rejected.reason}"
         ) from rejected
+    except MemberNotWritten as failure:
+        raise DeploymentFailed(
+            f'Failed to extract model data archive from URL "{url}": {failure}.'
+        ) from failure
     log(f"extracted {report.member_count} files ({report.uncompressed_bytes} bytes)")
 
 
@@ -100,5 +104,9 @@ def fetch_source_dir(
             f'The source directory {SUBMIT_DIRECTORY_ENV}="{url}" is not a safe tar.gz archive: '
             f"{rejected.reason}"
         ) from rejected
+    except MemberNotWritten as failure:
+        raise DeploymentFailed(
+            f'Failed to extract the source directory {SUBMIT_DIRECTORY_ENV}="{url}": {failure}.'
+        ) from failure
     log(f"source directory {url} (ETag {etag}) at {folder}")
     return deployment.model_copy(update={"source_dir": folder})

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from modeldrop_local.http_server import MAX_HEADER_BYTES, WSGIServer
 
+from reliability.hostile_http import expect_continue_call
 from tests.utils import exchange_until_closed
 
 
@@ -101,3 +102,60 @@ def test_stop_closes_kept_alive_connections_and_ends_the_threads() -> None:
     assert connection.sock.recv(1) == b""
     connection.close()
     assert set(threading.enumerate()) <= before
+
+
+# --- Expect: 100-continue, for every body size -----------------------------------------------------
+
+# What botocore sends for put_object(Body=b"") (1.43.11 and the pinned release alike: captured off the
+# wire), less the signature: the head alone, with Expect and Content-Length: 0.
+BOTOCORE_EMPTY_PUT = (
+    b"PUT /bucket/key HTTP/1.1\r\nAccept-Encoding: identity\r\nUser-Agent: Boto3/1.43.11 Botocore/1.43.11\r\n"
+    b"Expect: 100-continue\r\nx-amz-checksum-crc32: AAAAAA==\r\nx-amz-sdk-checksum-algorithm: CRC32\r\n"
+    b"host: 127.0.0.1\r\nContent-Length: %d\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "answer"),
+    [
+        (BOTOCORE_EMPTY_PUT % 0, b"", b"0 /bucket/key "),
+        (b"GET /no-body HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n", b"", b"- /no-body "),
+        (BOTOCORE_EMPTY_PUT % 5, b"hello", b"5 /bucket/key hello"),
+        (BOTOCORE_EMPTY_PUT % 999, b"x" * 999, b"999 /bucket/key " + b"x" * 999),
+        (
+            b"POST /c HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"3\r\nabc\r\n0\r\n\r\n",
+            b"3 /c abc",
+        ),
+    ],
+    ids=["empty-body", "no-body-at-all", "small-body", "body-at-the-limit", "chunked"],
+)
+def test_expect_continue_gets_100_then_the_answer_whatever_the_body(
+    server: WSGIServer, head: bytes, body: bytes, answer: bytes
+) -> None:
+    # Given a request with Expect: 100-continue, sent as botocore sends it (head first, body on 100)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        # When it reaches the server
+        got = expect_continue_call(connection, head, body)
+    # Then the 100 comes at once, the body goes, and the final answer follows without a wait
+    assert (got.continued, got.body_sent, got.status) == (True, True, 200)
+    assert got.body == answer
+    assert got.seconds < 1.0
+
+
+def test_expect_continue_over_the_body_limit_is_refused_at_once(server: WSGIServer) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        got = expect_continue_call(connection, BOTOCORE_EMPTY_PUT % 1000, b"x" * 1000)
+    # The refusal is the final answer to the head: no 100, and the body is never sent
+    assert (got.continued, got.body_sent, got.status) == (False, False, 413)
+
+
+def test_botocore_1_43_11s_empty_put_then_a_put_with_a_body_on_one_connection(server: WSGIServer) -> None:
+    # Given botocore's keep-alive connection: an empty PutObject, then one with a body (1.43.11 reads the
+    # second answer with the status of the first when the first came without a 100; see http_server)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        first = expect_continue_call(connection, BOTOCORE_EMPTY_PUT % 0, b"")
+        second = expect_continue_call(connection, BOTOCORE_EMPTY_PUT % 3, b"abc")
+    # Then each got its 100 and its own answer, on the same connection
+    assert (first.continued, first.status, first.body) == (True, 200, b"0 /bucket/key ")
+    assert (second.continued, second.status, second.body) == (True, 200, b"3 /bucket/key abc")

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import http.client
+import socket
+import time
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 from modeldrop_local.cloud import LocalCloud
 
+from reliability.hostile_http import expect_continue_call
 from tests.utils import exchange_until_closed
 
 # Each answer is waitress's (local/modeldrop_local/http_server.py), plus its one addition: both framings.
@@ -113,3 +118,43 @@ def test_edge_and_rest_front_keep_the_connection_open(cloud: LocalCloud) -> None
         assert sockets[0] is not None
         assert sockets[0] is sockets[1]
         connection.close()
+
+
+@pytest.mark.parametrize("body", [b"", b"{}"], ids=["empty-body", "small-body"])
+@pytest.mark.parametrize("port_of", ["edge", "rest"])
+def test_expect_continue_is_answered_on_every_port_whatever_the_body(
+    cloud: LocalCloud, port_of: str, body: bytes
+) -> None:
+    # Given a request with Expect: 100-continue, sent as botocore sends it (head first, body on 100)
+    assert cloud.rest is not None
+    port, path = (cloud.edge_port, "/nowhere/key") if port_of == "edge" else (cloud.rest.port, "/test/x")
+    head = b"PUT %s HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: %d\r\n\r\n" % (
+        path.encode(),
+        len(body),
+    )
+    # When it reaches the port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        got = expect_continue_call(connection, head, body)
+    # Then the 100 comes, and the app's own answer follows (no read timeout)
+    assert got.continued
+    assert got.status is not None and 400 <= got.status < 500
+    assert got.seconds < 5.0
+
+
+def test_an_empty_put_object_through_the_edge_is_stored_at_once(cloud: LocalCloud, aws_env: None) -> None:
+    # Given the pinned boto3, which sends put_object(Body=b"") with Expect: 100-continue, Content-Length: 0
+    # (a hang would show as a read timeout after 5 s, not botocore's default 60 s times its retries)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=cloud.edge_url,
+        region_name="us-east-1",
+        config=Config(read_timeout=5, retries={"max_attempts": 1}),
+    )
+    bucket = cloud.stack.outputs["BucketName"] if cloud.stack else ""
+    started = time.perf_counter()
+    # When it puts an empty object through the edge
+    s3.put_object(Bucket=bucket, Key="empty/object", Body=b"")
+    seconds = time.perf_counter() - started
+    # Then S3's answer comes without a read timeout, and the object is there, empty
+    assert seconds < 5.0
+    assert s3.get_object(Bucket=bucket, Key="empty/object")["Body"].read() == b""

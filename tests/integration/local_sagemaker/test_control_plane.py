@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from reliability.hostile_http import expect_continue_call
 from tests.integration.local_sagemaker.conftest import (
     ROLE_ARN,
     SKLEARN_IMAGE,
@@ -265,3 +267,19 @@ def test_runs_alone_on_loopback(tmp_path: Any) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.mark.parametrize("body", [b"", b"[]"], ids=["empty-body", "small-body"])
+def test_expect_continue_is_answered_by_the_standalone_sagemaker(local_sagemaker: Any, body: bytes) -> None:
+    # Given an InvokeEndpoint-shaped request with Expect: 100-continue, sent as botocore sends it
+    port = int(local_sagemaker.url.rsplit(":", 1)[1])
+    head = (
+        b"POST /endpoints/nowhere/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    # When it reaches the port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        got = expect_continue_call(connection, head, body)
+    # Then the 100 comes and SageMaker's answer follows (the endpoint does not exist: a 4xx)
+    assert got.continued
+    assert got.status is not None and 400 <= got.status < 500, got

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import json
 import shutil
+import tarfile
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+from modeldrop import tarball
 from modeldrop_local.example_models import iris_sample
 from modeldrop_local.sagemaker import start_in_thread
 
+from reliability.tarballs import file_member, special_member, tar_gz
 from tests.integration.local_sagemaker.conftest import (
+    BUCKET,
     CLIENT_CONFIG,
     ModelUrls,
     create_serverless_endpoint,
@@ -257,3 +261,90 @@ def test_memory_size_holds_at_load_and_at_request_time(sm: Any, runtime: Any, mo
     assert caught.value.response["Error"]["Code"] == "ModelError"
     assert "over memory" in caught.value.response["Error"]["Message"]
     assert invoke_json(runtime, "lc-grows", {"rows": iris_sample()}) == {"predictions": IRIS_PREDICTIONS}
+
+
+# --- the local SageMaker's own extraction, with no OnUpload in front ------------------------------
+
+LINK_CHAIN = [
+    file_member("model.joblib", b"weights"),
+    special_member("x", tarfile.SYMTYPE, "a/b/.."),  # before the link it goes through
+    special_member("a", tarfile.DIRTYPE),
+    special_member("a/b", tarfile.SYMTYPE, ".."),
+]
+
+
+def _create_from(sm: Any, s3_endpoint: str, name: str, body: bytes) -> dict[str, Any]:
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    s3.put_object(Bucket=BUCKET, Key=f"{name}/model.tar.gz", Body=body)
+    create_serverless_endpoint(sm, name, f"s3://{BUCKET}/{name}/model.tar.gz")
+    description: dict[str, Any] = wait_until_settled(sm, name)
+    sm.delete_endpoint(EndpointName=name)
+    return description
+
+
+def test_a_link_chain_is_refused_by_the_extraction(local_sagemaker: Any, sm: Any, s3_endpoint: str) -> None:
+    # Given a tarball whose link 'x' leaves the root through the link 'a/b', sent to SageMaker directly
+    description = _create_from(sm, s3_endpoint, "lc-chain", tar_gz(LINK_CHAIN))
+    # Then the endpoint fails, naming the link and where it points
+    assert description["EndpointStatus"] == "Failed"
+    assert description["FailureReason"] == (
+        f'Failed to extract model data archive from URL "s3://{BUCKET}/lc-chain/model.tar.gz". Please ensure '
+        "that the object located at the URL is a valid tar.gz archive: symlink 'x' points outside the "
+        "archive root: 'a/b/..' leads to '..' through 'a/b'"
+    )
+
+
+def test_the_on_disk_guard_holds_without_the_archive_check(
+    local_sagemaker: Any, sm: Any, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the archive's namespace check switched off, and the same chain
+    monkeypatch.setattr(tarball, "check_links", lambda symlinks, members: None)
+    description = _create_from(sm, s3_endpoint, "lc-chain-disk", tar_gz(LINK_CHAIN))
+    # Then the extraction's own guard refuses it on the real filesystem
+    assert description["EndpointStatus"] == "Failed"
+    assert "symlink 'x' points outside the extraction root: 'a/b/..' leads to" in description["FailureReason"]
+    # and nothing of it is left on disk
+    state_dir = Path(local_sagemaker.app.service.settings.state_dir)
+    assert not [path for path in state_dir.rglob("x") if path.is_symlink()]
+
+
+def test_a_member_the_filesystem_refuses_is_one_sentence(
+    local_sagemaker: Any, sm: Any, s3_endpoint: str
+) -> None:
+    # Given a name under PATH_MAX on its own (4015 bytes) but over it under the model directory
+    member, data = file_member("placeholder", b"x")
+    member.pax_headers = {"path": "/".join(["d" * 250] * 16)}
+    description = _create_from(
+        sm, s3_endpoint, "lc-long", tar_gz([file_member("model.joblib", b"w"), (member, data)])
+    )
+    # Then the reason is one sentence naming the member, not a traceback
+    assert description["EndpointStatus"] == "Failed"
+    assert description["FailureReason"] == (
+        f'Failed to extract model data archive from URL "s3://{BUCKET}/lc-long/model.tar.gz": '
+        f"could not write member '{'d' * 60}...': File name too long."
+    )
+
+
+def test_an_unexpected_error_is_one_sentence_and_its_trace_is_logged(
+    local_sagemaker: Any, sm: Any, model_urls: ModelUrls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a launcher that fails in a way nobody foresaw, with a message of several lines
+    class Exploding:
+        def prepare(self, spec: Any) -> None:
+            raise RuntimeError("the launcher broke\nsecond line\nthird line")
+
+    lifecycle = local_sagemaker.app.service.lifecycle
+    monkeypatch.setattr(lifecycle, "launcher", Exploding())
+    # When an endpoint is created
+    create_serverless_endpoint(sm, "lc-unexpected", model_urls.iris)
+    description = wait_until_settled(sm, "lc-unexpected")
+    # Then its FailureReason is one sentence with the step; the trace is in the endpoint's log
+    assert description["EndpointStatus"] == "Failed"
+    assert (
+        description["FailureReason"]
+        == "Internal error while loading the model: RuntimeError: the launcher broke."
+    )
+    log = lifecycle.registry.log.read("lc-unexpected")
+    assert "Traceback (most recent call last)" in log
+    assert "third line" in log
+    sm.delete_endpoint(EndpointName="lc-unexpected")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -201,7 +202,7 @@ def test_a_root_file_that_is_no_booster_fails_the_xgboost_image_health_check(
         launcher.prepare(make_spec(model_dir, image=XGBOOST_IMAGE))
 
 
-def test_load_exception_reports_the_traceback_tail(
+def test_load_exception_reports_where_it_was_raised_in_one_line(
     launcher: WorkerLauncher, make_spec: SpecFactory, custom_model: CustomModel
 ) -> None:
     # Given a model_fn that raises
@@ -216,9 +217,17 @@ def test_load_exception_reports_the_traceback_tail(
     with pytest.raises(WorkerStartError) as raised:
         launcher.prepare(make_spec(model_dir))
 
-    # Then the reason has the exception and where it came from
-    assert "RuntimeError: the weights are corrupt" in raised.value.reason
-    assert "inference.py" in raised.value.reason
+    # Then the reason has the exception and where in the model's code it came from, on one line
+    assert raised.value.reason == (
+        "the model failed to load: RuntimeError: the weights are corrupt "
+        "(at code/inference.py, line 3, in model_fn)"
+    )
+    # and the trace is in the worker's log (written by the log pump's thread, which may still be at it)
+    log_path = make_spec(model_dir).log_path
+    deadline = time.monotonic() + 10
+    while "Traceback (most recent call last)" not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "Traceback (most recent call last)" in log_path.read_text()
 
 
 def test_prepare_loads_then_stops_the_worker(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tarfile
 from dataclasses import replace
@@ -458,7 +459,7 @@ GZIP_OF_NOTHING = tarball([])  # a valid gzip holding an empty tar
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        pytest.param(b"", "empty file: the object has no bytes", id="empty-object"),
+        pytest.param(b"", "empty object: the uploaded object has no bytes", id="empty-object"),
         pytest.param(
             b"this is not a tarball at all",
             (
@@ -487,6 +488,24 @@ GZIP_OF_NOTHING = tarball([])  # a valid gzip holding an empty tar
             tarball([regular("model.joblib", b"x"), special("evil", tarfile.SYMTYPE, "../../etc/passwd")]),
             "symlink 'evil' points outside the archive root: '../../etc/passwd'",
             id="symlink-outside",
+        ),
+        pytest.param(
+            tarball(
+                [
+                    regular("model.joblib", b"x"),
+                    special("x", tarfile.SYMTYPE, "a/b/.."),
+                    special("a", tarfile.DIRTYPE),
+                    special("a/b", tarfile.SYMTYPE, ".."),
+                ]
+            ),
+            "symlink 'x' points outside the archive root: 'a/b/..' leads to '..' through 'a/b'",
+            id="link-chain",
+        ),
+        pytest.param(
+            tarball([regular("model.joblib", b"x"), regular(f"code/{'n' * 300}.py", b"x")]),
+            f"member name has a component of 303 bytes: '{'n' * 60}...'; a file name may have at most "
+            "255 bytes (NAME_MAX)",
+            id="name-over-name-max",
         ),
         pytest.param(
             tarball([regular("model.joblib", b"x"), special("dev", tarfile.CHRTYPE)]),
@@ -691,7 +710,47 @@ def test_throttling_is_raised_for_a_retry_and_recorded(
         handle_upload(uploaded, deploy_dependencies(stack, sagemaker))
     record = stack.records().get_deployment("iris", 1)
     assert record is not None and record.status is DeploymentStatus.FAILED
-    assert record.reason is not None and record.reason.startswith("internal error, retried: ClientError")
+    assert record is not None and record.reason == (
+        "internal error while deploying, retried: ClientError: An error occurred (ThrottlingException) "
+        "when calling the CreateModel operation: Rate exceeded"
+    )
+
+
+def test_an_unexpected_error_while_inspecting_is_recorded_in_one_sentence_and_raised(
+    stack: Stack, sagemaker: StubbedSageMaker, iris_tarball: bytes
+) -> None:
+    # Given an S3 read that breaks mid-stream (a reset connection: not the tarball's fault)
+    uploaded = upload(stack, iris_tarball)
+    deps = deploy_dependencies(stack, sagemaker)
+
+    class Breaking:
+        def __init__(self, body: Any) -> None:
+            self.body = body
+
+        def read(self, size: int = -1) -> bytes:
+            raise ConnectionResetError(104, "Connection reset by peer\nwhile reading the body")
+
+        def close(self) -> None:
+            self.body.close()
+
+    class S3ThatBreaks:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(deps.s3, name)
+
+        def get_object(self, **request: Any) -> dict[str, Any]:
+            answer = deps.s3.get_object(**request)
+            return {**answer, "Body": Breaking(answer["Body"])}
+
+    # When OnUpload handles the upload
+    # Then the error propagates (Lambda retries the event) and the record says what failed, on one line
+    with pytest.raises(ConnectionResetError):
+        handle_upload(uploaded, dataclasses.replace(deps, s3=S3ThatBreaks()))
+    record = stack.records().get_deployment("iris", 1)
+    assert record is not None and record.status is DeploymentStatus.FAILED
+    assert record.reason == (
+        "internal error while inspecting the tarball, retried: ConnectionResetError: "
+        "[Errno 104] Connection reset by peer"
+    )
 
 
 def test_a_model_above_multipart_size_is_pinned_with_one_server_side_copy(

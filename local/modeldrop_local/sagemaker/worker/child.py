@@ -20,13 +20,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from modeldrop.reasons import error_summary, raised_at
+
 from modeldrop_local.sagemaker.worker.protocol import ChannelClosed, recv_frame, send_frame
 
 MARKER_PREFIX = b"\x1e\x1fmodeldrop-request:"
 MARKER_SUFFIX = b"\x1f\n"
 STARTUP_ID = "model-load"
 IDLE_ID = "-"
-TRACEBACK_TAIL_LINES = 12
 _PR_SET_PDEATHSIG = 1
 
 
@@ -43,11 +44,6 @@ def _flush_output() -> None:
 def _mark(request_id: str) -> None:
     _flush_output()
     os.write(1, marker(request_id))
-
-
-def traceback_tail(error: BaseException, lines: int = TRACEBACK_TAIL_LINES) -> str:
-    text = "".join(traceback.format_exception(error)).rstrip().splitlines()
-    return "\n".join(text[-lines:])
 
 
 def _die_with_parent() -> None:
@@ -106,9 +102,12 @@ def serve(config: dict[str, Any], channel: socket.socket) -> None:
     except MemoryError as error:
         _fail(channel, f"over memory while loading the model (MemorySizeInMB {config['memory_mb']}): {error}")
         return
-    except BaseException as error:  # the model's own loading code: report it, with its traceback
-        print(traceback_tail(error), file=sys.stderr)
-        _fail(channel, f"the model failed to load: {type(error).__name__}: {error}\n{traceback_tail(error)}")
+    except BaseException as error:  # the model's own loading code: the trace to the log, the reason in a line
+        traceback.print_exception(error, file=sys.stderr)
+        where = raised_at(error, prefer_under=str(model_dir))
+        _fail(
+            channel, f"the model failed to load: {error_summary(error)}" + (f" (at {where})" if where else "")
+        )
         return
     load_ms = (time.perf_counter() - started) * 1000
     _mark(IDLE_ID)

@@ -37,6 +37,14 @@ def pip_error_tail(completed: subprocess.CompletedProcess[str]) -> str:
     return "\n".join(output[-PIP_ERROR_TAIL_LINES:])
 
 
+def pip_error_line(completed: subprocess.CompletedProcess[str]) -> str:
+    """pip's own verdict in one line: its last ERROR line (e.g. "No matching distribution found for
+    x==1"), else the last line it printed."""
+    output = (completed.stderr.strip() or completed.stdout.strip()).splitlines() or ["(no output)"]
+    errors = [line for line in output if line.startswith("ERROR:")]
+    return (errors or output)[-1].strip()
+
+
 def effective_lines(requirements: Path) -> list[str]:
     lines = []
     for raw in requirements.read_text(errors="replace").splitlines():
@@ -189,5 +197,6 @@ class RequirementsCache:
         if completed.returncode != 0:
             raise WorkerStartError(
                 f"pip install -r code/requirements.txt failed (exit {completed.returncode}): "
-                f"{pip_error_tail(completed)}"
+                f"{pip_error_line(completed)}",
+                log_detail=f"pip's output:\n{pip_error_tail(completed)}",
             )

@@ -34,11 +34,15 @@ class WorkerAnswer:
 
 
 class WorkerStartError(Exception):
-    """The model cannot be served; .reason says why, for the endpoint's FailureReason."""
+    """The model cannot be served; .reason says why, for the endpoint's FailureReason (one line).
 
-    def __init__(self, reason: str) -> None:
+    .log_detail is what the endpoint's log gets besides (a tool's whole output), if anything.
+    """
+
+    def __init__(self, reason: str, log_detail: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
+        self.log_detail = log_detail
 
 
 class WorkerCrashed(Exception):
