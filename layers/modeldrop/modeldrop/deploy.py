@@ -39,7 +39,7 @@ from pydantic.alias_generators import to_camel
 from modeldrop import naming
 from modeldrop.deployments_table import DeploymentRecords, deployment_item
 from modeldrop.events import UploadedObject
-from modeldrop.frameworks import check_layout, framework_from_image
+from modeldrop.frameworks import check_layout
 from modeldrop.guardrails import candidate
 from modeldrop.guardrails.state import RolloutRecords
 from modeldrop.model_config import ModelConfig, ResolvedConfig, parse_model_config, resolve_config
@@ -362,7 +362,7 @@ def _inspect(upload: UploadedObject, model_name: str, deps: DeployDependencies) 
         region=deps.settings.region,
         has_inference_code=report.has_inference_code,
     )
-    check_layout(framework_from_image(config.image), report.files, report.has_inference_code)
+    check_layout(config.image_family, report.files, report.has_inference_code)
     plan = plan_serving(report, user_config, config, deps.settings.region)
     return _Inspected(config=config, plan=plan)
 

@@ -15,6 +15,7 @@ import difflib
 import json
 import math
 import re
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -263,6 +264,13 @@ class ResolvedConfig(BaseModel):
     # False when modeldrop.json set no max_concurrency: the preflight may lower the stack default to what
     # the account's quota leaves (modeldrop.preflight). Not recorded (the record holds the value used).
     max_concurrency_set: bool = Field(default=True, exclude=True)
+
+    @cached_property
+    def image_family(self) -> Framework | None:
+        """The prebuilt image family that serves this version (ONNX is served by the scikit-learn image);
+        None for an image of the user's own. Worked out here once, from the image URI, for every reader
+        (the layout check, the serving setup)."""
+        return framework_from_image(self.image)
 
 
 def resolve_config(

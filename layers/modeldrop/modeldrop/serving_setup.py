@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from modeldrop.code_checks import check_code_syntax
-from modeldrop.frameworks import Framework, artifact_framework, framework_from_image
+from modeldrop.frameworks import Framework, artifact_framework
 from modeldrop.image_libraries import PICKLED_NUMPY_KEY, check_versions, image_libraries, pickle_evidence
 from modeldrop.model_config import ModelConfig, ResolvedConfig
 from modeldrop.records import SetupRecord
@@ -274,7 +274,7 @@ def plan_serving(
 
     UploadRejected when the image cannot serve the tarball whatever is added.
     """
-    family = framework_from_image(resolved.image)
+    family = resolved.image_family
     user_environment = dict(user_config.environment) if user_config else {}
     notes: list[str] = []
     chosen_by_user = user_config is not None and bool(user_config.framework or user_config.image)
