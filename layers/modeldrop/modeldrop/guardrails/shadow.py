@@ -10,7 +10,7 @@ import time
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict
 
-from modeldrop.api.errors import ApiError, ModelNotInService
+from modeldrop.api.errors import ApiError, ModelNotInService, ModelNotReady, ServiceUnavailable, Throttled
 from modeldrop.api.runtime import ModelRuntime
 from modeldrop.guardrails.agreement import answers_agree
 from modeldrop.guardrails.metrics import record_answer, record_comparison
@@ -34,6 +34,12 @@ def compare_with_candidate(request: ShadowRequest, runtime: ModelRuntime) -> Sha
     except ModelNotInService:
         # The bake ended and the candidate's endpoint is gone: nothing to judge any more.
         return ShadowOutcome(answered=False, error="ModelNotInService")
+    except (Throttled, ModelNotReady, ServiceUnavailable) as busy:
+        # The candidate had no capacity for the copy (the copies add load beyond its MaxConcurrency, or
+        # it was still starting): it gave no answer, so there is nothing to compare, and a throttle is
+        # not a failure of the version either (the live version's throttles are not counted as errors).
+        logger.info("shadow copy not answered", extra={"model": request.model_name, "error": busy.code})
+        return ShadowOutcome(answered=False, error=busy.code)
     except ApiError as error:
         latency_ms = (time.perf_counter() - started) * 1000
         failed = is_version_failure(error)
