@@ -21,6 +21,7 @@ FUNCTION_BY_PREFIX = {
     "deployment_status_": "DeploymentStatusFunction",
     "model_package_": "ModelApprovalFunction",
     "s3_": "OnUploadFunction",
+    "shadow_": "ShadowFunction",
 }
 
 
@@ -38,18 +39,23 @@ EXPECTED = {
     "api_list_models.json": (0, 200),
     "api_rollback.json": (0, 404),
     "api_approve_version.json": (0, 404),
+    "api_promote.json": (0, 404),
+    "api_abort.json": (0, 404),
     # The status function refuses payloads about a deployment it has no record of.
     "deployment_status_error.json": (1, "UnknownDeployment"),
     "deployment_status_failed.json": (1, "UnknownDeployment"),
     "deployment_status_start.json": (1, "UnknownDeployment"),
     "deployment_status_succeeded.json": (1, "UnknownDeployment"),
     "deployment_status_timed_out.json": (1, "UnknownDeployment"),
+    "deployment_status_bake_judge.json": (1, "UnknownDeployment"),
     # A state change of a package no deployment has is ignored.
     "model_package_approved.json": (0, "ignored"),
     "model_package_rejected.json": (0, "ignored"),
     # A key naming no model is recorded Rejected; the model event names an object version not in the bucket.
     "s3_put_bad_key.json": (0, "Rejected"),
     "s3_put_model.json": (1, "ClientError"),
+    # The copy names a candidate endpoint that does not exist: nothing to compare, nothing recorded.
+    "shadow_copy.json": (0, "ModelNotInService"),
 }
 
 
@@ -77,6 +83,8 @@ def test_local_invoke_runs_the_function_with_the_event(cloud: LocalCloud, event_
         assert answer["statusCode"] == outcome
     elif function == "ModelApprovalFunction":
         assert answer["action"] == outcome
+    elif function == "ShadowFunction":
+        assert (answer["answered"], answer["error"]) == (False, outcome)
     else:
         assert [item["status"] for item in answer["outcomes"]] == [outcome]
 

@@ -75,16 +75,10 @@ class StatusDependencies:
         )
 
 
-class UnknownDeployment(LookupError):
-    pass
-
-
 def handle_status(event: DeploymentStatusEvent, deps: StatusDependencies) -> StatusResult:
     target = event.deployment
     logger.append_keys(model=target.model_name, deployment_id=target.deployment_id, action=event.action)
-    deployment = deps.records.get_deployment(target.model_name, target.version)
-    if deployment is None or deployment.deployment_id != target.deployment_id:
-        raise UnknownDeployment(f"no deployment {target.deployment_id} (version {target.version})")
+    deployment = deps.records.deployment_followed(target.model_name, target.version, target.deployment_id)
 
     if deployment.status not in IN_FLIGHT:
         # A replayed or late step: the recorded outcome stands, and SageMaker is not asked again.

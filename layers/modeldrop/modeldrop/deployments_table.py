@@ -20,6 +20,11 @@ from pydantic.alias_generators import to_camel
 
 from modeldrop.records import Deployment, DeploymentStatus, ModelItem, utc_now
 
+
+class UnknownDeployment(LookupError):
+    """A state machine step names a deployment the table does not hold."""
+
+
 MODEL_SK = "MODEL"
 COUNTER_SK = "COUNTER"
 DEPLOY_SK_PREFIX = "DEPLOY#"
@@ -134,6 +139,14 @@ class DeploymentRecords:
             Key={"pk": model_pk(model_name), "sk": deploy_sk(version)}, ConsistentRead=True
         ).get("Item")
         return _deployment(item) if item else None
+
+    def deployment_followed(self, model_name: str, version: int, deployment_id: str) -> Deployment:
+        """The deployment a state machine step is about; UnknownDeployment when the table has no such
+        version, or that version is another deployment (the payload is stale or made up)."""
+        deployment = self.get_deployment(model_name, version)
+        if deployment is None or deployment.deployment_id != deployment_id:
+            raise UnknownDeployment(f"no deployment {deployment_id} (version {version})")
+        return deployment
 
     def update_deployment(
         self,

@@ -6,7 +6,8 @@ from typing import Any
 
 import boto3
 import pytest
-from modeldrop.deployment_status import UnknownDeployment, handle_status
+from modeldrop.deployment_status import handle_status
+from modeldrop.deployments_table import UnknownDeployment
 from modeldrop.events import DeploymentStatusEvent
 from modeldrop.records import Deployment, DeploymentStatus, utc_now
 

@@ -136,9 +136,7 @@ def is_bake_step(event: DeploymentStatusEvent) -> bool:
 def handle_bake_step(event: DeploymentStatusEvent, deps: BakeDependencies) -> StatusResult:
     target = event.deployment
     logger.append_keys(model=target.model_name, deployment_id=target.deployment_id, action=event.action)
-    deployment = deps.records.get_deployment(target.model_name, target.version)
-    if deployment is None or deployment.deployment_id != target.deployment_id:
-        raise LookupError(f"no deployment {target.deployment_id} (version {target.version})")
+    deployment = deps.records.deployment_followed(target.model_name, target.version, target.deployment_id)
     if deployment.status not in IN_FLIGHT:
         # bake_retire after a promotion, or a step of a bake that ended elsewhere (a replay, a newer
         # upload): the candidate's endpoint must not outlive it.
