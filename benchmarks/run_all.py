@@ -16,7 +16,16 @@ from typing import Any
 
 from benchmarks.common import BENCH_DIR, RESULTS_DIR, machine_info
 
-BENCHMARKS = ["lambda_cost", "warm_serving", "cold_start", "rest_path", "upload_outcome", "pipeline", "scale"]
+BENCHMARKS = [
+    "lambda_cost",
+    "warm_serving",
+    "http_servers",
+    "cold_start",
+    "rest_path",
+    "upload_outcome",
+    "pipeline",
+    "scale",
+]
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 # What the tables cannot say by themselves; each point was checked when it was written.
 READING_NOTES = """
