@@ -8,6 +8,10 @@ the endpoints' workers are the same as under `python -m modeldrop_local.sagemake
 - waitress: the product's server (`modeldrop_local.sagemaker.server.make_server`, waitress 3.0.2);
 - granian: granian's WSGI interface, one worker process that builds the app itself (`app_from_env`,
   a factory), its requests run on granian's blocking threads;
+- granian-embedded: granian's embedded server (in the calling process, on its asyncio loop; ASGI only,
+  so the WSGI app is wrapped by a2wsgi, whose thread pool runs it): the one way granian serves from
+  inside a process that holds other state, as the edge and the REST front must (granian 2.8's WSGI
+  interface runs the app only in worker processes, or in threads on a free-threaded Python);
 - uvicorn: uvicorn with the httptools parser, the WSGI app wrapped as ASGI by a2wsgi (its thread pool);
 - cheroot: cheroot's threaded WSGI server.
 
@@ -20,12 +24,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from modeldrop_local.http_server import DEFAULT_THREADS
 from modeldrop_local.sagemaker.app import LocalSageMakerApp, create_app
 from modeldrop_local.sagemaker.settings import LocalSageMakerSettings
 
-SERVERS = ("waitress", "granian", "uvicorn", "cheroot")
+SERVERS = ("waitress", "granian", "granian-embedded", "uvicorn", "cheroot")
 HOST = "127.0.0.1"
 
 
@@ -67,6 +72,26 @@ def serve(server: str, port: int, state_dir: str, s3_url: str) -> None:
             from modeldrop_local.sagemaker.server import make_server
 
             make_server(settings, app).serve_forever()
+        elif server == "granian-embedded":
+            import asyncio
+
+            from a2wsgi import WSGIMiddleware
+            from granian.constants import Interfaces
+            from granian.server.embed import Server as EmbeddedServer
+
+            wsgi_as_asgi = WSGIMiddleware(app, workers=DEFAULT_THREADS)  # type: ignore[arg-type]
+
+            async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+                # a2wsgi hands `receive()` to asyncio.run_coroutine_threadsafe, which takes only a
+                # coroutine; granian's receive returns a future of its own.
+                async def coroutine_receive() -> Any:
+                    return await receive()
+
+                await wsgi_as_asgi(scope, coroutine_receive, send)
+
+            asyncio.run(
+                EmbeddedServer(asgi_app, address=HOST, port=port, interface=Interfaces.ASGINL).serve()
+            )
         elif server == "uvicorn":
             import uvicorn
             from a2wsgi import WSGIMiddleware
