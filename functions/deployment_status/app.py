@@ -1,4 +1,5 @@
-"""DeploymentStatus: the deploy state machine's steps that need code. Logic: modeldrop.deployment_status."""
+"""DeploymentStatus: the deploy state machine's steps that need code. Logic: modeldrop.deployment_status,
+and modeldrop.guardrails.bake for the steps of a canary or shadow bake."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from modeldrop.deployment_status import StatusDependencies, handle_status, result_json
 from modeldrop.events import DeploymentStatusEvent
+from modeldrop.guardrails.bake import BakeDependencies, handle_step
 from modeldrop.observability import logger, metrics, tracer
 
 
@@ -18,9 +20,15 @@ def _dependencies() -> StatusDependencies:
     return StatusDependencies.from_environment()
 
 
+@cache
+def _bake_dependencies() -> BakeDependencies:
+    return BakeDependencies.from_environment()
+
+
 @logger.inject_lambda_context(log_event=True)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 @event_parser(model=DeploymentStatusEvent)
 def lambda_handler(event: DeploymentStatusEvent, context: LambdaContext) -> dict[str, Any]:
-    return result_json(handle_status(event, _dependencies()))
+    result = handle_step(event, lambda step: handle_status(step, _dependencies()), _bake_dependencies)
+    return result_json(result)

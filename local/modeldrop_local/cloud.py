@@ -20,6 +20,7 @@ import boto3
 from modeldrop_local.credentials import client_environment, use_fake_credentials_if_none
 from modeldrop_local.edge import Edge
 from modeldrop_local.functions_host import FunctionsForkServer, FunctionsHost
+from modeldrop_local.functions_host.emf import EmfSink
 from modeldrop_local.rest_front import RestFront
 from modeldrop_local.stack import (
     DEFAULT_REGION,
@@ -155,6 +156,8 @@ class LocalCloud:
     _sagemaker: Any = None
     _restore_credentials: Any = None
     _fork_server: FunctionsForkServer | None = None
+    # The functions' EMF records → CloudWatch metrics on the edge (functions_host/emf.py).
+    metrics_sink: EmfSink | None = None
     restored: bool = False
 
     @property
@@ -207,6 +210,10 @@ class LocalCloud:
             region=self.region,
             parameters=self.effective_parameters(),
         )
+        cloudwatch = boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=self.region
+        ).client("cloudwatch", endpoint_url=self.edge_url)
+        self.metrics_sink = EmfSink(cloudwatch.put_metric_data)
         self.functions = FunctionsHost(
             self.stack.functions,
             self.environment(),
@@ -214,6 +221,7 @@ class LocalCloud:
             condensed_console=self.condensed_function_logs,
             spare_workers=self.spare_function_workers,
             fork_server=self._fork_server,
+            metrics_sink=self.metrics_sink,
         )
         self._fork_server = None  # the functions host owns it now
         self.functions.start_spares()
@@ -258,6 +266,9 @@ class LocalCloud:
         if self._fork_server is not None:  # the start failed before the functions host took it
             self._fork_server.close()
             self._fork_server = None
+        if self.metrics_sink is not None:
+            self.metrics_sink.close()
+            self.metrics_sink = None
         if self._sagemaker is not None:
             self._sagemaker.close()
             self._sagemaker = None

@@ -33,6 +33,7 @@ from moto.core.request import (
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.wrappers import Response
 
+from modeldrop_local import cloudwatch_percentiles
 from modeldrop_local.cloudformation import describe_stacks
 from modeldrop_local.eventbridge import EventRules
 from modeldrop_local.functions_host import FunctionsHost
@@ -103,6 +104,8 @@ class EdgeApp:
     def __init__(self, sagemaker_app: WSGIApp | None = None) -> None:
         # SageMaker's serverless quotas for OnUpload's preflight (moto's Service Quotas has only VPC's).
         install_sagemaker_quotas()
+        # p99 and the other percentiles for GetMetricData (moto computes only the basic statistics).
+        cloudwatch_percentiles.install()
         self.moto_app: WSGIApp = _BackendCachingDispatcher()
         self.sagemaker_app = sagemaker_app
         self.functions: FunctionsHost | None = None

@@ -14,13 +14,13 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import boto3
 import httpx
 from botocore.exceptions import ClientError, EndpointConnectionError
-from modeldrop.api.models import DeploymentSummary, ModelDetail, ModelList
+from modeldrop.api.models import DeploymentSummary, ModelDetail, ModelList, RolloutView
 from modeldrop.deployments_table import DeploymentRecords
 
 from modeldrop_local.credentials import FAKE_CREDENTIALS, credentials_configured, is_loopback
@@ -185,6 +185,11 @@ class StackClient:
         body = json.dumps({} if version is None else {"version": version}).encode()
         response = self.request("POST", f"/models/{model_name}/rollback", body=body)
         return DeploymentSummary.model_validate(self._answer(response, expected=202))
+
+    def end_bake(self, model_name: str, decision: Literal["promote", "abort"]) -> RolloutView:
+        """POST /models/{name}/promote or /abort; returns the rollout the API accepted (202)."""
+        response = self.request("POST", f"/models/{model_name}/{decision}")
+        return RolloutView.model_validate(self._answer(response, expected=202))
 
     def approve(self, model_name: str, version: int, description: str | None) -> DeploymentSummary:
         """POST /models/{name}/versions/{version}/approve; the approved version as accepted (202)."""

@@ -66,7 +66,7 @@ def test_an_empty_object_sets_nothing() -> None:
     [
         (b'{"memmory_mb": 2048}', "modeldrop.json: unknown key 'memmory_mb' (did you mean 'memory_mb'?)"),
         (b'{"memoryMb": 2048}', "modeldrop.json: unknown key 'memoryMb' (did you mean 'memory_mb'?)"),
-        (b'{"colour": "red"}', "modeldrop.json: unknown key 'colour'"),
+        (b'{"flavor": "red"}', "modeldrop.json: unknown key 'flavor'"),
         (b'{"approval": "yes"}', "modeldrop.json: approval must be 'auto' or 'manual' (got 'yes')"),
         (
             b'{"memory_mb": 1000}',
@@ -193,6 +193,7 @@ def test_resolve_fills_everything_from_defaults_detection_and_size() -> None:
         "provisionedConcurrency": 0,
         "environment": {},
         "smokeTest": None,
+        "rollout": None,
         "approval": None,
     }
 
@@ -223,6 +224,7 @@ def test_resolve_prefers_the_model_config() -> None:
         "provisionedConcurrency": 1,
         "environment": {"K": "V"},
         "smokeTest": None,
+        "rollout": None,
         "approval": "manual",
     }
 

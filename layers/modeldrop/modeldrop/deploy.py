@@ -40,6 +40,8 @@ from modeldrop import naming
 from modeldrop.deployments_table import DeploymentRecords, deployment_item
 from modeldrop.events import UploadedObject
 from modeldrop.frameworks import check_layout, framework_from_image
+from modeldrop.guardrails import candidate
+from modeldrop.guardrails.state import RolloutRecords
 from modeldrop.model_config import ModelConfig, ResolvedConfig, parse_model_config, resolve_config
 from modeldrop.observability import logger, metrics
 from modeldrop.preflight import check_serverless_quotas
@@ -64,6 +66,8 @@ class DeployDependencies:
     records: DeploymentRecords
     # Service Quotas, for the preflight (modeldrop.preflight); None skips it.
     service_quotas: Any = None
+    # The model items' rollout attribute (modeldrop.guardrails): a new upload supersedes a bake.
+    rollouts: RolloutRecords | None = None
 
     @classmethod
     def from_environment(cls, settings: OnUploadSettings | None = None) -> DeployDependencies:
@@ -76,6 +80,7 @@ class DeployDependencies:
             sagemaker=SageMakerAdapter(boto3.client("sagemaker")),
             records=DeploymentRecords(table),
             service_quotas=boto3.client("service-quotas"),
+            rollouts=RolloutRecords(table),
         )
 
     @property
@@ -197,6 +202,10 @@ def _deploy_recorded(
     deps: DeployDependencies,
 ) -> UploadOutcome:
     model_name, version = deployment.model_name, deployment.version
+    # A configured rollout bakes the new version on an endpoint of its own beside the live one.
+    if candidate.bakes(config, deps.records.get_model(model_name)):
+        deployment = deployment.model_copy(update={"candidate": True})
+        deps.records.update_deployment(model_name, version, deployment.status, candidate=True)
     try:
         config, note = _preflight(deployment, config, deps)
     except UploadRejected as rejection:
@@ -237,6 +246,10 @@ def _deploy_recorded(
         logger.info("deployment waits for approval", extra={"package": deployment.model_package_arn})
         _count("DeploymentPendingApproval")
         return _outcome(upload, deployment, DeploymentStatus.PENDING_APPROVAL, deployment.reason)
+    if deps.rollouts is not None:
+        # Last upload wins: a candidate still baking stops taking traffic; its execution cleans up.
+        candidate.supersede_bake(model_name, deployment, deps.rollouts)
+    # A candidate (deployment.candidate) is begun on its own endpoint (Rollout.begin_candidate).
     begun = deps.rollout.begin(deployment)
     if begun.status is DeploymentStatus.FAILED:
         _count("DeploymentFailed")
@@ -253,11 +266,12 @@ def _preflight(
     deployment: Deployment, config: ResolvedConfig, deps: DeployDependencies
 ) -> tuple[ResolvedConfig, str | None]:
     """The config with a MaxConcurrency the account's serverless quotas leave room for, and a note when the
-    default was lowered for it; UploadRejected when there is no room (modeldrop.preflight)."""
+    default was lowered for it; UploadRejected when there is no room (modeldrop.preflight). A candidate's
+    own endpoint comes in addition to the live one, which keeps its concurrency meanwhile."""
     if deps.service_quotas is None:
         return config, None
     fit = check_serverless_quotas(
-        endpoint_name=deployment.endpoint_name,
+        endpoint_name=deployment.serving_endpoint_name,
         max_concurrency=config.max_concurrency,
         sagemaker=deps.sagemaker.client,
         service_quotas=deps.service_quotas,

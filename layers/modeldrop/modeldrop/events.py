@@ -62,9 +62,28 @@ class ExecutionInput(_Camel):
     endpoint_config_name: str
     status: Literal["Deploying", "Queued"]
     max_polls: int = Field(ge=1)
+    # A canary or shadow bake (modeldrop.guardrails.bake): its strategy, and what this execution follows
+    # now: the candidate's own endpoint ("candidate"), or the live endpoint switching to the candidate's
+    # config ("promotion"). Null for a deployment that goes live all at once.
+    rollout: Literal["canary", "shadow"] | None = None
+    rollout_phase: Literal["candidate", "promotion"] | None = None
 
 
-StatusAction = Literal["start", "smoke_test", "smoke_failed", "succeeded", "failed", "timed_out", "error"]
+StatusAction = Literal[
+    "start",
+    "smoke_test",
+    "smoke_failed",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "error",
+    "bake_start",
+    "bake_judge",
+    "bake_promote",
+    "bake_switch",
+    "bake_end",
+    "bake_retire",
+]
 
 
 class DeploymentStatusEvent(_Camel):
@@ -79,6 +98,8 @@ class DeploymentStatusEvent(_Camel):
     error: dict[str, Any] | None = None
     # The smoke_test step's result ({"status", "reason"}), for smoke_failed.
     smoke: dict[str, Any] | None = None
+    # bake_promote / bake_end: the bake_judge step's result ({"status", "reason"}).
+    verdict: dict[str, Any] | None = None
     execution_arn: str | None = None
 
 
@@ -90,3 +111,5 @@ class StatusResult(_Camel):
     # smoke_failed: the automatic rollback the state machine follows next (always present, null if none:
     # the ResultSelector's path must exist).
     rollback: ExecutionInput | None = None
+    # bake_switch: the switch of the live endpoint to the candidate's config, followed next.
+    promotion: ExecutionInput | None = None

@@ -36,6 +36,7 @@ from modeldrop.frameworks import (
     framework_from_image,
     image_for,
 )
+from modeldrop.guardrails.config import RolloutConfig, parse_rollout
 from modeldrop.rejection import RejectionCode, UploadRejected
 from modeldrop.smoke_test import SmokeTest
 
@@ -80,6 +81,8 @@ class ModelConfig(BaseModel):
     environment: dict[str, str] = Field(default_factory=dict, strict=True)
     # One request sent to the new version once InService, before it goes live (modeldrop.smoke_test).
     smoke_test: SmokeTest | None = None
+    # Canary or shadow bake of a new version before it goes live (modeldrop.guardrails); None: all at once.
+    rollout: RolloutConfig | None = None
     approval: ApprovalMode | None = None
 
     @field_validator("framework_version")
@@ -223,6 +226,22 @@ StoredSmokeTest = Annotated[
 ]
 
 
+def _rollout_from_text(value: Any) -> Any:
+    return parse_rollout(value) if isinstance(value, str) else value
+
+
+def _rollout_as_text(rollout: BaseModel) -> str:
+    return rollout.model_dump_json()
+
+
+# Stored (JSON mode) as its JSON text, as the smoke test: DynamoDB takes no floats (max_error_rate).
+StoredRollout = Annotated[
+    RolloutConfig,
+    BeforeValidator(_rollout_from_text),
+    PlainSerializer(_rollout_as_text, return_type=str, when_used="json"),
+]
+
+
 class ResolvedConfig(BaseModel):
     """Every deployment setting decided: what CreateModel and CreateEndpointConfig get, recorded on the
     deployment (its `config`, camelCase)."""
@@ -238,6 +257,7 @@ class ResolvedConfig(BaseModel):
     provisioned_concurrency: int
     environment: dict[str, str]
     smoke_test: StoredSmokeTest | None = None
+    rollout: StoredRollout | None = None
     # None is "auto" (records written before the approval gate hold no such key, and keep none).
     approval: ApprovalMode | None = None
     # False when modeldrop.json set no max_concurrency: the preflight may lower the stack default to what
@@ -314,6 +334,7 @@ def resolve_config(
         provisioned_concurrency=provisioned,
         environment=dict(config.environment),
         smoke_test=config.smoke_test,
+        rollout=config.rollout,
         approval="manual" if config.approval == "manual" else None,
         max_concurrency_set=config.max_concurrency is not None,
     )

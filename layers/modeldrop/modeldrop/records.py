@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, computed_field
 from pydantic.alias_generators import to_camel
@@ -97,6 +98,9 @@ class Deployment(_Record):
     rollback_to: int | None = None
     # An automatic rollback: the version whose failed smoke test started it.
     rolled_back_from: int | None = None
+    # A canary or shadow candidate (modeldrop.guardrails): it bakes on an endpoint of its own
+    # (candidate_endpoint_name) beside the live one before it is switched to (promoted).
+    candidate: bool | None = None
     # The upload's version in the SageMaker Model Registry (group modeldrop-<name>; modeldrop.registry),
     # and its ModelApprovalStatus as last seen (a rollback carries its target's).
     model_package_arn: str | None = None
@@ -117,6 +121,17 @@ class Deployment(_Record):
     def endpoint_name(self) -> str:
         """One endpoint per model."""
         return naming.endpoint_name(self.model_name)
+
+    @property
+    def candidate_endpoint_name(self) -> str:
+        """A candidate's own endpoint while it bakes: one per version, so a superseded bake never
+        shares a name with the next."""
+        return naming.versioned_name(self.model_name, self.version)
+
+    @property
+    def serving_endpoint_name(self) -> str:
+        """The endpoint this deployment is first sent to: a candidate's own, else the model's."""
+        return self.candidate_endpoint_name if self.candidate else self.endpoint_name
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -149,3 +164,5 @@ class ModelItem(_Record):
     live_object_version: str | None = None
     last_deployment_id: str | None = None
     updated_at: str
+    # A canary or shadow bake (modeldrop.guardrails.state.RolloutState, as stored); None if none ran.
+    rollout: dict[str, Any] | None = None

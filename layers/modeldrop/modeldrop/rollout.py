@@ -23,12 +23,10 @@ state machine's steps and records their outcomes; modeldrop.rollback chooses whi
 Where the next features plug in (the entry points' docstrings say how):
   - an approval gate (SageMaker Model Registry): the upload is recorded PendingApproval instead of being
     begun; when its model package is approved, the approval handler calls `begin` with it;
-  - canary / shadow: the candidate version is begun on its own endpoint; after the bake the state machine
-    calls a promote (switch the model's endpoint to it, then `go_live`) or an abort (delete the candidate,
-    the live version untouched) — both methods of this class, next to `go_live` and `roll_back_failed`.
-    Endpoint and config names are computed by the record (modeldrop.records.Deployment.endpoint_name):
-    a candidate's own endpoint is a new case computed there (from a field saying it is a candidate),
-    so that every caller here names it the same way.
+  - canary / shadow (modeldrop.guardrails): `begin_candidate` begins the candidate on its own endpoint
+    (Deployment.candidate_endpoint_name); after the bake the state machine calls `promote` (switch the
+    model's endpoint to it, then `go_live`) or the candidate is dropped (`drop_candidate`, the live
+    version untouched). The routing of requests during the bake is modeldrop.guardrails' own.
 """
 
 from __future__ import annotations
@@ -107,15 +105,19 @@ def resume_in_flight(environment: Mapping[str, str], *, dynamodb: Any, stepfunct
 
 def execution_input(deployment: Deployment, max_polls: int) -> ExecutionInput:
     """What an execution following `deployment` starts with (or, for a rollback after a failed smoke
-    test, goes on with): it waits for its turn when the deployment is Queued, else polls the endpoint."""
+    test, goes on with): it waits for its turn when the deployment is Queued, else polls the endpoint.
+    A canary or shadow candidate's execution follows its own endpoint first (rolloutPhase candidate)."""
+    rollout = deployment.config.rollout if deployment.candidate and deployment.config else None
     return ExecutionInput(
         deployment_id=deployment.deployment_id,
         model_name=deployment.model_name,
         version=deployment.version,
-        endpoint_name=deployment.endpoint_name,
+        endpoint_name=deployment.serving_endpoint_name if rollout else deployment.endpoint_name,
         endpoint_config_name=deployment.endpoint_config_name,
         status="Queued" if deployment.status is DeploymentStatus.QUEUED else "Deploying",
         max_polls=max_polls,
+        rollout=rollout.strategy if rollout else None,
+        rollout_phase="candidate" if rollout else None,
     )
 
 
@@ -148,6 +150,8 @@ class Rollout:
         failure) is raised for an upload, whose event Lambda retries, and recorded for a rollback, a
         request nobody retries.
         """
+        if deployment.candidate:
+            return self.begin_candidate(deployment)
         executions = self._executions()
         try:
             status, endpoint_status = self._start_or_queue(deployment)
@@ -162,6 +166,41 @@ class Rollout:
             deployment.model_name, deployment.version, status, execution_arn=execution_arn
         )
         return switched.model_copy(update={"execution_arn": execution_arn})
+
+    def begin_candidate(self, deployment: Deployment) -> Deployment:
+        """A canary or shadow candidate (modeldrop.guardrails): its config on an endpoint of its own
+        (CreateEndpoint), the model's endpoint and its item untouched, and the execution that follows the
+        candidate's endpoint through its smoke test and its bake. SageMaker's refusal is recorded as in
+        `begin`."""
+        executions = self._executions()
+        endpoint_name = deployment.candidate_endpoint_name
+        try:
+            if self.sagemaker.describe_endpoint(endpoint_name) is None:  # a retried upload made it already
+                self.sagemaker.create_endpoint(endpoint_name, deployment.endpoint_config_name)
+        except ClientError as error:
+            if is_transient(error):
+                raise
+            return self._refused(deployment, error)
+        self.records.update_deployment(deployment.model_name, deployment.version, DeploymentStatus.DEPLOYING)
+        baking = deployment.model_copy(update={"status": DeploymentStatus.DEPLOYING})
+        execution_arn = executions.start(baking)
+        self.records.update_deployment(
+            deployment.model_name, deployment.version, DeploymentStatus.DEPLOYING, execution_arn=execution_arn
+        )
+        return baking.model_copy(update={"execution_arn": execution_arn})
+
+    def promote(self, deployment: Deployment) -> DeploymentStatus:
+        """A baked candidate goes live the way every version does: the model's endpoint takes its config
+        (UpdateEndpoint, or Queued behind a deployment in flight); its execution then follows that switch
+        to `go_live`. Returns Deploying or Queued."""
+        status, endpoint_status = self._start_or_queue(deployment)
+        self._record_switch(deployment, status, endpoint_status, expected=IN_FLIGHT)
+        return status
+
+    def drop_candidate(self, deployment: Deployment) -> None:
+        """A candidate rolled back, aborted, superseded or promoted: its own endpoint goes (the model's
+        endpoint is never touched here). Deleting one already gone is fine (a replayed step)."""
+        self.sagemaker.delete_endpoint(deployment.candidate_endpoint_name)
 
     def take_turn(self, deployment: Deployment) -> DeploymentStatus:
         """A Queued deployment's execution asks again: Deploying once the endpoint took its config, else

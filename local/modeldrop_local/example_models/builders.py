@@ -118,12 +118,18 @@ def build_xgboost_iris(
         return _tarball(dest_dir, [artifact], config=config)
 
 
-def build_custom_inference(dest_dir: Path | str, *, config: Mapping[str, Any] | None = None) -> Path:
-    """model.joblib (scaler + LogisticRegression) with code/inference.py: JSON in, JSON out with names."""
+def build_custom_inference(
+    dest_dir: Path | str,
+    *,
+    config: Mapping[str, Any] | None = None,
+    inference_code: str = CUSTOM_INFERENCE_PY,
+) -> Path:
+    """model.joblib (scaler + LogisticRegression) with code/inference.py: JSON in, JSON out with names
+    (or `inference_code`, another code/inference.py for the same model)."""
     with tempfile.TemporaryDirectory(prefix="modeldrop-build-") as staging:
         root = Path(staging)
         libraries = write_trained(root / "model.joblib", "pipeline")
-        (root / "inference.py").write_text(CUSTOM_INFERENCE_PY)
+        (root / "inference.py").write_text(inference_code)
         (root / "requirements.txt").write_text(CUSTOM_REQUIREMENTS_TXT)
         return _tarball(
             dest_dir,

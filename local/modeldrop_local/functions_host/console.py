@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import IO
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modeldrop_local.functions_host.emf import EmfSink
 
 # Fields of the functions' structured logs worth a place on the console line.
 _CONSOLE_FIELDS = ("model", "deployment_id", "action", "status", "reason")
@@ -45,3 +50,35 @@ def copy_to_console(function: str, stream: IO[str]) -> None:
         if condensed is not None:
             sys.stdout.write(condensed + "\n")
             sys.stdout.flush()
+
+
+@dataclass(frozen=True)
+class LogDestination:
+    """Where a function's log lines go: its log file (fd), else this console, condensed or as written."""
+
+    function: str
+    file_fd: int | None = None
+    condensed: bool = False
+
+    def write(self, line: str) -> None:
+        if self.file_fd is not None:
+            os.write(self.file_fd, line.encode("utf-8", "replace"))
+            return
+        text = console_line(self.function, line) if self.condensed else line.rstrip("\n")
+        if text is not None:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+    def close(self) -> None:
+        if self.file_fd is not None:
+            os.close(self.file_fd)
+
+
+def pump_log(stream: IO[str], sink: EmfSink, destination: LogDestination) -> None:
+    """A worker's log through the metrics sink (its EMF records become metrics), then to its destination."""
+    try:
+        for line in stream:
+            sink.offer(line)
+            destination.write(line)
+    finally:
+        destination.close()

@@ -18,6 +18,7 @@ from modeldrop_local.functions_host.runtime import error_payload
 from modeldrop_local.functions_host.worker import INIT_TIMEOUT_S, FunctionWorker
 
 if TYPE_CHECKING:
+    from modeldrop_local.functions_host.emf import EmfSink
     from modeldrop_local.template import FunctionSpec
 
 
@@ -54,9 +55,12 @@ class FunctionsHost:
         condensed_console: bool = False,
         spare_workers: int = 0,
         fork_server: FunctionsForkServer | None = None,
+        metrics_sink: EmfSink | None = None,
     ) -> None:
         """log_dir: each function's log in log_dir/<name>.log; else on this console, as written or,
-        with condensed_console, one readable line per record (see console.console_line)."""
+        with condensed_console, one readable line per record (see console.console_line).
+        metrics_sink: where the EMF records of the functions' logs become CloudWatch metrics (emf.py)."""
+        self.metrics_sink = metrics_sink
         self.log_dir = log_dir
         self.condensed_console = condensed_console
         self._functions = dict(functions)
@@ -138,7 +142,12 @@ class FunctionsHost:
 
     def _start_worker(self, spec: FunctionSpec) -> FunctionWorker:
         return FunctionWorker(
-            spec, self._base_environment, self.log_dir, self.condensed_console, self._running_fork_server()
+            spec,
+            self._base_environment,
+            self.log_dir,
+            self.condensed_console,
+            self._running_fork_server(),
+            self.metrics_sink,
         )
 
     def _running_fork_server(self) -> FunctionsForkServer | None:

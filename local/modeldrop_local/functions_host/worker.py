@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modeldrop_local.functions_host.console import copy_to_console
+from modeldrop_local.functions_host.console import LogDestination, copy_to_console, pump_log
 from modeldrop_local.functions_host.fork_server import (
     RUNTIME_ENVIRONMENT,
     FunctionsForkServer,
@@ -30,6 +30,7 @@ from modeldrop_local.functions_host.fork_server import (
 )
 
 if TYPE_CHECKING:
+    from modeldrop_local.functions_host.emf import EmfSink
     from modeldrop_local.template import FunctionSpec
 
 INIT_TIMEOUT_S = 10.0
@@ -46,6 +47,7 @@ class FunctionWorker:
         log_dir: Path | None,
         condensed_console: bool = False,
         fork_server: FunctionsForkServer | None = None,
+        metrics_sink: EmfSink | None = None,
     ) -> None:
         self.spec = spec
         environment = dict(base_environment)
@@ -79,16 +81,19 @@ class FunctionWorker:
         child_environment["PYTHONPATH"] = child_pythonpath()
         # Like CloudWatch Logs: one log file per function when a log dir is given, else this console
         # (as written, or condensed to one readable line per record).
+        # With a metrics sink, the log passes through this process first, as through CloudWatch Logs:
+        # its EMF records become metrics (emf.py), then each line goes where it would have gone.
         log_fds: list[int] = []
         console_read = None
+        log_file_fd = None
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
-            log_fds.append(
-                os.open(log_dir / f"{spec.name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            )
-        elif condensed_console:
+            log_file_fd = os.open(log_dir / f"{spec.name}.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if metrics_sink is not None or (log_file_fd is None and condensed_console):
             console_read, console_write = os.pipe()
             log_fds.append(console_write)
+        elif log_file_fd is not None:
+            log_fds.append(log_file_fd)
         child_fds = [requests_read, reply_write, *log_fds]
         try:
             if fork_server is None:
@@ -101,12 +106,13 @@ class FunctionWorker:
             for fd in child_fds:
                 os.close(fd)
         if console_read is not None:
-            threading.Thread(
-                target=copy_to_console,
-                args=(spec.logical_id, os.fdopen(console_read, "r")),
-                daemon=True,
-                name=f"console-{spec.logical_id}",
-            ).start()
+            if metrics_sink is None:
+                target: Any = copy_to_console
+                args: tuple[Any, ...] = (spec.logical_id, os.fdopen(console_read, "r"))
+            else:
+                destination = LogDestination(spec.logical_id, log_file_fd, condensed_console)
+                target, args = pump_log, (os.fdopen(console_read, "r"), metrics_sink, destination)
+            threading.Thread(target=target, args=args, daemon=True, name=f"log-{spec.logical_id}").start()
         self._requests = os.fdopen(requests_write, "w")
         self._replies = os.fdopen(reply_read, "r")
         self._ready = False

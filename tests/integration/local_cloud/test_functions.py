@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modeldrop_local.cloud import LocalCloud
@@ -174,3 +176,66 @@ def test_import_failure_is_lambdas_import_module_error(client: Callable[[str], A
     assert response["FunctionError"] == "Unhandled"
     assert answer["errorType"] == "Runtime.ImportModuleError"
     assert "a_missing_dependency" in answer["errorMessage"]
+
+
+def test_emf_records_in_a_functions_log_become_cloudwatch_metrics(
+    cloud: LocalCloud, client: Callable[[str], Any]
+) -> None:
+    # Given a function that logs two EMF records (one with a list of values) and one that is not valid
+    namespace = f"emf-{uuid.uuid4().hex[:8]}"
+    now_ms = int(time.time() * 1000)
+
+    def record(values: Any, version: Any = "7") -> str:
+        return json.dumps(
+            {
+                "_aws": {
+                    "Timestamp": now_ms,
+                    "CloudWatchMetrics": [
+                        {
+                            "Namespace": namespace,
+                            "Dimensions": [["Model", "Version"]],
+                            "Metrics": [{"Name": "Latency", "Unit": "Milliseconds"}],
+                        }
+                    ],
+                },
+                "Model": "iris",
+                "Version": version,
+                "Latency": values,
+            }
+        )
+
+    lines = [record(list(range(1, 100))), record(1000), record(5000, version=7), "not json"]
+    # When it is invoked and its log has gone through the host
+    response, _ = _invoke(client, {"log_lines": lines})
+    assert "FunctionError" not in response
+
+    # Then GetMetricData sees 100 values (the record whose Version is a number is not EMF: no metric)
+    def query(stat: str) -> dict[str, Any]:
+        return {
+            "Id": stat.replace(".", "_").lower(),
+            "MetricStat": {
+                "Metric": {
+                    "Namespace": namespace,
+                    "MetricName": "Latency",
+                    "Dimensions": [{"Name": "Model", "Value": "iris"}, {"Name": "Version", "Value": "7"}],
+                },
+                "Period": 300,
+                "Stat": stat,
+            },
+        }
+
+    start = datetime.fromtimestamp(now_ms / 1000 - 120, tz=UTC)
+
+    def metrics() -> dict[str, list[float]] | None:
+        answer = client("cloudwatch").get_metric_data(
+            MetricDataQueries=[query("SampleCount"), query("p50"), query("p99"), query("Maximum")],
+            StartTime=start,
+            EndTime=start + timedelta(minutes=5),
+        )
+        found = {result["Id"]: result["Values"] for result in answer["MetricDataResults"]}
+        # Extraction is asynchronous, on AWS too: wait until both valid records are in.
+        return found if found["samplecount"] == [100.0] else None
+
+    values = wait_for(metrics)
+    # and the percentiles are nearest-rank over the raw values: p50 of 1..99,1000 is 50, p99 is 99
+    assert values == {"samplecount": [100.0], "p50": [50.0], "p99": [99.0], "maximum": [1000.0]}

@@ -109,6 +109,9 @@ def test_routes_of_the_real_api_come_from_its_openapi_document() -> None:
         ("GET", "/models/{name}"),
         ("POST", "/models/{name}/invocations"),
         ("POST", "/models/{name}/rollback"),
+        ("POST", "/models/{name}/promote"),
+        ("POST", "/models/{name}/abort"),
+        ("POST", "/models/{name}/versions/{version}/approve"),
     }
     assert {route.function for route in routes} == {
         "arn:aws:lambda:us-east-1:123456789012:function:modeldrop-ApiFunction"

@@ -145,6 +145,7 @@ def test_function_specs_merge_globals_and_carry_this_stacks_names() -> None:
         "DeploymentStatusFunction",
         "ApiFunction",
         "ModelApprovalFunction",
+        "ShadowFunction",
     }
     on_upload = functions["OnUploadFunction"]
     assert (on_upload.name, on_upload.handler, on_upload.timeout_s, on_upload.memory_mb) == (

@@ -118,7 +118,7 @@ def test_every_status_the_function_can_answer_is_documented_for_invocations() ->
     assert {"Retry-After"} == set(resolved_openapi()["components"]["responses"]["TooManyRequests"]["headers"])
 
 
-_ROLLBACK_ONLY_ERRORS = (errors.RollbackNotPossible, errors.InvalidRequest)
+_ROLLBACK_ONLY_ERRORS = (errors.RollbackNotPossible, errors.InvalidRequest, errors.NoBakeInProgress)
 _APPROVAL_ONLY_ERRORS = (errors.ApprovalNotPossible, errors.VersionNotFound)
 
 
@@ -137,6 +137,24 @@ def test_every_status_the_rollback_can_answer_is_documented_for_it() -> None:
     }
     # Then each is a documented response of the route, and success is 202 (the switch runs on)
     documented = load_openapi_raw()["paths"]["/models/{name}/rollback"]["post"]["responses"]
+    assert statuses | {202} <= {int(status) for status in documented}
+
+
+@pytest.mark.parametrize("route", ["/models/{name}/promote", "/models/{name}/abort"])
+def test_every_status_promote_and_abort_can_answer_is_documented_for_them(route: str) -> None:
+    # Given the errors a person's end of a bake raises (name, model, no bake, wiring)
+    statuses = {
+        int(error.status)
+        for error in (
+            errors.InvalidModelName,
+            errors.ModelNotFound,
+            errors.NoBakeInProgress,
+            errors.ServiceUnavailable,
+            errors.InternalError,
+        )
+    }
+    # Then each is a documented response, and success is 202 (the state machine carries it out)
+    documented = load_openapi_raw()["paths"][route]["post"]["responses"]
     assert statuses | {202} <= {int(status) for status in documented}
 
 

@@ -180,6 +180,8 @@ def test_first_upload_creates_model_config_and_endpoint(
         "endpointConfigName": "modeldrop-iris-v1",
         "status": "Deploying",
         "maxPolls": 60,
+        "rollout": None,
+        "rolloutPhase": None,
     }
 
 

@@ -82,6 +82,8 @@ def test_rollback_restores_the_previous_live_version_through_the_state_machine(
         "endpointConfigName": "modeldrop-iris-v1",
         "status": "Deploying",
         "maxPolls": 60,
+        "rollout": None,
+        "rolloutPhase": None,
     }
     model = stack.records().get_model("iris")
     assert model is not None and model.status == "Updating" and model.live_version == 2

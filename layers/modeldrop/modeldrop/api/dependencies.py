@@ -14,6 +14,8 @@ from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime, SageMakerRuntime
 from modeldrop.api.settings import ApiSettings
 from modeldrop.deployments_table import DeploymentRecords
+from modeldrop.guardrails.serving import LambdaShadowSender, ShadowSender
+from modeldrop.guardrails.state import RolloutRecords
 from modeldrop.registry import ModelApprovals
 from modeldrop.rollout import DeployExecutions, Rollout
 from modeldrop.sagemaker_adapter import SageMakerAdapter
@@ -28,6 +30,10 @@ class ApiDependencies:
     # Where the invocation path reads a model's endpoint: a short-lived cache of `records` in a warm
     # container (modeldrop.api.record_cache); None reads `records` on every request.
     serving_records: ModelRecordsReader | None = None
+    # Canary and shadow bakes (modeldrop.guardrails): the rollout records promote/abort write, and
+    # where a shadow bake's copies go. None: not wired (answered 503, no copies sent).
+    rollouts: RolloutRecords | None = None
+    shadow: ShadowSender | None = None
     # POST /models/{name}/versions/{version}/approve (UpdateModelPackage); None: answered 503.
     approvals: ModelApprovals | None = None
 
@@ -47,8 +53,18 @@ def sagemaker_runtime_client(settings: ApiSettings) -> object:
     return boto3.client("sagemaker-runtime", config=config)
 
 
+def shadow_sender(settings: ApiSettings) -> ShadowSender | None:
+    if not settings.shadow_function_name:
+        return None
+    # One quick attempt: an Event invocation is queued by Lambda and answered 202 at once; a copy that
+    # cannot be queued is skipped rather than delaying the client's answer.
+    config = Config(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "total_max_attempts": 1})
+    return LambdaShadowSender(boto3.client("lambda", config=config), settings.shadow_function_name)
+
+
 def build_dependencies(settings: ApiSettings) -> ApiDependencies:
-    records = DeploymentRecords(boto3.resource("dynamodb").Table(settings.deployments_table))
+    table = boto3.resource("dynamodb").Table(settings.deployments_table)
+    records = DeploymentRecords(table)
     sagemaker = SageMakerAdapter(boto3.client("sagemaker"))
     rollbacks = None
     if settings.state_machine_arn:
@@ -64,6 +80,8 @@ def build_dependencies(settings: ApiSettings) -> ApiDependencies:
         runtime=SageMakerRuntime(sagemaker_runtime_client(settings)),
         rollbacks=rollbacks,
         serving_records=CachedModelRecords(records, is_servable, ttl_s=settings.record_cache_ttl_s),
+        rollouts=RolloutRecords(table),
+        shadow=shadow_sender(settings),
         approvals=ModelApprovals(records=records, sagemaker=sagemaker),
     )
 

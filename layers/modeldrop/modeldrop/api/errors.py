@@ -37,11 +37,14 @@ class ApiError(Exception):
         if status is not None:
             self.status = status
         self.retry_after_s = retry_after_s
+        # Set by the layer that knows more of the answer (e.g. x-modeldrop-version: the version that failed).
+        self.extra_headers: dict[str, str] = {}
 
     def headers(self) -> dict[str, str]:
-        if self.retry_after_s is None:
-            return {}
-        return {"Retry-After": str(self.retry_after_s)}
+        headers = dict(self.extra_headers)
+        if self.retry_after_s is not None:
+            headers["Retry-After"] = str(self.retry_after_s)
+        return headers
 
 
 class InvalidModelName(ApiError):
@@ -78,6 +81,13 @@ class RollbackNotPossible(ApiError):
     def __init__(self, message: str, *, code: str, model: str | None = None) -> None:
         super().__init__(message, model=model)
         self.code = code
+
+
+class NoBakeInProgress(ApiError):
+    """Promote or abort asked of a model with no canary or shadow candidate baking."""
+
+    status = HTTPStatus.CONFLICT
+    code = "NoBakeInProgress"
 
 
 class ApprovalNotPossible(ApiError):

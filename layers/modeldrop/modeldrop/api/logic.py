@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Callable
 
 from aws_lambda_powertools import Logger
 from pydantic import ValidationError
@@ -15,6 +17,7 @@ from modeldrop.api.errors import (
     InvalidRequest,
     ModelNotFound,
     ModelNotInService,
+    NoBakeInProgress,
     PayloadTooLarge,
     RollbackNotPossible,
     ServiceUnavailable,
@@ -30,11 +33,15 @@ from modeldrop.api.models import (
     ModelList,
     ModelSummary,
     RollbackRequest,
+    RolloutView,
     is_valid_model_name,
 )
 from modeldrop.api.record_cache import CachedModelRecords
 from modeldrop.api.records_reader import ModelRecordsReader
 from modeldrop.api.runtime import ModelRuntime
+from modeldrop.guardrails import bake, serving
+from modeldrop.guardrails.routing import Routing
+from modeldrop.guardrails.state import RequestedDecision, RolloutRecords, RolloutState
 from modeldrop.records import Deployment, ModelItem
 from modeldrop.registry import ApprovalRefused, ModelApprovals
 from modeldrop.rollback import RollbackRefused, UnknownModel
@@ -72,9 +79,16 @@ def is_servable(model: ModelItem) -> bool:
 
 
 def invoke_model(
-    name: str, invocation: Invocation, records: ModelRecordsReader, runtime: ModelRuntime
+    name: str,
+    invocation: Invocation,
+    records: ModelRecordsReader,
+    runtime: ModelRuntime,
+    *,
+    shadow: serving.ShadowSender | None = None,
+    draw: Callable[[], float] = random.random,
 ) -> InvocationResult:
-    """Pass the caller's bytes to the model's endpoint and its answer back."""
+    """Pass the caller's bytes to the model's endpoint (or, during a canary, its candidate's) and the
+    answer back, with the version that gave it."""
     validate_model_name(name)
     size = len(invocation.body)
     if size > MAX_PAYLOAD_BYTES:
@@ -85,21 +99,27 @@ def invoke_model(
         )
     if size == 0:
         raise EmptyPayload("The request body is empty; send the input for the model.", model=name)
-    endpoint = _servable_endpoint(name, records)
-    logger.debug("Invoking model", extra={"model": name, "endpoint": endpoint, "bytes": size})
+    routing = _servable_routing(name, records)
+    logger.debug(
+        "Invoking model", extra={"model": name, "endpoint": routing.live.endpoint_name, "bytes": size}
+    )
     try:
-        return runtime.invoke(name, endpoint, invocation)
+        return serving.answer(name, invocation, routing, runtime, shadow=shadow, draw=draw)
     except ModelNotInService:
         # SageMaker has no such endpoint: if the record came from the warm container's cache it may be
         # stale (the endpoint deleted since), so the caller gets the table's current answer (404, 503).
         if isinstance(records, CachedModelRecords) and records.forget(name):
-            _servable_endpoint(name, records)
+            _servable_routing(name, records)
         raise
 
 
-def _servable_endpoint(name: str, records: ModelRecordsReader) -> str:
-    """The endpoint of a model that can be invoked; the API error that says why not, otherwise."""
-    model = records.get_model(name)
+def _servable_routing(name: str, records: ModelRecordsReader) -> Routing:
+    """The routing of a model that can be invoked; the API error that says why not, otherwise."""
+    if isinstance(records, CachedModelRecords):
+        model, routing = records.get_routed(name)
+    else:
+        model = records.get_model(name)
+        routing = Routing.of(model) if model is not None and is_servable(model) else None
     if model is None:
         # A model whose first upload was rejected or is still deploying has records but no endpoint.
         newest = records.list_deployments(name, limit=1)
@@ -113,7 +133,7 @@ def _servable_endpoint(name: str, records: ModelRecordsReader) -> str:
             model=name,
             retry_after_s=ENDPOINT_CHANGING_RETRY_AFTER_S if changing else None,
         )
-    return model.endpoint_name
+    return routing if routing is not None else Routing.of(model)
 
 
 def _not_deployed(name: str, last: Deployment) -> ModelNotInService:
@@ -136,8 +156,11 @@ def describe_model(name: str, records: ModelRecordsReader) -> ModelDetail:
     if model is None and not history:
         raise ModelNotFound(f"No model named '{name}'.", model=name)
     summary = _summary(model, history[0] if history else None, name=name)
+    rollout = RolloutState.from_attribute(model.rollout) if model is not None and model.rollout else None
     return ModelDetail(
-        **summary.model_dump(), history=[DeploymentSummary.from_record(record) for record in history]
+        **summary.model_dump(),
+        history=[DeploymentSummary.from_record(record) for record in history],
+        rollout=RolloutView.from_state(rollout) if rollout else None,
     )
 
 
@@ -168,13 +191,21 @@ def parse_rollback_request(name: str, body: bytes) -> RollbackRequest:
         ) from error
 
 
-def rollback_model(name: str, request: RollbackRequest, rollbacks: Rollout | None) -> DeploymentSummary:
-    """Start a rollback deployment; answers it as the deployment summary it was recorded with."""
+def rollback_model(
+    name: str,
+    request: RollbackRequest,
+    rollbacks: Rollout | None,
+    rollouts: RolloutRecords | None = None,
+) -> DeploymentSummary:
+    """Start a rollback deployment; answers it as the deployment summary it was recorded with.
+    A canary or shadow baking meanwhile is aborted: a rollback on demand wins over a bake."""
     validate_model_name(name)
     if rollbacks is None:
         raise ServiceUnavailable(
             "Rollbacks are not configured on this stack (no STATE_MACHINE_ARN).", model=name
         )
+    if rollouts is not None:
+        bake.abort_for_rollback(name, rollouts)
     try:
         deployment = rollbacks.roll_back(name, request.version)
     except UnknownModel as error:
@@ -182,6 +213,21 @@ def rollback_model(name: str, request: RollbackRequest, rollbacks: Rollout | Non
     except RollbackRefused as refusal:
         raise RollbackNotPossible(refusal.reason, code=refusal.code, model=name) from refusal
     return DeploymentSummary.from_record(deployment)
+
+
+def decide_rollout(
+    name: str, decision: RequestedDecision, records: ModelRecordsReader, rollouts: RolloutRecords | None
+) -> RolloutView:
+    """POST /models/{name}/promote or /abort: a person ends the model's bake."""
+    validate_model_name(name)
+    if rollouts is None:
+        raise ServiceUnavailable("Rollouts are not configured on this stack.", model=name)
+    if records.get_model(name) is None and not records.list_deployments(name, limit=1):
+        raise ModelNotFound(f"No model named '{name}'.", model=name)
+    try:
+        return RolloutView.from_state(bake.request_decision(name, decision, rollouts))
+    except bake.NoBakeInProgress as error:
+        raise NoBakeInProgress(str(error), model=name) from error
 
 
 def parse_approval_request(name: str, version: str, body: bytes) -> tuple[int, ApprovalRequest]:

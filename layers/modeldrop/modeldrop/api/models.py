@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from modeldrop.guardrails.state import RolloutState
 from modeldrop.naming import MODEL_NAME_PATTERN
 from modeldrop.records import Deployment, DeploymentKind, SetupRecord
 
@@ -73,10 +74,59 @@ class ModelSummary(_CamelModel):
     last_deployment: DeploymentSummary | None
 
 
+class VersionFiguresView(_CamelModel):
+    version: int
+    requests: int
+    errors: int
+    p99_ms: float | None = None
+    agreement: float | None = None
+
+
+class RolloutView(_CamelModel):
+    """A canary or shadow bake as GET /models/{name}, promote and abort show it."""
+
+    strategy: str
+    state: str
+    candidate_version: int
+    live_version: int | None = None
+    canary_percent: float | None = None
+    started_at: str | None = None
+    updated_at: str | None = None
+    reason: str | None = None
+    requested: str | None = None
+    versions: list[VersionFiguresView] = Field(default_factory=list)
+
+    @classmethod
+    def from_state(cls, state: RolloutState) -> RolloutView:
+        return cls(
+            strategy=state.strategy,
+            state=state.state.value,
+            candidate_version=state.candidate_version,
+            live_version=state.live_version,
+            canary_percent=state.canary_percent,
+            started_at=state.started_at,
+            updated_at=state.updated_at,
+            reason=state.reason,
+            requested=state.requested.value if state.requested else None,
+            versions=[
+                VersionFiguresView(
+                    version=figures.version,
+                    requests=figures.requests,
+                    errors=figures.errors,
+                    p99_ms=figures.p99_ms,
+                    agreement=figures.agreement,
+                )
+                for figures in state.figures
+            ],
+        )
+
+
 class ModelDetail(ModelSummary):
-    """GET /models/{name}: the summary plus the most recent deployments, newest first."""
+    """GET /models/{name}: the summary plus the most recent deployments, newest first, and the latest
+    canary or shadow bake."""
 
     history: list[DeploymentSummary] = Field(default_factory=list)
+    rollout: RolloutView | None = None
 
 
 class ModelList(_CamelModel):
@@ -121,3 +171,5 @@ class InvocationResult(BaseModel):
 
     body: bytes
     content_type: str | None = None
+    # The version that answered (the x-modeldrop-version header), when the record names one.
+    version: int | None = None

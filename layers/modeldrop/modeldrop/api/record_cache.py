@@ -12,6 +12,10 @@ keep a model alive that is gone:
 - when SageMaker answers that the endpoint is not available, `forget` drops the entry so the caller
   is answered from the table at once (`modeldrop.api.logic.invoke_model`).
 
+With the record, an entry holds the model's routing (`modeldrop.guardrails.routing.Routing`: the live
+endpoint, a canary's or shadow's candidate endpoint, its weight, the strategy), built once when the
+record is read, so a bake's routing changes reach a warm container within `ttl_s` as well.
+
 The reads that show records to the caller (GET /models, GET /models/{name}) do not use this cache.
 """
 
@@ -22,6 +26,7 @@ import time
 from collections.abc import Callable
 
 from modeldrop.api.records_reader import ModelRecordsReader
+from modeldrop.guardrails.routing import Routing
 from modeldrop.records import Deployment, ModelItem
 
 # Long enough that a busy model reads its record a few times a minute at most, short enough that a
@@ -45,24 +50,30 @@ class CachedModelRecords:
         self._is_servable = is_servable
         self._ttl_s = ttl_s
         self._clock = clock
-        self._entries: dict[str, tuple[float, ModelItem]] = {}
+        self._entries: dict[str, tuple[float, ModelItem, Routing]] = {}
         self._lock = threading.Lock()
 
     def get_model(self, name: str) -> ModelItem | None:
+        return self.get_routed(name)[0]
+
+    def get_routed(self, name: str) -> tuple[ModelItem | None, Routing | None]:
+        """The model's record and its routing (None when there is no servable record)."""
         now = self._clock()
         with self._lock:
             entry = self._entries.get(name)
         if entry is not None and now < entry[0]:
-            return entry[1]
+            return entry[1], entry[2]
         model = self._reader.get_model(name)
+        servable = model is not None and self._is_servable(model)
+        routing = Routing.of(model) if model is not None and servable else None
         with self._lock:
-            if model is not None and self._ttl_s > 0 and self._is_servable(model):
+            if model is not None and routing is not None and self._ttl_s > 0:
                 if len(self._entries) >= MAX_ENTRIES:
                     self._entries.pop(next(iter(self._entries)))
-                self._entries[name] = (now + self._ttl_s, model)
+                self._entries[name] = (now + self._ttl_s, model, routing)
             else:
                 self._entries.pop(name, None)
-        return model
+        return model, routing
 
     def is_cached(self, name: str) -> bool:
         with self._lock:

@@ -15,6 +15,8 @@ from modeldrop.api.dependencies import ApiDependencies
 from modeldrop.api.errors import ApiError, InternalError, InvalidInvocation, ResponseTooLarge, RouteNotFound
 from modeldrop.api.media_types import is_binary_media_type
 from modeldrop.api.models import ErrorBody, Invocation, InvocationResult
+from modeldrop.guardrails.serving import VERSION_HEADER
+from modeldrop.guardrails.state import RequestedDecision
 from modeldrop.observability import logger, metrics
 
 # Lambda's synchronous response limit is 6 MB for the whole JSON envelope; keep room for headers.
@@ -26,6 +28,8 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/models/<name>"),
     ("POST", "/models/<name>/invocations"),
     ("POST", "/models/<name>/rollback"),
+    ("POST", "/models/<name>/promote"),
+    ("POST", "/models/<name>/abort"),
     ("POST", "/models/<name>/versions/<version>/approve"),
 )
 
@@ -44,7 +48,8 @@ def create_resolver(dependencies: Callable[[], ApiDependencies]) -> APIGatewayRe
     def get_model(name: str) -> Response:
         detail = logic.describe_model(name, dependencies().records)
         metrics.add_metric(name="ModelQueries", unit=MetricUnit.Count, value=1)
-        return _json(200, detail.model_dump_json(by_alias=True))
+        headers = {VERSION_HEADER: str(detail.live_version)} if detail.live_version is not None else None
+        return _json(200, detail.model_dump_json(by_alias=True), headers=headers)
 
     @app.post("/models/<name>/invocations")
     def invoke(name: str) -> Response:
@@ -55,7 +60,9 @@ def create_resolver(dependencies: Callable[[], ApiDependencies]) -> APIGatewayRe
             content_type=event.headers.get("content-type"),
             accept=event.headers.get("accept"),
         )
-        result = logic.invoke_model(name, invocation, deps.invocation_records, deps.runtime)
+        result = logic.invoke_model(
+            name, invocation, deps.invocation_records, deps.runtime, shadow=deps.shadow
+        )
         metrics.add_metric(name="ModelInvocations", unit=MetricUnit.Count, value=1)
         return _invocation_response(name, result)
 
@@ -65,10 +72,26 @@ def create_resolver(dependencies: Callable[[], ApiDependencies]) -> APIGatewayRe
         request = logic.parse_rollback_request(
             name, _request_bytes(event.body, event.is_base64_encoded, name)
         )
-        accepted = logic.rollback_model(name, request, dependencies().rollbacks)
+        deps = dependencies()
+        accepted = logic.rollback_model(name, request, deps.rollbacks, deps.rollouts)
         metrics.add_metric(name="RollbacksRequested", unit=MetricUnit.Count, value=1)
         # 202: the endpoint switches in the background; GET /models/{name} follows the deployment.
         return _json(202, accepted.model_dump_json(by_alias=True))
+
+    @app.post("/models/<name>/promote")
+    def promote(name: str) -> Response:
+        deps = dependencies()
+        rollout = logic.decide_rollout(name, RequestedDecision.PROMOTE, deps.records, deps.rollouts)
+        metrics.add_metric(name="PromotionsRequested", unit=MetricUnit.Count, value=1)
+        # 202: the deploy state machine promotes at its next judgement.
+        return _json(202, rollout.model_dump_json(by_alias=True))
+
+    @app.post("/models/<name>/abort")
+    def abort(name: str) -> Response:
+        deps = dependencies()
+        rollout = logic.decide_rollout(name, RequestedDecision.ABORT, deps.records, deps.rollouts)
+        metrics.add_metric(name="AbortsRequested", unit=MetricUnit.Count, value=1)
+        return _json(202, rollout.model_dump_json(by_alias=True))
 
     @app.post("/models/<name>/versions/<version>/approve")
     def approve(name: str, version: str) -> Response:
@@ -120,14 +143,15 @@ def _request_bytes(body: str | None, is_base64: bool | None, model: str) -> byte
 
 def _invocation_response(model: str, result: InvocationResult) -> Response:
     content_type = result.content_type or content_types.APPLICATION_JSON
+    headers = {VERSION_HEADER: str(result.version)} if result.version is not None else {}
     text = None if is_binary_media_type(content_type) else _utf8_or_none(result.body)
     if text is not None:
         _check_response_size(model, len(text.encode("utf-8")))
-        return Response(status_code=200, content_type=content_type, body=text)
+        return Response(status_code=200, content_type=content_type, body=text, headers=headers)
     # Binary (or text that is not UTF-8): base64 with isBase64Encoded, which API Gateway decodes.
     encoded = base64.b64encode(result.body).decode("ascii")
     _check_response_size(model, len(encoded))
-    response = Response(status_code=200, content_type=content_type, body=encoded)
+    response = Response(status_code=200, content_type=content_type, body=encoded, headers=headers)
     response.base64_encoded = True
     return response
 

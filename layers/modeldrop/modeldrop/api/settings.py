@@ -25,6 +25,8 @@ class ApiSettings(BaseModel):
     state_machine_arn: str = ""
     poll_interval_seconds: int = Field(default=30, ge=1)
     deploy_timeout_seconds: int = Field(default=1800, ge=1)
+    # Where a shadow bake's copies of requests go (InvocationType=Event); "" sends none.
+    shadow_function_name: str = ""
 
     @property
     def max_polls(self) -> int:
@@ -43,6 +45,7 @@ class ApiSettings(BaseModel):
             "POLL_INTERVAL_SECONDS": "poll_interval_seconds",
             "DEPLOY_TIMEOUT_SECONDS": "deploy_timeout_seconds",
             "MODEL_RECORD_CACHE_TTL_SECONDS": "record_cache_ttl_s",
+            "SHADOW_FUNCTION_NAME": "shadow_function_name",
         }
         values.update({field: env[name] for name, field in optional.items() if name in env})
         return cls.model_validate(values)
