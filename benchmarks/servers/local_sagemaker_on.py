@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from modeldrop_local.http_server import DEFAULT_THREADS
 from modeldrop_local.sagemaker.app import LocalSageMakerApp, create_app
@@ -75,20 +74,12 @@ def serve(server: str, port: int, state_dir: str, s3_url: str) -> None:
         elif server == "granian-embedded":
             import asyncio
 
-            from a2wsgi import WSGIMiddleware
             from granian.constants import Interfaces
             from granian.server.embed import Server as EmbeddedServer
 
-            wsgi_as_asgi = WSGIMiddleware(app, workers=DEFAULT_THREADS)  # type: ignore[arg-type]
+            from benchmarks.servers.in_process import coroutine_receive_asgi
 
-            async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
-                # a2wsgi hands `receive()` to asyncio.run_coroutine_threadsafe, which takes only a
-                # coroutine; granian's receive returns a future of its own.
-                async def coroutine_receive() -> Any:
-                    return await receive()
-
-                await wsgi_as_asgi(scope, coroutine_receive, send)
-
+            asgi_app = coroutine_receive_asgi(app)
             asyncio.run(
                 EmbeddedServer(asgi_app, address=HOST, port=port, interface=Interfaces.ASGINL).serve()
             )
