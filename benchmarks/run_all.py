@@ -45,10 +45,11 @@ READING_NOTES = """
   runs the same uvicorn with a listening socket opened with IPPROTO_TCP; started as
   `uvicorn --workers 2` it measured the same 44 ms.
 - http_servers (issue 19) serves the standalone local SageMaker's own app under each candidate server;
-  see PROFILE.md for what the differences are. granian's WSGI interface was the fastest (1.4x / 1.26x
-  the floor at c1 / c2 against waitress's 2.1x / 1.82x, load 4.4), but runs a WSGI app only in worker
-  processes on a Python with the GIL, which the edge and the REST front cannot (they share the local
-  cloud's process); its in-process (embedded, ASGI via a2wsgi) form was the slowest.
+  and the edge's app under the candidates that can serve from inside the local cloud's process; see
+  PROFILE.md. granian's WSGI interface was the fastest at c2 in three runs (1.26-1.64x the floor against
+  waitress's 1.68-2.77x), but runs a WSGI app only in worker processes on a Python with the GIL, which
+  the edge and the REST front cannot (they share the local cloud's process); its in-process (embedded,
+  ASGI via a2wsgi) form was the slowest, and cheroot was within noise of waitress.
 - Pipeline figures include the deploy state machine's poll interval (1 s here, 30 s by default on AWS).
   Upload → InService for 500 MB was 28.9 s before OnUpload pinned the model with one CopyObject instead
   of boto3's multipart copy (a py-spy profile put 60 % of the time in moto's multipart assembly).
