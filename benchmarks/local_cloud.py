@@ -112,29 +112,42 @@ def moto_s3_server(log_name: str = "moto") -> Iterator[str]:
 
 
 @contextmanager
-def local_sagemaker(idle_timeout_s: float = 300.0) -> Iterator[LocalSageMaker]:
+def local_sagemaker(
+    idle_timeout_s: float = 300.0, http_server: str | None = None
+) -> Iterator[LocalSageMaker]:
+    """A standalone local SageMaker as `python -m modeldrop_local.sagemaker` runs it; with `http_server`,
+    its same app served by that candidate server instead (`benchmarks/servers/local_sagemaker_on.py`)."""
     with ExitStack() as stack:
         state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modeldrop-bench-")))
         s3_url = stack.enter_context(moto_s3_server())
         sm_port = free_port()
+        if http_server is not None:
+            command = [
+                sys.executable,
+                "-m",
+                "benchmarks.servers.local_sagemaker_on",
+                http_server,
+                str(sm_port),
+                str(state_dir),
+                s3_url,
+            ]
+        else:
+            command = [
+                sys.executable,
+                "-m",
+                "modeldrop_local.sagemaker",
+                "--port",
+                str(sm_port),
+                "--state-dir",
+                str(state_dir),
+                "--s3-endpoint-url",
+                s3_url,
+                "--idle-timeout",
+                str(idle_timeout_s),
+            ]
         stack.enter_context(
             subprocess_server(
-                [
-                    sys.executable,
-                    "-m",
-                    "modeldrop_local.sagemaker",
-                    "--port",
-                    str(sm_port),
-                    "--state-dir",
-                    str(state_dir),
-                    "--s3-endpoint-url",
-                    s3_url,
-                    "--idle-timeout",
-                    str(idle_timeout_s),
-                ],
-                sm_port,
-                env=SERVER_ENV,
-                log_name="local-sagemaker",
+                command, sm_port, env=SERVER_ENV, log_name=f"local-sagemaker-{http_server or 'cli'}"
             )
         )
         sm_url = f"http://127.0.0.1:{sm_port}"

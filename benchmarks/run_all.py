@@ -16,7 +16,16 @@ from typing import Any
 
 from benchmarks.common import BENCH_DIR, RESULTS_DIR, machine_info
 
-BENCHMARKS = ["lambda_cost", "warm_serving", "cold_start", "rest_path", "upload_outcome", "pipeline", "scale"]
+BENCHMARKS = [
+    "lambda_cost",
+    "warm_serving",
+    "http_servers",
+    "cold_start",
+    "rest_path",
+    "upload_outcome",
+    "pipeline",
+    "scale",
+]
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
 # What the tables cannot say by themselves; each point was checked when it was written.
 READING_NOTES = """
@@ -35,6 +44,12 @@ READING_NOTES = """
   skips the option) and every response's second write waits for the client's delayed ACK. The floor
   runs the same uvicorn with a listening socket opened with IPPROTO_TCP; started as
   `uvicorn --workers 2` it measured the same 44 ms.
+- http_servers (issue 19) serves the standalone local SageMaker's own app under each candidate server;
+  and the edge's app under the candidates that can serve from inside the local cloud's process; see
+  PROFILE.md. granian's WSGI interface was the fastest at c2 in three runs (1.26-1.64x the floor against
+  waitress's 1.68-2.77x), but runs a WSGI app only in worker processes on a Python with the GIL, which
+  the edge and the REST front cannot (they share the local cloud's process); its in-process (embedded,
+  ASGI via a2wsgi) form was the slowest, and cheroot was within noise of waitress.
 - Pipeline figures include the deploy state machine's poll interval (1 s here, 30 s by default on AWS).
   Upload → InService for 500 MB was 28.9 s before OnUpload pinned the model with one CopyObject instead
   of boto3's multipart copy (a py-spy profile put 60 % of the time in moto's multipart assembly).
