@@ -13,7 +13,7 @@ environment's interpreter, with the worker code on its PYTHONPATH (the worker ne
 standard library besides what it serves; see fork_servers.py).
 
 What is not pinned, and why:
-- The Python version: the images run Python 3.7-3.8, this machine has 3.11 (the lock files say so).
+- The Python version: the images run Python 3.7-3.9, this machine has 3.11 (the lock files say so).
 - Image versions whose libraries have no wheel for this Python (numpy 1.19.2 in scikit-learn 0.23-1
   and 1.0-1, XGBoost 1.3-1 and 1.5-1): a model on them goes Failed with a reason naming the gap,
   rather than loading with other versions and passing where AWS may not.
