@@ -24,12 +24,25 @@ from modeldrop_local.example_models import (
     build_sklearn_iris,
     predict_in_process,
 )
+from modeldrop_local.service_quotas import reset_quotas, set_quota
 from modeldrop_local.stack_client import StackClient
 
 from tests.e2e.clients import deploy
 
 pytestmark = pytest.mark.e2e
-# Every endpoint of this module together (live and candidate) stays within the default quotas.
+
+
+@pytest.fixture(autouse=True, scope="module")
+def room_for_every_model_of_this_module() -> Iterator[None]:
+    """This module's four models, with a candidate each, are at the account's default serverless
+    quotas (5 endpoints, 10 concurrency); a candidate endpoint still being deleted by an earlier test
+    would get the next upload Rejected by the preflight. The preflight is tested in test_rollback.py."""
+    set_quota("L-99AD19BF", 20)
+    set_quota("L-96300102", 50)
+    yield
+    reset_quotas()
+
+
 SMALL = {"max_concurrency": 2}
 # Rows the failing candidate refuses (first feature above 6) and rows it answers.
 SMALL_FLOWER = [[5.1, 3.5, 1.4, 0.2]]
@@ -307,7 +320,9 @@ def test_a_bake_ends_by_hand_or_by_a_newer_upload_with_no_endpoint_left(
     assert promoted.exit_code == 0, promoted.output
     # Then v5 goes live on the model's endpoint, and its own endpoint goes
     detail = wait_for_deployment(stack, name, 5)
-    assert detail.live_version == 5 and detail.rollout is not None and detail.rollout.state == "Promoted"
+    history = [(d.version, d.status, d.reason) for d in detail.history]
+    assert detail.live_version == 5, (history, detail.rollout)
+    assert detail.rollout is not None and detail.rollout.state == "Promoted", (history, detail.rollout)
     assert detail.rollout.reason == "v5 promoted by hand"
     assert candidate_endpoint_gone(stack, name, 5)
 
